@@ -1,0 +1,21 @@
+#!/bin/sh
+# Install the Debian 12 packages p11kms needs to build, test and run.
+# Runs as root (apt-get); does nothing when everything is present.
+set -eu
+pkgs="build-essential autoconf automake libtool pkg-config
+      libp11-kit-dev p11-kit softhsm2 libssl-dev libjansson-dev libcunit1-dev
+      libsqlite3-dev sqlite3 opensc valgrind"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: missing packages:$missing; run as root or: sudo apt-get install$missing" >&2
+    exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing

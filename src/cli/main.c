@@ -1,0 +1,71 @@
+/* p11kms: the command-line front end of libp11kms. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage_text[] =
+    "usage: p11kms [--config FILE] [--as PRINCIPAL] [--json] COMMAND [ARGS...]\n"
+    "\n"
+    "Token:\n"
+    "  token info                      module, token, login and probed mechanisms\n"
+    "  token init --module PATH --label LABEL --so-pin-file FILE --pin-file FILE\n"
+    "                                  initialise a token (PINs only from files)\n"
+    "\n"
+    "Policies (no token needed):\n"
+    "  policy eval --policy FILE --principal P --action A [--resource ARN]\n"
+    "              [--context k=v]... [--request-context k=v]... [--batch FILE.jsonl]\n"
+    "  policy lint FILE\n"
+    "\n"
+    "Global options:\n"
+    "  --config FILE    configuration (default: $P11KMS_CONFIG, ./p11kms.conf,\n"
+    "                   /etc/p11kms/p11kms.conf)\n"
+    "  --as PRINCIPAL   the caller's principal ARN (default: $P11KMS_PRINCIPAL)\n"
+    "  --json           machine-readable output\n"
+    "  --help, --version\n"
+    "\n"
+    "The PIN is read from the file or environment variable named by `pin` in\n"
+    "p11kms.conf; p11kms never takes a PIN on the command line.\n"
+    "\n"
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  operation failed (HSM error, invalid ciphertext, key disabled, ...)\n"
+    "  2  usage error or invalid input\n"
+    "  3  configuration or token error (module, token URI, PIN, mechanisms)\n"
+    "  4  access denied by key policy\n"
+    "  5  not found\n";
+
+typedef struct command {
+    const char *name;
+    int (*fn)(pk_cli *cli, int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"token", pk_cmd_token},
+};
+
+int main(int argc, char **argv)
+{
+    pk_cli cli = {0};
+    int i = 1;
+
+    cli.principal = getenv("P11KMS_PRINCIPAL");
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return PK_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("p11kms %s\n", p11kms_version());
+            return PK_EXIT_OK;
+        }
+        if (!pk_cli_common_opt(&cli, argc, argv, &i)) return pk_cli_usage("unknown option '%s'", argv[i]);
+    }
+    if (i >= argc) return pk_cli_usage("no command given");
+    for (size_t c = 0; c < PK_ARRAY_LEN(commands); c++)
+        if (strcmp(argv[i], commands[c].name) == 0) return commands[c].fn(&cli, argc - i, argv + i);
+    return pk_cli_usage("unknown command '%s'", argv[i]);
+}

@@ -1,0 +1,1 @@
+libp11kms_core_la_SOURCES += src/crypto/crypto.h src/crypto/wipe.h src/crypto/crypto.c

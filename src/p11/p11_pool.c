@@ -1,0 +1,232 @@
+/*
+ * Opening and closing, the session pool, and recovery.
+ *
+ * Sessions stay open for the life of the handle: SoftHSM logs the
+ * application out and destroys session objects when the last session
+ * closes, and C_CloseSession gets slower as session objects pile up.
+ * Recovery (reconnect after CKR_SESSION_* / device errors, and
+ * re-initialisation in a forked child) takes the connection write lock, so
+ * no operation runs on a half-rebuilt connection.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "p11/p11_internal.h"
+
+static pk_result open_session_inlock(pk_p11 *p, CK_SESSION_HANDLE *out)
+{
+    CK_FLAGS flags = CKF_SERIAL_SESSION | (p->read_write ? CKF_RW_SESSION : 0);
+    P11_ENSURE_RV(p->fn->C_OpenSession(p->slot, flags, NULL, NULL, out), "C_OpenSession");
+    return PK_OK;
+}
+
+/*
+ * Select the token, open the first session and log in; the rest of the pool
+ * grows on demand. With tolerate_login, a login failure is recorded in
+ * info (for `token info`) instead of failing.
+ */
+static pk_result connect_inlock(pk_p11 *p, bool tolerate_login)
+{
+    pk_result r;
+    CK_SESSION_HANDLE s;
+
+    PK_GUARD(p11_select_token(p));
+    PK_GUARD(open_session_inlock(p, &s));
+    p->sessions[0] = s;
+    p->nsessions = 1;
+    p->idle[0] = s;
+    p->nidle = 1;
+    r = p11_login(p, s);
+    p->info.login_rc = r.code;
+    p->info.login_detail[0] = '\0';
+    if (pk_failed(r))
+        snprintf(p->info.login_detail, sizeof(p->info.login_detail), "%s", p11kms_last_error());
+    return tolerate_login ? PK_OK : r;
+}
+
+pk_result p11_pool_start(pk_p11 *p, unsigned pool_max)
+{
+    p->pool_max = pool_max ? pool_max : 1;
+    p->sessions = calloc(p->pool_max, sizeof(*p->sessions));
+    p->idle = calloc(p->pool_max, sizeof(*p->idle));
+    PK_ENSURE(p->sessions != NULL && p->idle != NULL, P11KMS_ERR_NO_MEMORY, "out of memory");
+    pthread_mutex_init(&p->pool_lock, NULL);
+    pthread_cond_init(&p->pool_cond, NULL);
+    pthread_rwlock_init(&p->conn_lock, NULL);
+    return PK_OK;
+}
+
+static void close_sessions_inlock(pk_p11 *p)
+{
+    /* Closing all sessions also destroys every session object we made. */
+    if (p->fn != NULL && p->nsessions > 0) (void)p->fn->C_CloseAllSessions(p->slot);
+    p->nsessions = 0;
+    p->nidle = 0;
+}
+
+void p11_pool_stop(pk_p11 *p)
+{
+    close_sessions_inlock(p);
+    free(p->sessions);
+    free(p->idle);
+    pthread_mutex_destroy(&p->pool_lock);
+    pthread_cond_destroy(&p->pool_cond);
+    pthread_rwlock_destroy(&p->conn_lock);
+}
+
+/*
+ * Rebuild the connection. In a forked child the module must be finalised
+ * and initialised again: the child inherited sessions it cannot use, and
+ * C_Initialize alone returns CKR_CRYPTOKI_ALREADY_INITIALIZED.
+ */
+static pk_result reconnect_inlock(pk_p11 *p, bool after_fork)
+{
+    CK_C_INITIALIZE_ARGS args;
+    CK_RV rv;
+
+    pthread_mutex_lock(&p->cache_lock);
+    p11_cache_forget_inlock(p);
+    pthread_mutex_unlock(&p->cache_lock);
+    if (after_fork) {
+        p->nsessions = p->nidle = 0;
+        (void)p->fn->C_Finalize(NULL);
+    } else {
+        close_sessions_inlock(p);
+    }
+    memset(&args, 0, sizeof(args));
+    args.flags = CKF_OS_LOCKING_OK;
+    rv = p->fn->C_Initialize(&args);
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) return pk_p11_rv_fail(rv, "C_Initialize");
+    if (rv == CKR_OK) p->owns_init = true;
+    p->pid = getpid();
+    p->generation++;
+    p->stats.reconnects++;
+    return connect_inlock(p, false);
+}
+
+pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
+{
+    pk_result r = PK_OK;
+    pk_p11 *p = calloc(1, sizeof(*p));
+
+    *out = NULL;
+    PK_ENSURE_ALLOC(p);
+    p->module = strdup(opts->module);
+    p->token_uri = strdup(opts->token_uri);
+    p->cfg = opts->cfg;
+    p->read_write = opts->read_write;
+    p->pid = getpid();
+    p->generation = 1;
+    PK_CHECK(p->module != NULL && p->token_uri != NULL, P11KMS_ERR_NO_MEMORY, "out of memory");
+    PK_TRY(p11_pool_start(p, opts->pool_size));
+    PK_TRY(p11_cache_init(p));
+    PK_TRY(p11_module_load(p));
+    PK_TRY(connect_inlock(p, !opts->require_login));
+    PK_TRY(p11_probe(p, p->sessions[0]));
+    *out = p;
+    p = NULL;
+out:
+    pk_p11_close(p);
+    return r;
+}
+
+void pk_p11_close(pk_p11 *p)
+{
+    if (p == NULL) return;
+    if (p->fn != NULL && p->pid == getpid()) {
+        pthread_mutex_lock(&p->cache_lock);
+        p11_cache_forget_inlock(p); /* C_CloseAllSessions destroys the session objects */
+        pthread_mutex_unlock(&p->cache_lock);
+        if (p->nsessions > 0) (void)p->fn->C_Logout(p->sessions[0]);
+        p11_pool_stop(p);
+        p11_module_unload(p);
+    } else {
+        /* A forked child must not log out or finalise its parent's sessions. */
+        p11_pool_stop(p);
+    }
+    p11_cache_free(p);
+    free(p->module);
+    free(p->token_uri);
+    free(p);
+}
+
+const pk_p11_info *pk_p11_get_info(const pk_p11 *p)
+{
+    return &p->info;
+}
+
+pk_result p11_op_begin(pk_p11 *p, p11_op *op)
+{
+    pk_result r = PK_OK;
+
+    if (p->pid != getpid()) {
+        pthread_rwlock_wrlock(&p->conn_lock);
+        if (p->pid != getpid()) r = reconnect_inlock(p, true);
+        pthread_rwlock_unlock(&p->conn_lock);
+        PK_GUARD(r);
+    }
+    pthread_rwlock_rdlock(&p->conn_lock);
+    op->generation = p->generation;
+    pthread_mutex_lock(&p->pool_lock);
+    while (p->nidle == 0 && p->nsessions >= p->pool_max) pthread_cond_wait(&p->pool_cond, &p->pool_lock);
+    if (p->nidle > 0) {
+        op->s = p->idle[--p->nidle];
+    } else {
+        r = open_session_inlock(p, &op->s);
+        if (pk_ok(r)) p->sessions[p->nsessions++] = op->s;
+    }
+    pthread_mutex_unlock(&p->pool_lock);
+    if (pk_failed(r)) pthread_rwlock_unlock(&p->conn_lock);
+    return r;
+}
+
+void p11_op_end(pk_p11 *p, p11_op *op)
+{
+    pthread_mutex_lock(&p->pool_lock);
+    if (op->generation == p->generation) {
+        p->idle[p->nidle++] = op->s;
+        pthread_cond_signal(&p->pool_cond);
+    }
+    pthread_mutex_unlock(&p->pool_lock);
+    pthread_rwlock_unlock(&p->conn_lock);
+}
+
+bool p11_op_recover(pk_p11 *p, const p11_op *op, CK_RV rv)
+{
+    pk_result r = PK_OK;
+    if (!pk_ckr_reconnectable(rv) && rv != CKR_CRYPTOKI_NOT_INITIALIZED) return false;
+    pthread_rwlock_wrlock(&p->conn_lock);
+    if (op->generation == p->generation) r = reconnect_inlock(p, false);
+    pthread_rwlock_unlock(&p->conn_lock);
+    return pk_ok(r);
+}
+
+pk_result p11_run(pk_p11 *p, bool idempotent, p11_body body, void *ctx)
+{
+    for (unsigned attempt = 1;; attempt++) {
+        p11_op op;
+        pk_result r;
+        CK_RV rv;
+
+        PK_GUARD(p11_op_begin(p, &op));
+        p11_reset_last_rv();
+        r = body(p, op.s, ctx);
+        p11_op_end(p, &op);
+        if (pk_ok(r) || r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_NOT_FOUND) return r;
+        rv = p11_last_rv();
+        if (!pk_ckr_reconnectable(rv) && rv != CKR_CRYPTOKI_NOT_INITIALIZED) return r;
+        if (!idempotent)
+            return pk_annotate(r, "lost the token connection; the operation may or may not have taken effect: ");
+        if (attempt >= P11_MAX_ATTEMPTS || !p11_op_recover(p, &op, rv))
+            return pk_annotate(r, "token connection lost and reconnect failed: ");
+    }
+}
+
+void pk_p11_test_drop_sessions(pk_p11 *p)
+{
+    (void)p->fn->C_CloseAllSessions(p->slot);
+}

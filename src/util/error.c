@@ -1,0 +1,117 @@
+/* Error codes, their stable names and messages, and per-thread detail. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/result.h"
+
+#define PK_DETAIL_MAX 512
+
+/* Per-thread, so concurrent callers of one handle never see each other's errors. */
+static __thread char tl_detail[PK_DETAIL_MAX];
+static __thread char tl_origin[96];
+
+static const struct {
+    const char *name;
+    const char *message;
+    int exit_code;
+} rc_table[P11KMS_RC_COUNT_] = {
+    [P11KMS_OK] = {"P11KMS_OK", "success", 0},
+    [P11KMS_ERR_INVALID_ARGUMENT] = {"P11KMS_ERR_INVALID_ARGUMENT", "invalid argument", 2},
+    [P11KMS_ERR_CONFIG] = {"P11KMS_ERR_CONFIG", "configuration error", 3},
+    [P11KMS_ERR_TOKEN] = {"P11KMS_ERR_TOKEN", "token unavailable", 3},
+    [P11KMS_ERR_LOGIN] = {"P11KMS_ERR_LOGIN", "token login failed", 3},
+    [P11KMS_ERR_MECHANISM] = {"P11KMS_ERR_MECHANISM", "token lacks a required mechanism", 3},
+    [P11KMS_ERR_HSM] = {"P11KMS_ERR_HSM", "HSM operation failed", 1},
+    [P11KMS_ERR_ACCESS_DENIED] = {"P11KMS_ERR_ACCESS_DENIED", "access denied", 4},
+    [P11KMS_ERR_NOT_FOUND] = {"P11KMS_ERR_NOT_FOUND", "not found", 5},
+    [P11KMS_ERR_ALREADY_EXISTS] = {"P11KMS_ERR_ALREADY_EXISTS", "already exists", 1},
+    [P11KMS_ERR_DISABLED] = {"P11KMS_ERR_DISABLED", "key is disabled", 1},
+    [P11KMS_ERR_INVALID_STATE] = {"P11KMS_ERR_INVALID_STATE", "invalid key state", 1},
+    [P11KMS_ERR_CIPHERTEXT_INVALID] = {"P11KMS_ERR_CIPHERTEXT_INVALID", "ciphertext invalid or context mismatch", 1},
+    [P11KMS_ERR_INTEGRITY] = {"P11KMS_ERR_INTEGRITY", "store record failed integrity check", 1},
+    [P11KMS_ERR_STORE] = {"P11KMS_ERR_STORE", "metadata store error", 1},
+    [P11KMS_ERR_AUDIT_UNAVAILABLE] = {"P11KMS_ERR_AUDIT_UNAVAILABLE", "audit unavailable", 1},
+    [P11KMS_ERR_LIMIT] = {"P11KMS_ERR_LIMIT", "limit exceeded", 1},
+    [P11KMS_ERR_POLICY_INVALID] = {"P11KMS_ERR_POLICY_INVALID", "invalid key policy", 2},
+    [P11KMS_ERR_NO_MEMORY] = {"P11KMS_ERR_NO_MEMORY", "out of memory", 1},
+    [P11KMS_ERR_INTERNAL] = {"P11KMS_ERR_INTERNAL", "internal error", 1},
+    [P11KMS_ERR_NOT_INITIALIZED] = {"P11KMS_ERR_NOT_INITIALIZED", "store not initialised", 3},
+};
+
+static int rc_valid(p11kms_rc rc) { return (int)rc >= 0 && rc < P11KMS_RC_COUNT_; }
+
+P11KMS_API const char *p11kms_strerror(p11kms_rc rc)
+{
+    return rc_valid(rc) ? rc_table[rc].message : "unknown error";
+}
+
+P11KMS_API const char *p11kms_rc_name(p11kms_rc rc)
+{
+    return rc_valid(rc) ? rc_table[rc].name : "P11KMS_ERR_UNKNOWN";
+}
+
+P11KMS_API int p11kms_exit_code(p11kms_rc rc)
+{
+    return rc_valid(rc) ? rc_table[rc].exit_code : 1;
+}
+
+P11KMS_API const char *p11kms_last_error(void)
+{
+    return tl_detail;
+}
+
+P11KMS_API const char *p11kms_version(void)
+{
+    return PACKAGE_VERSION;
+}
+
+pk_result pk_fail_at(p11kms_rc code, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_detail, sizeof(tl_detail), fmt, ap);
+    va_end(ap);
+    snprintf(tl_origin, sizeof(tl_origin), "%s:%d", file, line);
+    if (code == P11KMS_OK) code = P11KMS_ERR_INTERNAL;
+    return (pk_result){code};
+}
+
+pk_result pk_recode(pk_result r, p11kms_rc code)
+{
+    if (pk_failed(r)) r.code = code;
+    return r;
+}
+
+pk_result pk_annotate(pk_result r, const char *fmt, ...)
+{
+    char prefix[PK_DETAIL_MAX];
+    char old[PK_DETAIL_MAX];
+    va_list ap;
+
+    if (pk_ok(r)) return r;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    va_end(ap);
+    memcpy(old, tl_detail, sizeof(old));
+    /* Truncation is acceptable: details are one-line messages. */
+    size_t pl = strnlen(prefix, sizeof(tl_detail) - 1);
+    memcpy(tl_detail, prefix, pl);
+    size_t ol = strnlen(old, sizeof(tl_detail) - 1 - pl);
+    memcpy(tl_detail + pl, old, ol);
+    tl_detail[pl + ol] = '\0';
+    return r;
+}
+
+void pk_error_clear(void)
+{
+    tl_detail[0] = '\0';
+    tl_origin[0] = '\0';
+}
+
+const char *pk_error_origin(void)
+{
+    return tl_origin;
+}

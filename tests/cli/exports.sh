@@ -1,0 +1,21 @@
+#!/bin/bash
+# The shared library exports only p11kms_ symbols, and exactly the ones in
+# src/libp11kms.sym.
+set -u
+top=${P11KMS_TOP_BUILDDIR:-.}
+lib=$top/.libs/libp11kms.so
+[ -f "$lib" ] || { echo "FAIL: $lib not built"; echo "0 passed, 1 failed"; exit 1; }
+syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBR]$/ {print $3}' | sort)
+bad=$(printf '%s\n' "$syms" | grep -v '^p11kms_' || true)
+if [ -n "$bad" ]; then
+    echo "FAIL: non-p11kms symbols exported:"; printf '%s\n' "$bad"
+    echo "0 passed, 1 failed"; exit 1
+fi
+want=$(sort "${P11KMS_TOP_SRCDIR:-.}/src/libp11kms.sym")
+if [ "$syms" != "$want" ]; then
+    echo "FAIL: exported symbols differ from src/libp11kms.sym:"
+    diff <(printf '%s\n' "$want") <(printf '%s\n' "$syms") 2>/dev/null || true
+    echo "0 passed, 1 failed"; exit 1
+fi
+echo "exported: $(printf '%s\n' "$syms" | wc -l) p11kms_ symbols"
+echo "1 passed, 0 failed"
