@@ -15,4 +15,4 @@ tests_test_p11_LDADD = $(TEST_LDADD)
 
 CLI_SCENARIOS = tests/cli/token.sh tests/cli/layering.sh tests/cli/exports.sh
 TESTS += $(UNIT_TESTS) $(CLI_SCENARIOS)
-EXTRA_DIST += tests/cli tests/vectors tests/valgrind.supp
+EXTRA_DIST += $(CLI_SCENARIOS) tests/cli/lib.sh tests/vectors tests/valgrind.supp
