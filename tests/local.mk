@@ -4,15 +4,18 @@ TEST_LIB = tests/lib/fixture.h tests/lib/fixture.c
 TEST_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) -I$(top_srcdir)/tests
 TEST_LDADD = libp11kms-core.la $(CUNIT_LIBS)
 
-check_PROGRAMS += tests/test_util tests/test_p11
-UNIT_TESTS += tests/test_util tests/test_p11
+check_PROGRAMS += tests/test_util tests/test_p11 tests/test_keys
+UNIT_TESTS += tests/test_util tests/test_p11 tests/test_keys
 tests_test_util_SOURCES = tests/test_util.c $(TEST_LIB)
 tests_test_util_CFLAGS = $(TEST_CFLAGS)
 tests_test_util_LDADD = $(TEST_LDADD)
 tests_test_p11_SOURCES = tests/test_p11.c $(TEST_LIB)
 tests_test_p11_CFLAGS = $(TEST_CFLAGS)
 tests_test_p11_LDADD = $(TEST_LDADD)
+tests_test_keys_SOURCES = tests/test_keys.c $(TEST_LIB)
+tests_test_keys_CFLAGS = $(TEST_CFLAGS)
+tests_test_keys_LDADD = $(TEST_LDADD)
 
-CLI_SCENARIOS = tests/cli/token.sh tests/cli/layering.sh tests/cli/exports.sh
+CLI_SCENARIOS = tests/cli/token.sh tests/cli/keys.sh tests/cli/layering.sh tests/cli/exports.sh
 TESTS += $(UNIT_TESTS) $(CLI_SCENARIOS)
 EXTRA_DIST += $(CLI_SCENARIOS) tests/cli/lib.sh tests/vectors tests/valgrind.supp

@@ -48,12 +48,22 @@ int pk_cli_read_file(const char *path, pk_buf *out);
  * separate value). *value is NULL when the value is missing.
  */
 bool pk_cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
+/* pk_cli_opt, but a missing value is a usage error (exit 2) on the spot. */
+bool pk_cli_optv(int argc, char **argv, int *i, const char *name, const char **value);
 /* Consume a global option (--json, --config F, --as P) found after the subcommand. */
 bool pk_cli_common_opt(pk_cli *cli, int argc, char **argv, int *i);
 /* Load the configuration named by --config / the lookup order; prints errors. */
 int pk_cli_load_config(pk_cli *cli, p11kms_config **cfg);
 
 int pk_cmd_token(pk_cli *cli, int argc, char **argv);
+int pk_cmd_init(pk_cli *cli, int argc, char **argv);
+int pk_cmd_key(pk_cli *cli, int argc, char **argv);
+int pk_cmd_alias(pk_cli *cli, int argc, char **argv);
+int pk_cmd_encrypt(pk_cli *cli, int argc, char **argv);
+int pk_cmd_decrypt(pk_cli *cli, int argc, char **argv);
+int pk_cmd_datakey(pk_cli *cli, int argc, char **argv);
+int pk_cmd_reencrypt(pk_cli *cli, int argc, char **argv);
 int pk_cmd_policy(pk_cli *cli, int argc, char **argv);
+int pk_cmd_audit(pk_cli *cli, int argc, char **argv);
 
 #endif

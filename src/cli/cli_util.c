@@ -86,6 +86,13 @@ bool pk_cli_opt(int argc, char **argv, int *i, const char *name, const char **va
     return true;
 }
 
+bool pk_cli_optv(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    if (!pk_cli_opt(argc, argv, i, name, value)) return false;
+    if (*value == NULL) exit(pk_cli_usage("%s needs a value", name));
+    return true;
+}
+
 bool pk_cli_common_opt(pk_cli *cli, int argc, char **argv, int *i)
 {
     const char *v;

@@ -15,10 +15,32 @@ static const char usage_text[] =
     "  token init --module PATH --label LABEL --so-pin-file FILE --pin-file FILE\n"
     "                                  initialise a token (PINs only from files)\n"
     "\n"
+    "Store and keys (KEY: key id, alias/NAME or key ARN):\n"
+    "  init [--admin P]... [--operator P]...   create the store, system keys and service key\n"
+    "  key create [--alias alias/NAME] [--description TEXT] [--rotation-days N]\n"
+    "             [--policy FILE [--bypass-lockout-check] | --admin P... --operator P...]\n"
+    "  key list | key describe KEY\n"
+    "  key enable KEY | key disable KEY | key rotate KEY\n"
+    "  key schedule-deletion KEY [--days N] | key cancel-deletion KEY | key purge\n"
+    "  key get-policy KEY | key put-policy KEY FILE [--bypass-lockout-check]\n"
+    "  alias create alias/NAME KEY | alias delete alias/NAME | alias list [KEY]\n"
+    "\n"
+    "Cryptography (in the HSM):\n"
+    "  encrypt --key KEY [--context k=v]... [--in FILE]          base64 blob on stdout\n"
+    "  decrypt [--context k=v]... [--in FILE] [--out FILE]       plaintext (FILE: mode 0600)\n"
+    "  datakey --key KEY [--spec AES_256|AES_128 | --bytes N] [--no-plaintext] [--context k=v]...\n"
+    "  re-encrypt --key KEY [--context k=v]... [--new-context k=v]... [--in FILE]\n"
+    "\n"
     "Policies (no token needed):\n"
     "  policy eval --policy FILE --principal P --action A [--resource ARN]\n"
     "              [--context k=v]... [--request-context k=v]... [--batch FILE.jsonl]\n"
     "  policy lint FILE\n"
+    "\n"
+    "Audit log:\n"
+    "  audit verify [FILE...] [--allow-unsealed]\n"
+    "                                  check the chain, seals and rotation links\n"
+    "  audit rotate                    seal, rename to AUDIT.NNNNNN, start a new file\n"
+    "  audit files                     list the rotated series, oldest first\n"
     "\n"
     "Global options:\n"
     "  --config FILE    configuration (default: $P11KMS_CONFIG, ./p11kms.conf,\n"
@@ -45,6 +67,14 @@ typedef struct command {
 
 static const command commands[] = {
     {"token", pk_cmd_token},
+    {"init", pk_cmd_init},
+    {"key", pk_cmd_key},
+    {"alias", pk_cmd_alias},
+    {"encrypt", pk_cmd_encrypt},
+    {"decrypt", pk_cmd_decrypt},
+    {"datakey", pk_cmd_datakey},
+    {"re-encrypt", pk_cmd_reencrypt},
+    {"policy", pk_cmd_policy},
 };
 
 int main(int argc, char **argv)

@@ -105,3 +105,14 @@ void pk_buf_free(pk_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+bool pk_strlcpy(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= size) {
+        if (size > 0) dst[0] = '\0';
+        return false;
+    }
+    memcpy(dst, src, n + 1);
+    return true;
+}

@@ -2,6 +2,7 @@
 #ifndef PK_UTIL_BYTES_H
 #define PK_UTIL_BYTES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,9 @@ PK_MUST_USE pk_result pk_buf_append_lpstr(pk_buf *b, const char *s);
 PK_MUST_USE pk_result pk_buf_cstr(pk_buf *b);
 void pk_buf_reset(pk_buf *b);
 void pk_buf_free(pk_buf *b);
+
+/* Copy a string; false (and an empty dst) when it does not fit. */
+bool pk_strlcpy(char *dst, size_t size, const char *src);
 
 static inline void pk_store_be32(uint8_t *p, uint32_t v)
 {

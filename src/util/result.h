@@ -75,6 +75,13 @@ const char *pk_error_origin(void);
 
 #define PK_CHECK_ALLOC(p) PK_CHECK((p) != NULL, P11KMS_ERR_NO_MEMORY, "out of memory")
 
+/* Deliberately ignore a result (best-effort cleanup on an error path). */
+#define PK_IGNORE(expr)                                  \
+    do {                                                 \
+        pk_result pk_i_ = (expr);                        \
+        (void)pk_i_;                                     \
+    } while (0)
+
 #define PK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -17,5 +17,12 @@ if [ "$syms" != "$want" ]; then
     diff <(printf '%s\n' "$want") <(printf '%s\n' "$syms") 2>/dev/null || true
     echo "0 passed, 1 failed"; exit 1
 fi
+# Every function the public header declares is in the list (and so exported).
+declared=$(grep -oE 'p11kms_[a-z0-9_]+\(' "${P11KMS_TOP_SRCDIR:-.}/include/p11kms/p11kms.h" | tr -d '(' | sort -u)
+if [ "$declared" != "$want" ]; then
+    echo "FAIL: src/libp11kms.sym differs from the functions in include/p11kms/p11kms.h:"
+    diff <(printf '%s\n' "$declared") <(printf '%s\n' "$want") || true
+    echo "0 passed, 1 failed"; exit 1
+fi
 echo "exported: $(printf '%s\n' "$syms" | wc -l) p11kms_ symbols"
 echo "1 passed, 0 failed"

@@ -84,3 +84,10 @@ int pk_run_suites(void)
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 }
+
+void pk_assert_detail(const char *file, int line, const char *want)
+{
+    if (want == NULL || strcmp(p11kms_last_error(), want) == 0) return;
+    fprintf(stderr, "\n  %s:%d: detail '%s'\n  want   '%s'\n", file, line, p11kms_last_error(), want);
+    CU_FAIL("error detail differs");
+}

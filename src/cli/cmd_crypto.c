@@ -1,0 +1,255 @@
+/*
+ * p11kms encrypt | decrypt | datakey | re-encrypt
+ *
+ * Plaintexts and data keys pass only through locked memory and are wiped;
+ * they go to stdout or a 0600 file, never to an error message.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_session.h"
+#include "util/codec.h"
+
+#define PLAINTEXT_MAX 4096
+#define BLOB_TEXT_MAX (64 * 1024)
+
+typedef struct crypto_args {
+    const char *key;
+    const char *in;
+    const char *out;
+    pk_cli_kvs ctx;
+    pk_cli_kvs new_ctx;
+    const char *spec;
+    const char *bytes;
+    bool no_plaintext;
+} crypto_args;
+
+/* Is the option (before any '=') one of the space-separated names in `allowed`? */
+static bool allowed_opt(const char *allowed, const char *arg)
+{
+    char padded[128], needle[40];
+    size_t n = strcspn(arg, "=");
+    if (n >= 32) return false;
+    snprintf(padded, sizeof(padded), " %s ", allowed);
+    snprintf(needle, sizeof(needle), " %.*s ", (int)n, arg);
+    return strstr(padded, needle) != NULL;
+}
+
+/* Options common to the four commands; `allowed` lists the ones this command takes. */
+static int parse_args(pk_cli *cli, int argc, char **argv, const char *allowed, crypto_args *a)
+{
+    const char *v;
+    memset(a, 0, sizeof(*a));
+    for (int i = 1; i < argc; i++) {
+        int ex = PK_EXIT_OK;
+        const char *name = argv[i];
+        if (pk_cli_common_opt(cli, argc, argv, &i)) continue;
+        if (strncmp(name, "--", 2) != 0 || !allowed_opt(allowed, name))
+            return pk_cli_usage("%s: unexpected '%s'", argv[0], name);
+        if (strcmp(name, "--no-plaintext") == 0) a->no_plaintext = true;
+        else if (pk_cli_optv(argc, argv, &i, "--key", &v)) a->key = v;
+        else if (pk_cli_optv(argc, argv, &i, "--in", &v)) a->in = v;
+        else if (pk_cli_optv(argc, argv, &i, "--out", &v)) a->out = v;
+        else if (pk_cli_optv(argc, argv, &i, "--spec", &v)) a->spec = v;
+        else if (pk_cli_optv(argc, argv, &i, "--bytes", &v)) a->bytes = v;
+        else if (pk_cli_optv(argc, argv, &i, "--context", &v)) ex = pk_cli_kv_add(&a->ctx, "--context", v);
+        else if (pk_cli_optv(argc, argv, &i, "--new-context", &v)) ex = pk_cli_kv_add(&a->new_ctx, "--new-context", v);
+        else return pk_cli_usage("%s: unexpected '%s'", argv[0], name);
+        if (ex != PK_EXIT_OK) return ex;
+    }
+    return PK_EXIT_OK;
+}
+
+static void args_free(crypto_args *a)
+{
+    pk_cli_kv_free(&a->ctx);
+    pk_cli_kv_free(&a->new_ctx);
+}
+
+static int print_blob(const p11kms_buf *blob)
+{
+    size_t n = p11kms_buf_len(blob);
+    char *b64 = malloc(pk_base64_len(n) + 1);
+    if (b64 == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+    pk_base64_encode(p11kms_buf_data(blob), n, b64);
+    puts(b64);
+    free(b64);
+    return fflush(stdout) == 0 ? PK_EXIT_OK : PK_EXIT_FAILED;
+}
+
+/* Read a base64 blob (file or stdin). Bad base64 is just a bad ciphertext. */
+static int read_blob(const char *in, pk_buf *blob)
+{
+    pk_buf text = {0};
+    size_t n = 0;
+    int ex = pk_cli_read_file(in ? in : "-", &text);
+    if (ex != PK_EXIT_OK) return ex;
+    while (text.len > 0 && (text.data[text.len - 1] == '\n' || text.data[text.len - 1] == '\r' ||
+                            text.data[text.len - 1] == ' '))
+        text.len--;
+    if (text.len > BLOB_TEXT_MAX || pk_failed(pk_buf_reserve(blob, text.len)) ||
+        pk_failed(pk_base64_decode((const char *)text.data, text.len, blob->data, &n))) {
+        pk_buf_free(&text);
+        fprintf(stderr, "p11kms: %s\n", p11kms_strerror(P11KMS_ERR_CIPHERTEXT_INVALID));
+        return p11kms_exit_code(P11KMS_ERR_CIPHERTEXT_INVALID);
+    }
+    blob->len = n;
+    pk_buf_free(&text);
+    return PK_EXIT_OK;
+}
+
+static int cmd_encrypt(pk_cli *cli, int argc, char **argv)
+{
+    crypto_args a;
+    pk_secbuf pt = PK_SECBUF_INIT;
+    pk_cli_session s = {0};
+    p11kms_buf *blob = NULL;
+    p11kms_rc rc;
+    int ex;
+
+    if ((ex = parse_args(cli, argc, argv, "--key --context --in", &a)) != PK_EXIT_OK) goto out;
+    if (a.key == NULL) {
+        ex = pk_cli_usage("encrypt --key KEY [--context k=v]... [--in FILE]");
+        goto out;
+    }
+    if ((ex = pk_cli_read_secret(a.in, PLAINTEXT_MAX, &pt)) != PK_EXIT_OK) goto out;
+    if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
+    rc = p11kms_encrypt(s.h, s.caller, a.key, a.ctx.kv, a.ctx.n, pt.data, pt.len, &blob);
+    ex = rc == P11KMS_OK ? print_blob(blob) : pk_cli_fail(rc);
+out:
+    p11kms_buf_free(blob);
+    pk_secbuf_free(&pt);
+    pk_cli_session_close(&s);
+    args_free(&a);
+    return ex;
+}
+
+static int cmd_decrypt(pk_cli *cli, int argc, char **argv)
+{
+    crypto_args a;
+    pk_buf blob = {0};
+    pk_cli_session s = {0};
+    p11kms_buf *pt = NULL;
+    p11kms_rc rc;
+    int ex;
+
+    if ((ex = parse_args(cli, argc, argv, "--context --in --out", &a)) != PK_EXIT_OK) goto out;
+    if ((ex = read_blob(a.in, &blob)) != PK_EXIT_OK) goto out;
+    if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
+    rc = p11kms_decrypt(s.h, s.caller, a.ctx.kv, a.ctx.n, blob.data, blob.len, &pt, NULL);
+    ex = rc == P11KMS_OK ? pk_cli_write_secret(a.out, p11kms_buf_data(pt), p11kms_buf_len(pt)) : pk_cli_fail(rc);
+out:
+    p11kms_buf_free(pt);
+    pk_buf_free(&blob);
+    pk_cli_session_close(&s);
+    args_free(&a);
+    return ex;
+}
+
+static int datakey_size(const crypto_args *a, size_t *bytes)
+{
+    char *end = NULL;
+    unsigned long n;
+    if (a->spec != NULL && a->bytes != NULL) return pk_cli_usage("datakey: give --spec or --bytes, not both");
+    if (a->bytes != NULL) {
+        n = strtoul(a->bytes, &end, 10);
+        if (*a->bytes == '\0' || *a->bytes == '-' || *end != '\0')
+            return pk_cli_usage("datakey: --bytes '%s' is not a number", a->bytes);
+        *bytes = n;
+        return PK_EXIT_OK;
+    }
+    if (a->spec == NULL || strcmp(a->spec, "AES_256") == 0) *bytes = 32;
+    else if (strcmp(a->spec, "AES_128") == 0) *bytes = 16;
+    else return pk_cli_usage("datakey: --spec must be AES_256 or AES_128");
+    return PK_EXIT_OK;
+}
+
+/* {"KeyId":..,"KeyVersion":..,"CiphertextBlob":..,"Plaintext":..} built in locked memory. */
+static int print_datakey(const p11kms_buf *blob, const p11kms_buf *pt)
+{
+    pk_secbuf out = PK_SECBUF_INIT;
+    char id[PK_UUID_STR_LEN + 1], head[128];
+    const uint8_t *b = p11kms_buf_data(blob);
+    size_t n = p11kms_buf_len(blob);
+    int ex = PK_EXIT_FAILED;
+    pk_result r = PK_OK;
+
+    pk_uuid_format(b + 2, id);
+    snprintf(head, sizeof(head), "{\"KeyId\":\"%s\",\"KeyVersion\":%u,\"CiphertextBlob\":\"", id,
+             (unsigned)pk_load_be32(b + 2 + PK_UUID_LEN));
+    PK_TRY(pk_secbuf_alloc(&out, strlen(head) + pk_base64_len(n) + (pt ? pk_base64_len(p11kms_buf_len(pt)) : 0) + 64));
+    PK_TRY(pk_secbuf_append(&out, head, strlen(head)));
+    pk_base64_encode(b, n, (char *)out.data + out.len);
+    out.len += pk_base64_len(n);
+    if (pt != NULL) {
+        PK_TRY(pk_secbuf_append(&out, "\",\"Plaintext\":\"", 15));
+        pk_base64_encode(p11kms_buf_data(pt), p11kms_buf_len(pt), (char *)out.data + out.len);
+        out.len += pk_base64_len(p11kms_buf_len(pt));
+    }
+    PK_TRY(pk_secbuf_append(&out, "\"}\n", 3));
+    ex = pk_cli_write_secret(NULL, out.data, out.len);
+out:
+    pk_secbuf_free(&out);
+    return pk_ok(r) ? ex : pk_cli_fail(r.code);
+}
+
+static int cmd_datakey(pk_cli *cli, int argc, char **argv)
+{
+    crypto_args a;
+    pk_cli_session s = {0};
+    p11kms_buf *pt = NULL, *blob = NULL;
+    size_t bytes = 0;
+    p11kms_rc rc;
+    int ex;
+
+    if ((ex = parse_args(cli, argc, argv, "--key --context --spec --bytes --no-plaintext", &a)) != PK_EXIT_OK) goto out;
+    if (a.key == NULL) {
+        ex = pk_cli_usage("datakey --key KEY [--spec AES_256|AES_128 | --bytes N] [--no-plaintext] [--context k=v]...");
+        goto out;
+    }
+    if ((ex = datakey_size(&a, &bytes)) != PK_EXIT_OK) goto out;
+    if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
+    rc = p11kms_generate_data_key(s.h, s.caller, a.key, a.ctx.kv, a.ctx.n, bytes, a.no_plaintext ? NULL : &pt, &blob);
+    ex = rc == P11KMS_OK ? print_datakey(blob, pt) : pk_cli_fail(rc);
+out:
+    p11kms_buf_free(pt);
+    p11kms_buf_free(blob);
+    pk_cli_session_close(&s);
+    args_free(&a);
+    return ex;
+}
+
+static int cmd_reencrypt(pk_cli *cli, int argc, char **argv)
+{
+    crypto_args a;
+    pk_buf blob = {0};
+    pk_cli_session s = {0};
+    p11kms_buf *out = NULL;
+    p11kms_rc rc;
+    int ex;
+
+    if ((ex = parse_args(cli, argc, argv, "--key --context --new-context --in", &a)) != PK_EXIT_OK) goto done;
+    if (a.key == NULL) {
+        ex = pk_cli_usage("re-encrypt --key KEY [--context k=v]... [--new-context k=v]... [--in FILE]");
+        goto done;
+    }
+    if ((ex = read_blob(a.in, &blob)) != PK_EXIT_OK) goto done;
+    if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto done;
+    rc = p11kms_reencrypt(s.h, s.caller, blob.data, blob.len, a.ctx.kv, a.ctx.n, a.key, a.new_ctx.kv, a.new_ctx.n,
+                          &out);
+    ex = rc == P11KMS_OK ? print_blob(out) : pk_cli_fail(rc);
+done:
+    p11kms_buf_free(out);
+    pk_buf_free(&blob);
+    pk_cli_session_close(&s);
+    args_free(&a);
+    return ex;
+}
+
+int pk_cmd_encrypt(pk_cli *cli, int argc, char **argv) { return cmd_encrypt(cli, argc, argv); }
+int pk_cmd_decrypt(pk_cli *cli, int argc, char **argv) { return cmd_decrypt(cli, argc, argv); }
+int pk_cmd_datakey(pk_cli *cli, int argc, char **argv) { return cmd_datakey(cli, argc, argv); }
+int pk_cmd_reencrypt(pk_cli *cli, int argc, char **argv) { return cmd_reencrypt(cli, argc, argv); }

@@ -1,0 +1,430 @@
+/* Public key-management API: resolve, authorise, act, audit. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/op.h"
+#include "util/json_out.h"
+#include "util/timefmt.h"
+
+/* Resolve `key` for an operation, load it and check the caller may perform `action`. */
+static pk_result load_authorized(pk_op *op, const char *key, const char *action, pk_key **out)
+{
+    pk_key_ref ref;
+    PK_GUARD(pk_key_resolve(op->h, key, false, &ref));
+    pk_op_set_key(op, &ref);
+    PK_GUARD(pk_key_get(op->h, ref.key_id, out));
+    if ((*out)->state == PK_KEY_DELETED) {
+        pk_key_release(op->h, *out);
+        *out = NULL;
+        return pk_fail(P11KMS_ERR_NOT_FOUND, "key %s was deleted", ref.key_id);
+    }
+    pk_result r = pk_op_authorize(op, *out, action);
+    if (pk_failed(r)) {
+        pk_key_release(op->h, *out);
+        *out = NULL;
+    }
+    return r;
+}
+
+static void json_time(pk_json_out *j, const char *key, int64_t ms)
+{
+    char t[PK_TIME_STR_LEN];
+    pk_time_rfc3339(ms, t);
+    pk_jo_kstr(j, key, t);
+}
+
+static pk_result describe_json(p11kms *h, const pk_key *k, pk_buf *out)
+{
+    pk_alias_entry *aliases = NULL;
+    size_t naliases = 0;
+    pk_json_out j;
+    pk_result r = pk_alias_list(h, k->id, &aliases, &naliases);
+    if (pk_failed(r)) return r;
+    pk_jo_init(&j, out);
+    pk_jo_obj_begin(&j);
+    pk_jo_kstr(&j, "KeyId", k->id);
+    pk_jo_kstr(&j, "Arn", k->arn);
+    pk_jo_kstr(&j, "Description", k->description);
+    pk_jo_kstr(&j, "KeyState", pk_key_state_name(k->state));
+    pk_jo_kbool(&j, "Enabled", k->state == PK_KEY_ENABLED);
+    pk_jo_kstr(&j, "KeyManager", k->service ? "P11KMS" : "CUSTOMER");
+    pk_jo_kstr(&j, "KeySpec", "SYMMETRIC_DEFAULT");
+    pk_jo_kstr(&j, "KeyUsage", "ENCRYPT_DECRYPT");
+    json_time(&j, "CreationDate", k->created_ms);
+    if (k->state == PK_KEY_PENDING_DELETION) json_time(&j, "DeletionDate", k->deletion_ms);
+    pk_jo_kint(&j, "RotationPeriodInDays", k->rotation_days);
+    pk_jo_kbool(&j, "KeyRotationEnabled", k->rotation_days > 0);
+    if (k->rotation_days > 0) json_time(&j, "NextRotationDate", pk_key_due_ms(k));
+    json_time(&j, "LastRotationDate", k->last_rotated_ms);
+    pk_jo_kint(&j, "CurrentKeyVersion", k->nversions);
+    pk_jo_key(&j, "KeyVersions");
+    pk_jo_arr_begin(&j);
+    for (uint32_t i = 0; i < k->nversions; i++) {
+        char label[96];
+        pk_key_version_label(k->id, k->versions[i].number, label, sizeof(label));
+        pk_jo_obj_begin(&j);
+        pk_jo_kint(&j, "Version", k->versions[i].number);
+        json_time(&j, "CreationDate", k->versions[i].created_ms);
+        pk_jo_kstr(&j, "Label", label);
+        pk_jo_obj_end(&j);
+    }
+    pk_jo_arr_end(&j);
+    pk_jo_key(&j, "Aliases");
+    pk_jo_arr_begin(&j);
+    for (size_t i = 0; i < naliases; i++) pk_jo_str(&j, aliases[i].alias);
+    pk_jo_arr_end(&j);
+    pk_jo_obj_end(&j);
+    free(aliases);
+    return pk_jo_result(&j);
+}
+
+P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_spec *spec, char **key_id)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_buf policy = {0};
+    pk_key_create_args a;
+    char id[PK_UUID_STR_LEN + 1];
+    pk_key_ref ref;
+
+    *key_id = NULL;
+    PK_TRY(pk_op_begin(&op, h, c, "kms:CreateKey"));
+    PK_CHECK(spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no key specification");
+    PK_CHECK(spec->policy_json == NULL || (spec->nadmins == 0 && spec->noperators == 0), P11KMS_ERR_INVALID_ARGUMENT,
+             "give either a policy or administrators/operators, not both");
+    memset(&a, 0, sizeof(a));
+    a.description = spec->description;
+    a.rotation_days = spec->rotation_days;
+    if (spec->policy_json != NULL) {
+        pk_policy *p = NULL;
+        char arn_prefix[160];
+        PK_TRY(pk_policy_compile(spec->policy_json, strlen(spec->policy_json), &p));
+        /* The new key's ARN is not known yet; check the lockout against any key of this store. */
+        snprintf(arn_prefix, sizeof(arn_prefix), "arn:aws:kms:%s:%s:key/00000000-0000-4000-8000-000000000000",
+                 h->region, h->account);
+        bool locked = !spec->bypass_lockout_check && pk_policy_would_lock_out(p, c->principal, arn_prefix);
+        pk_policy_free(p);
+        PK_CHECK(!locked, P11KMS_ERR_INVALID_ARGUMENT,
+                 "the policy does not allow %s to call kms:PutKeyPolicy, so nobody could change it; fix the "
+                 "policy or pass --bypass-lockout-check",
+                 c->principal);
+        a.policy_json = spec->policy_json;
+    } else {
+        const char *self[1] = {c->principal};
+        const char *const *admins = spec->nadmins ? spec->admins : self;
+        PK_TRY(pk_policy_default(admins, spec->nadmins ? spec->nadmins : 1, spec->operators, spec->noperators,
+                                 &policy));
+        PK_TRY(pk_buf_cstr(&policy));
+        a.policy_json = (const char *)policy.data;
+    }
+    PK_TRY(pk_key_create(h, &a, id));
+    memset(&ref, 0, sizeof(ref));
+    memcpy(ref.key_id, id, sizeof(id));
+    pk_op_set_key(&op, &ref);
+    op.key_version = 1;
+    *key_id = strdup(id);
+    PK_CHECK_ALLOC(*key_id);
+out:
+    pk_buf_free(&policy);
+    return pk_op_finish(&op, r);
+}
+
+P11KMS_API p11kms_rc p11kms_key_describe(p11kms *h, const p11kms_caller *c, const char *key, char **json)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_key *k = NULL;
+    pk_buf out = {0};
+
+    *json = NULL;
+    PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
+    PK_TRY(load_authorized(&op, key, op.action, &k));
+    PK_TRY(describe_json(h, k, &out));
+    PK_TRY(pk_str_out(&out, json));
+out:
+    pk_buf_free(&out);
+    pk_key_release(h, k);
+    return pk_op_finish(&op, r);
+}
+
+typedef struct list_ctx {
+    p11kms *h;
+    pk_json_out *j;
+    pk_result err;
+} list_ctx;
+
+static bool list_one(const pk_record *rec, void *ctx)
+{
+    list_ctx *l = ctx;
+    pk_key *k = NULL;
+    char arn[160];
+    l->err = pk_record_check(l->h, rec);
+    if (pk_ok(l->err)) l->err = pk_key_from_record(rec, &k);
+    if (pk_failed(l->err)) return false;
+    if (k->state != PK_KEY_DELETED) {
+        pk_key_arn(l->h, k->id, arn, sizeof(arn));
+        pk_jo_obj_begin(l->j);
+        pk_jo_kstr(l->j, "KeyId", k->id);
+        pk_jo_kstr(l->j, "KeyArn", arn);
+        pk_jo_kstr(l->j, "KeyState", pk_key_state_name(k->state));
+        pk_jo_kstr(l->j, "Description", k->description);
+        pk_jo_obj_end(l->j);
+    }
+    pk_key_free(k);
+    return true;
+}
+
+P11KMS_API p11kms_rc p11kms_key_list(p11kms *h, const p11kms_caller *c, char **json)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_buf out = {0};
+    pk_json_out j;
+    list_ctx l;
+
+    *json = NULL;
+    PK_TRY(pk_op_begin(&op, h, c, "kms:ListKeys"));
+    pk_jo_init(&j, &out);
+    pk_jo_arr_begin(&j);
+    l.h = h;
+    l.j = &j;
+    l.err = PK_OK;
+    pthread_mutex_lock(&h->store_lock);
+    r = h->store->ops->list(h->store, "key", NULL, list_one, &l);
+    pthread_mutex_unlock(&h->store_lock);
+    PK_TRY(r);
+    PK_TRY(l.err);
+    pk_jo_arr_end(&j);
+    PK_TRY(pk_jo_result(&j));
+    PK_TRY(pk_str_out(&out, json));
+out:
+    pk_buf_free(&out);
+    return pk_op_finish(&op, r);
+}
+
+/* Authorise `action` on `key`, then run fn(h, key_id, arg). */
+typedef pk_result (*key_action_fn)(p11kms *h, const char *key_id, void *arg);
+
+static p11kms_rc managed(p11kms *h, const p11kms_caller *c, const char *key, const char *action, key_action_fn fn,
+                         void *arg)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_key *k = NULL;
+    PK_TRY(pk_op_begin(&op, h, c, action));
+    PK_TRY(load_authorized(&op, key, action, &k));
+    PK_TRY(fn(h, k->id, arg));
+out:
+    pk_key_release(h, k);
+    return pk_op_finish(&op, r);
+}
+
+static pk_result do_enable(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_set_state(h, id, PK_KEY_ENABLED); }
+static pk_result do_disable(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_set_state(h, id, PK_KEY_DISABLED); }
+static pk_result do_rotate(p11kms *h, const char *id, void *arg) { return pk_key_rotate(h, id, arg); }
+static pk_result do_cancel(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_cancel_deletion(h, id); }
+
+P11KMS_API p11kms_rc p11kms_key_enable(p11kms *h, const p11kms_caller *c, const char *key)
+{
+    return managed(h, c, key, "kms:EnableKey", do_enable, NULL);
+}
+
+P11KMS_API p11kms_rc p11kms_key_disable(p11kms *h, const p11kms_caller *c, const char *key)
+{
+    return managed(h, c, key, "kms:DisableKey", do_disable, NULL);
+}
+
+P11KMS_API p11kms_rc p11kms_key_rotate(p11kms *h, const p11kms_caller *c, const char *key, unsigned *new_version)
+{
+    uint32_t v = 0;
+    p11kms_rc rc = managed(h, c, key, "kms:RotateKeyOnDemand", do_rotate, &v);
+    if (new_version) *new_version = v;
+    return rc;
+}
+
+typedef struct sched_arg {
+    unsigned days;
+    int64_t when;
+} sched_arg;
+
+static pk_result do_schedule(p11kms *h, const char *id, void *arg)
+{
+    sched_arg *s = arg;
+    return pk_key_schedule_deletion(h, id, s->days, &s->when);
+}
+
+P11KMS_API p11kms_rc p11kms_key_schedule_deletion(p11kms *h, const p11kms_caller *c, const char *key, unsigned days,
+                                                  int64_t *deletion_ms)
+{
+    sched_arg s = {days ? days : PK_DELETION_DEFAULT_DAYS, 0};
+    p11kms_rc rc = managed(h, c, key, "kms:ScheduleKeyDeletion", do_schedule, &s);
+    if (deletion_ms) *deletion_ms = s.when;
+    return rc;
+}
+
+P11KMS_API p11kms_rc p11kms_key_cancel_deletion(p11kms *h, const p11kms_caller *c, const char *key)
+{
+    return managed(h, c, key, "kms:CancelKeyDeletion", do_cancel, NULL);
+}
+
+P11KMS_API p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **report_json)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_purge_report rep = {0};
+    pk_buf out = {0};
+    pk_json_out j;
+
+    *report_json = NULL;
+    PK_TRY(pk_op_begin(&op, h, c, "p11kms:PurgeKeys"));
+    PK_TRY(pk_key_purge(h, true, &rep));
+    pk_jo_init(&j, &out);
+    pk_jo_obj_begin(&j);
+    pk_jo_key(&j, "destroyed");
+    pk_jo_arr_begin(&j);
+    for (size_t i = 0; i < rep.ndestroyed; i++) pk_jo_str(&j, rep.destroyed[i]);
+    pk_jo_arr_end(&j);
+    pk_jo_key(&j, "rotated");
+    pk_jo_arr_begin(&j);
+    for (size_t i = 0; i < rep.nrotated; i++) pk_jo_str(&j, rep.rotated[i]);
+    pk_jo_arr_end(&j);
+    pk_jo_obj_end(&j);
+    PK_TRY(pk_jo_result(&j));
+    PK_TRY(pk_str_out(&out, report_json));
+out:
+    pk_purge_report_free(&rep);
+    pk_buf_free(&out);
+    return pk_op_finish(&op, r);
+}
+
+P11KMS_API p11kms_rc p11kms_key_get_policy(p11kms *h, const p11kms_caller *c, const char *key, char **policy_json)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_key *k = NULL;
+
+    *policy_json = NULL;
+    PK_TRY(pk_op_begin(&op, h, c, "kms:GetKeyPolicy"));
+    PK_TRY(load_authorized(&op, key, op.action, &k));
+    *policy_json = strdup(k->policy_json);
+    PK_CHECK_ALLOC(*policy_json);
+out:
+    pk_key_release(h, k);
+    return pk_op_finish(&op, r);
+}
+
+typedef struct put_arg {
+    const char *json;
+    const char *principal;
+    int bypass;
+    const char *arn;
+} put_arg;
+
+static pk_result do_put_policy(p11kms *h, const char *id, void *arg)
+{
+    put_arg *p = arg;
+    pk_policy *pol = NULL;
+    bool locked;
+    PK_GUARD(pk_policy_compile(p->json, strlen(p->json), &pol));
+    locked = !p->bypass && pk_policy_would_lock_out(pol, p->principal, p->arn);
+    pk_policy_free(pol);
+    PK_ENSURE(!locked, P11KMS_ERR_INVALID_ARGUMENT,
+              "the new policy would lock %s out of kms:PutKeyPolicy on key %s; fix the policy or pass "
+              "--bypass-lockout-check",
+              p->principal, id);
+    return pk_key_put_policy(h, id, p->json);
+}
+
+P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, const char *key,
+                                           const char *policy_json, int bypass_lockout_check)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_key *k = NULL;
+    put_arg p;
+
+    PK_TRY(pk_op_begin(&op, h, c, "kms:PutKeyPolicy"));
+    PK_CHECK(policy_json != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no policy given");
+    PK_TRY(load_authorized(&op, key, op.action, &k));
+    p.json = policy_json;
+    p.principal = c->principal;
+    p.bypass = bypass_lockout_check;
+    p.arn = k->arn;
+    PK_TRY(do_put_policy(h, k->id, &p));
+out:
+    pk_key_release(h, k);
+    return pk_op_finish(&op, r);
+}
+
+P11KMS_API p11kms_rc p11kms_alias_create(p11kms *h, const p11kms_caller *c, const char *alias, const char *key)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_key *k = NULL;
+
+    PK_TRY(pk_op_begin(&op, h, c, "kms:CreateAlias"));
+    PK_CHECK(alias != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no alias given");
+    snprintf(op.alias, sizeof(op.alias), "%s", alias);
+    PK_TRY(pk_alias_validate(alias, false));
+    PK_TRY(load_authorized(&op, key, op.action, &k));
+    snprintf(op.alias, sizeof(op.alias), "%s", alias);
+    PK_TRY(pk_alias_create(h, alias, k->id, false));
+out:
+    pk_key_release(h, k);
+    return pk_op_finish(&op, r);
+}
+
+P11KMS_API p11kms_rc p11kms_alias_delete(p11kms *h, const p11kms_caller *c, const char *alias)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_key *k = NULL;
+    char key_id[PK_UUID_STR_LEN + 1];
+
+    PK_TRY(pk_op_begin(&op, h, c, "kms:DeleteAlias"));
+    PK_CHECK(alias != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no alias given");
+    PK_TRY(pk_alias_validate(alias, false));
+    /* Authorised against the key the alias points to (AWS: the key policy of that key). */
+    PK_TRY(load_authorized(&op, alias, op.action, &k));
+    PK_TRY(pk_alias_delete(h, alias, key_id));
+out:
+    pk_key_release(h, k);
+    return pk_op_finish(&op, r);
+}
+
+P11KMS_API p11kms_rc p11kms_alias_list(p11kms *h, const p11kms_caller *c, const char *key, char **json)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_alias_entry *a = NULL;
+    size_t n = 0;
+    pk_buf out = {0};
+    pk_json_out j;
+    pk_key_ref ref;
+
+    *json = NULL;
+    PK_TRY(pk_op_begin(&op, h, c, "kms:ListAliases"));
+    if (key != NULL) {
+        PK_TRY(pk_key_resolve(h, key, false, &ref));
+        pk_op_set_key(&op, &ref);
+    }
+    PK_TRY(pk_alias_list(h, key ? ref.key_id : NULL, &a, &n));
+    pk_jo_init(&j, &out);
+    pk_jo_arr_begin(&j);
+    for (size_t i = 0; i < n; i++) {
+        pk_jo_obj_begin(&j);
+        pk_jo_kstr(&j, "AliasName", a[i].alias);
+        pk_jo_kstr(&j, "TargetKeyId", a[i].key_id);
+        pk_jo_obj_end(&j);
+    }
+    pk_jo_arr_end(&j);
+    PK_TRY(pk_jo_result(&j));
+    PK_TRY(pk_str_out(&out, json));
+out:
+    free(a);
+    pk_buf_free(&out);
+    return pk_op_finish(&op, r);
+}

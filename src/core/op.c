@@ -1,0 +1,180 @@
+/* Callers, returned buffers, authorisation and the end of every operation. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/op.h"
+#include "crypto/wipe.h"
+
+#define PRINCIPAL_MAX 512
+
+P11KMS_API p11kms_rc p11kms_caller_new(const char *principal_arn, p11kms_caller **out)
+{
+    p11kms_caller *c;
+    pk_error_clear();
+    *out = NULL;
+    if (principal_arn == NULL || *principal_arn == '\0')
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no principal: every operation needs the caller's ARN").code;
+    if (strlen(principal_arn) > PRINCIPAL_MAX)
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "principal is longer than %d bytes", PRINCIPAL_MAX).code;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->principal = strdup(principal_arn)) == NULL) {
+        free(c);
+        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory").code;
+    }
+    *out = c;
+    return P11KMS_OK;
+}
+
+P11KMS_API p11kms_rc p11kms_caller_set_source_ip(p11kms_caller *c, const char *ip)
+{
+    char *copy = ip ? strdup(ip) : NULL;
+    pk_error_clear();
+    if (ip != NULL && copy == NULL) return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory").code;
+    free(c->source_ip);
+    c->source_ip = copy;
+    return P11KMS_OK;
+}
+
+P11KMS_API void p11kms_caller_free(p11kms_caller *c)
+{
+    if (c == NULL) return;
+    free(c->principal);
+    free(c->source_ip);
+    free(c);
+}
+
+P11KMS_API const uint8_t *p11kms_buf_data(const p11kms_buf *b) { return b->data; }
+P11KMS_API size_t p11kms_buf_len(const p11kms_buf *b) { return b->len; }
+
+P11KMS_API void p11kms_buf_free(p11kms_buf *b)
+{
+    if (b == NULL) return;
+    if (b->secret) {
+        pk_secmem_free(b->data); /* wipes */
+    } else {
+        pk_wipe(b->data, b->len);
+        free(b->data);
+    }
+    free(b);
+}
+
+P11KMS_API void p11kms_free(char *s)
+{
+    free(s);
+}
+
+pk_result pk_buf_out(const pk_buf *src, p11kms_buf **out)
+{
+    p11kms_buf *b = calloc(1, sizeof(*b));
+    PK_ENSURE_ALLOC(b);
+    b->data = malloc(src->len ? src->len : 1);
+    if (b->data == NULL) {
+        free(b);
+        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+    }
+    memcpy(b->data, src->data, src->len);
+    b->len = src->len;
+    *out = b;
+    return PK_OK;
+}
+
+pk_result pk_secbuf_out(pk_secbuf *src, p11kms_buf **out)
+{
+    p11kms_buf *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        pk_secbuf_free(src);
+        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+    }
+    b->data = src->data;
+    b->len = src->len;
+    b->secret = true;
+    src->data = NULL;
+    src->len = src->cap = 0;
+    *out = b;
+    return PK_OK;
+}
+
+pk_result pk_str_out(pk_buf *json, char **out)
+{
+    PK_GUARD(pk_buf_cstr(json));
+    *out = (char *)json->data;
+    json->data = NULL;
+    json->len = json->cap = 0;
+    return PK_OK;
+}
+
+pk_result pk_op_begin(pk_op *op, p11kms *h, const p11kms_caller *c, const char *action)
+{
+    pk_error_clear();
+    memset(op, 0, sizeof(*op));
+    op->h = h;
+    op->caller = c;
+    op->action = action;
+    PK_ENSURE(h != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no p11kms handle");
+    PK_ENSURE(c != NULL && c->principal != NULL, P11KMS_ERR_INVALID_ARGUMENT,
+              "no principal: every operation needs the caller's ARN");
+    return PK_OK;
+}
+
+void pk_op_set_key(pk_op *op, const pk_key_ref *ref)
+{
+    memcpy(op->key_id, ref->key_id, sizeof(op->key_id));
+    memcpy(op->alias, ref->alias, sizeof(op->alias));
+}
+
+pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action)
+{
+    pk_policy_kv extra[2];
+    size_t nextra = 0;
+    pk_policy_request req;
+    pk_policy_result res;
+    char sids[256] = "";
+
+    if (op->alias[0] != '\0') extra[nextra++] = (pk_policy_kv){"kms:RequestAlias", op->alias};
+    if (op->caller->source_ip != NULL) extra[nextra++] = (pk_policy_kv){"aws:SourceIp", op->caller->source_ip};
+    memset(&req, 0, sizeof(req));
+    req.principal = op->caller->principal;
+    req.action = action;
+    req.resource = k->arn;
+    req.context = (const pk_policy_kv *)(const void *)op->ctx;
+    req.context_len = op->nctx;
+    req.extra = extra;
+    req.extra_len = nextra;
+    req.now_ms = pk_clock(op->h);
+    PK_GUARD(pk_policy_eval(k->policy, &req, &res));
+    op->decided = true;
+    op->decision = res.decision;
+    op->nsids = res.nsids;
+    memcpy(op->sids, res.sids, sizeof(op->sids));
+    if (res.decision == PK_DECISION_ALLOWED) return PK_OK;
+    for (size_t i = 0; i < res.nsids; i++) {
+        size_t used = strlen(sids);
+        snprintf(sids + used, sizeof(sids) - used, "%s%s", i ? ", " : " by ", res.sids[i]);
+    }
+    return pk_fail(P11KMS_ERR_ACCESS_DENIED, "%s is not authorized to perform %s on key %s (%s%s)",
+                   op->caller->principal, action, k->id, pk_decision_name(res.decision), sids);
+}
+
+pk_result pk_key_usable(const pk_key *k)
+{
+    switch (k->state) {
+    case PK_KEY_ENABLED:
+        return PK_OK;
+    case PK_KEY_DISABLED:
+        return pk_fail(P11KMS_ERR_DISABLED, "key %s is disabled", k->id);
+    case PK_KEY_PENDING_DELETION:
+        return pk_fail(P11KMS_ERR_INVALID_STATE, "key %s is pending deletion", k->id);
+    case PK_KEY_DELETED:
+    default:
+        return pk_fail(P11KMS_ERR_NOT_FOUND, "key %s was deleted", k->id);
+    }
+}
+
+p11kms_rc pk_op_finish(pk_op *op, pk_result r)
+{
+    /* The audit record is written here (src/audit) once the trail is wired in. */
+    return r.code;
+}

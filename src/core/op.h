@@ -1,0 +1,64 @@
+/*
+ * One public operation: who asked, for what, on which resource, what the
+ * policy decided and how it ended. Every public entry point builds one, and
+ * pk_op_finish writes its single audit record before the result returns.
+ */
+#ifndef PK_CORE_OP_H
+#define PK_CORE_OP_H
+
+#include "core/core.h"
+#include "keys/keys.h"
+
+struct p11kms_caller {
+    char *principal;
+    char *source_ip;
+};
+
+struct p11kms_buf {
+    uint8_t *data;
+    size_t len;
+    bool secret; /* allocated from locked memory */
+};
+
+typedef struct pk_op {
+    p11kms *h;
+    const p11kms_caller *caller;
+    const char *action;                /* "kms:Encrypt" */
+    char key_id[PK_UUID_STR_LEN + 1];
+    uint32_t key_version;
+    char src_key_id[PK_UUID_STR_LEN + 1]; /* re-encrypt: the key the blob came from */
+    char alias[PK_ALIAS_MAX + 8];
+    const char *secret_id;
+    const char *connection;
+    const pk_ctx_kv *ctx;
+    size_t nctx;
+    bool decided;
+    pk_decision decision;
+    const char *sids[PK_POLICY_MAX_SIDS];
+    size_t nsids;
+} pk_op;
+
+/* Start: validates the caller (a missing principal is refused). */
+PK_MUST_USE pk_result pk_op_begin(pk_op *op, p11kms *h, const p11kms_caller *c, const char *action);
+/* Record the key (and alias, when the caller used one) the operation acts on. */
+void pk_op_set_key(pk_op *op, const pk_key_ref *ref);
+/*
+ * Evaluate k's policy for this operation's caller and `action` (which may
+ * differ from op->action, e.g. ReEncryptTo). Denied: P11KMS_ERR_ACCESS_DENIED
+ * naming principal, action, key and decision, never context values.
+ */
+PK_MUST_USE pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action);
+/* A key's state allows cryptographic use (checked after authorisation, as AWS does). */
+PK_MUST_USE pk_result pk_key_usable(const pk_key *k);
+/* Write the audit record and return the final code (audit failure overrides success). */
+p11kms_rc pk_op_finish(pk_op *op, pk_result r);
+
+/* Convert a public context array (validated later by pk_context_encode). */
+static inline const pk_ctx_kv *pk_ctx_cast(const p11kms_kv *kv) { return (const pk_ctx_kv *)(const void *)kv; }
+
+/* Return buffers. */
+PK_MUST_USE pk_result pk_buf_out(const pk_buf *src, p11kms_buf **out);
+PK_MUST_USE pk_result pk_secbuf_out(pk_secbuf *src, p11kms_buf **out); /* takes ownership of src */
+PK_MUST_USE pk_result pk_str_out(pk_buf *json, char **out);            /* takes ownership of json */
+
+#endif

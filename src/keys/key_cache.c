@@ -1,0 +1,272 @@
+/*
+ * Per-handle cache of verified key records and their compiled policies.
+ *
+ * A hit costs a hash lookup. At most every store_recheck_ms (50 ms) the
+ * store is asked whether anyone else wrote (PRAGMA data_version for
+ * SQLite); if so the whole cache is dropped. So a key disabled by another
+ * process is refused by a long-lived handle within 50 ms, and at once by a
+ * new process. Own writes forget the keys they touched immediately.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys/keys.h"
+
+#define BUCKETS 1024
+/* Invocations reserved per store write: small first (CLI processes), growing for long-lived handles. */
+#define NONCE_BLOCK_MIN 1024u
+#define NONCE_BLOCK_MAX (1u << 20)
+
+typedef struct entry {
+    pk_key *key;
+    uint32_t block; /* next reservation size */
+    struct entry *next;
+} entry;
+
+struct pk_keycache {
+    pthread_mutex_t lock;
+    entry *buckets[BUCKETS];
+};
+
+static size_t bucket_of(const char *id)
+{
+    size_t h = 5381;
+    for (; *id; id++) h = h * 33 + (unsigned char)*id;
+    return h % BUCKETS;
+}
+
+pk_result pk_keycache_new(struct pk_keycache **out)
+{
+    struct pk_keycache *c = calloc(1, sizeof(*c));
+    PK_ENSURE_ALLOC(c);
+    pthread_mutex_init(&c->lock, NULL);
+    *out = c;
+    return PK_OK;
+}
+
+static void key_unref(pk_key *k)
+{
+    if (__atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) == 0) pk_key_free(k);
+}
+
+static void flush_inlock(struct pk_keycache *c)
+{
+    for (size_t i = 0; i < BUCKETS; i++) {
+        entry *e = c->buckets[i];
+        while (e != NULL) {
+            entry *next = e->next;
+            key_unref(e->key);
+            free(e);
+            e = next;
+        }
+        c->buckets[i] = NULL;
+    }
+}
+
+void pk_keycache_free(struct pk_keycache *c)
+{
+    if (c == NULL) return;
+    flush_inlock(c);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void pk_key_forget(p11kms *h, const char *key_id)
+{
+    struct pk_keycache *c = h->keys;
+    entry **pp;
+    pthread_mutex_lock(&c->lock);
+    for (pp = &c->buckets[bucket_of(key_id)]; *pp != NULL; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key->id, key_id) == 0) {
+            entry *e = *pp;
+            *pp = e->next;
+            key_unref(e->key);
+            free(e);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+void pk_key_release(p11kms *h, pk_key *k)
+{
+    (void)h;
+    if (k != NULL) key_unref(k);
+}
+
+static pk_result load_inlock(p11kms *h, const char *key_id, pk_key **out)
+{
+    pk_record rec = {0};
+    bool found = false;
+    pk_result r = pk_record_load(h, "key", key_id, &rec, &found);
+    if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_FOUND, "key %s not found", key_id);
+    if (pk_ok(r)) r = pk_key_from_record(&rec, out);
+    if (pk_ok(r)) pk_key_arn(h, (*out)->id, (*out)->arn, sizeof((*out)->arn));
+    pk_record_clear(&rec);
+    return r;
+}
+
+pk_result pk_key_load_tx(p11kms *h, const char *key_id, pk_key **out)
+{
+    PK_GUARD(load_inlock(h, key_id, out));
+    (*out)->refs = 1;
+    return PK_OK;
+}
+
+pk_result pk_key_save_tx(p11kms *h, pk_key *k)
+{
+    pk_record rec;
+    pk_result r = pk_key_to_record(k, &rec);
+    if (pk_ok(r)) r = pk_record_save(h, &rec, k->rev);
+    if (pk_ok(r)) k->rev = rec.rev;
+    pk_record_clear(&rec);
+    return r;
+}
+
+pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
+{
+    struct pk_keycache *c = h->keys;
+    bool changed = false;
+    pk_result r;
+    pk_key *k = NULL;
+    entry *e;
+
+    r = PK_OK;
+    pthread_mutex_lock(&h->store_lock);
+    int64_t now = pk_monotonic_ms();
+    if (now - h->store_checked_at >= h->store_recheck_ms) {
+        h->store_checked_at = now;
+        r = h->store->ops->changed(h->store, &changed);
+        if (pk_ok(r) && changed) {
+            pthread_mutex_lock(&c->lock);
+            flush_inlock(c);
+            pthread_mutex_unlock(&c->lock);
+        }
+    }
+    pthread_mutex_unlock(&h->store_lock);
+    PK_GUARD(r);
+
+    pthread_mutex_lock(&c->lock);
+    for (e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
+        if (strcmp(e->key->id, key_id) == 0) {
+            __atomic_add_fetch(&e->key->refs, 1, __ATOMIC_ACQ_REL);
+            *out = e->key;
+            pthread_mutex_unlock(&c->lock);
+            return PK_OK;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+
+    pthread_mutex_lock(&h->store_lock);
+    r = load_inlock(h, key_id, &k);
+    pthread_mutex_unlock(&h->store_lock);
+    PK_GUARD(r);
+    k->refs = 2; /* the cache's and the caller's */
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        pk_key_free(k);
+        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+    }
+    e->key = k;
+    e->block = NONCE_BLOCK_MIN;
+    pthread_mutex_lock(&c->lock);
+    e->next = c->buckets[bucket_of(key_id)];
+    c->buckets[bucket_of(key_id)] = e;
+    pthread_mutex_unlock(&c->lock);
+    *out = k;
+    return PK_OK;
+}
+
+/* Inside a write transaction: reserve `block` invocations, rotating first when the budget is spent. */
+typedef struct reserve_job {
+    const char *key_id;
+    uint64_t block;
+    uint32_t version;
+    uint64_t start;
+    bool rotated;
+} reserve_job;
+
+static pk_result reserve_tx(p11kms *h, void *ctx)
+{
+    reserve_job *j = ctx;
+    pk_key *k = NULL;
+    pk_result r = PK_OK;
+
+    PK_TRY(pk_key_load_tx(h, j->key_id, &k));
+    if (k->nonce_reserved + j->block > h->nonce_limit) {
+        PK_TRY(pk_key_add_version_tx(h, k));
+        j->rotated = true;
+    }
+    j->version = k->nversions;
+    j->start = k->nonce_reserved;
+    k->nonce_reserved += j->block;
+    PK_TRY(pk_key_save_tx(h, k));
+out:
+    pk_key_release(h, k);
+    return r;
+}
+
+static uint32_t next_block(p11kms *h, const char *key_id)
+{
+    struct pk_keycache *c = h->keys;
+    uint32_t b = NONCE_BLOCK_MIN;
+    pthread_mutex_lock(&c->lock);
+    for (entry *e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
+        if (strcmp(e->key->id, key_id) == 0) {
+            b = e->block;
+            if (e->block < NONCE_BLOCK_MAX) e->block *= 2;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return b;
+}
+
+pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version)
+{
+    reserve_job j;
+
+    pthread_mutex_lock(&k->nonce_lock);
+    if (k->nonce_next < k->nonce_end) {
+        k->nonce_next++;
+        *version = k->nversions;
+        pthread_mutex_unlock(&k->nonce_lock);
+        return PK_OK;
+    }
+    /*
+     * Reserve under the key's lock so threads sharing this key wait for one
+     * reservation instead of each writing the store.
+     */
+    memset(&j, 0, sizeof(j));
+    j.key_id = k->id;
+    j.block = next_block(h, k->id);
+    pk_result r = pk_with_write_tx(h, reserve_tx, &j);
+    bool stale = pk_ok(r) && (j.rotated || j.version != k->nversions);
+    if (pk_ok(r) && !stale) {
+        k->nonce_next = j.start + 1;
+        k->nonce_end = j.start + j.block;
+    }
+    if (pk_ok(r)) *version = j.version;
+    pthread_mutex_unlock(&k->nonce_lock);
+    if (stale) {
+        /*
+         * The key rotated (budget spent, or another process rotated it): this
+         * cached record is stale. Replace it with the fresh one and hand the
+         * new window to it, so the reservation is not wasted.
+         */
+        pk_key *fresh = NULL;
+        pk_key_forget(h, k->id);
+        if (pk_ok(pk_key_get(h, k->id, &fresh))) {
+            pthread_mutex_lock(&fresh->nonce_lock);
+            if (fresh->nversions == j.version && fresh->nonce_end == 0) {
+                fresh->nonce_next = j.start + 1;
+                fresh->nonce_end = j.start + j.block;
+            }
+            pthread_mutex_unlock(&fresh->nonce_lock);
+            pk_key_release(h, fresh);
+        }
+    }
+    return r;
+}
