@@ -66,17 +66,15 @@ P11KMS_API void p11kms_free(char *s)
     free(s);
 }
 
-pk_result pk_buf_out(const pk_buf *src, p11kms_buf **out)
+pk_result pk_buf_out(pk_buf *src, p11kms_buf **out)
 {
     p11kms_buf *b = calloc(1, sizeof(*b));
     PK_ENSURE_ALLOC(b);
-    b->data = malloc(src->len ? src->len : 1);
-    if (b->data == NULL) {
-        free(b);
-        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
-    }
-    memcpy(b->data, src->data, src->len);
+    /* Hand the caller the buffer itself: no second allocation or copy. */
+    b->data = src->data;
     b->len = src->len;
+    src->data = NULL;
+    src->len = src->cap = 0;
     *out = b;
     return PK_OK;
 }

@@ -57,7 +57,7 @@ p11kms_rc pk_op_finish(pk_op *op, pk_result r);
 static inline const pk_ctx_kv *pk_ctx_cast(const p11kms_kv *kv) { return (const pk_ctx_kv *)(const void *)kv; }
 
 /* Return buffers. */
-PK_MUST_USE pk_result pk_buf_out(const pk_buf *src, p11kms_buf **out);
+PK_MUST_USE pk_result pk_buf_out(pk_buf *src, p11kms_buf **out);            /* takes ownership of src */
 PK_MUST_USE pk_result pk_secbuf_out(pk_secbuf *src, p11kms_buf **out); /* takes ownership of src */
 PK_MUST_USE pk_result pk_str_out(pk_buf *json, char **out);            /* takes ownership of json */
 

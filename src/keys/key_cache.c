@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/crypto.h"
 #include "keys/keys.h"
 
 #define BUCKETS 1024
@@ -224,13 +225,20 @@ static uint32_t next_block(p11kms *h, const char *key_id)
     return b;
 }
 
-pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version)
+static void make_iv(const uint8_t fixed[4], uint64_t counter, uint8_t iv[PK_GCM_IV_LEN])
+{
+    memcpy(iv, fixed, 4);
+    pk_store_be64(iv + 4, counter);
+}
+
+pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN])
 {
     reserve_job j;
+    uint8_t fixed[4];
 
     pthread_mutex_lock(&k->nonce_lock);
     if (k->nonce_next < k->nonce_end) {
-        k->nonce_next++;
+        make_iv(k->iv_fixed, k->nonce_next++, iv);
         *version = k->nversions;
         pthread_mutex_unlock(&k->nonce_lock);
         return PK_OK;
@@ -242,13 +250,18 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version)
     memset(&j, 0, sizeof(j));
     j.key_id = k->id;
     j.block = next_block(h, k->id);
-    pk_result r = pk_with_write_tx(h, reserve_tx, &j);
+    pk_result r = pk_random(fixed, sizeof(fixed));
+    if (pk_ok(r)) r = pk_with_write_tx(h, reserve_tx, &j);
     bool stale = pk_ok(r) && (j.rotated || j.version != k->nversions);
     if (pk_ok(r) && !stale) {
+        memcpy(k->iv_fixed, fixed, sizeof(fixed));
         k->nonce_next = j.start + 1;
         k->nonce_end = j.start + j.block;
     }
-    if (pk_ok(r)) *version = j.version;
+    if (pk_ok(r)) {
+        make_iv(fixed, j.start, iv);
+        *version = j.version;
+    }
     pthread_mutex_unlock(&k->nonce_lock);
     if (stale) {
         /*
@@ -261,6 +274,7 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version)
         if (pk_ok(pk_key_get(h, k->id, &fresh))) {
             pthread_mutex_lock(&fresh->nonce_lock);
             if (fresh->nversions == j.version && fresh->nonce_end == 0) {
+                memcpy(fresh->iv_fixed, fixed, sizeof(fixed));
                 fresh->nonce_next = j.start + 1;
                 fresh->nonce_end = j.start + j.block;
             }

@@ -38,8 +38,7 @@ pk_result pk_key_encrypt(p11kms *h, pk_key *k, pk_bytes ctx_aad, pk_bytes pt, pk
     aad_buf aad;
 
     memset(&aad.big, 0, sizeof(aad.big));
-    PK_TRY(pk_key_take_nonce(h, k, &version));
-    PK_TRY(pk_random(iv, sizeof(iv)));
+    PK_TRY(pk_key_take_nonce(h, k, &version, iv));
     blob->len = 0;
     PK_TRY(pk_buf_reserve(blob, PK_BLOB_HEADER_LEN + pt.len + PK_GCM_TAG_LEN));
     pk_blob_header(blob->data, k->uuid, version, iv);

@@ -33,9 +33,13 @@
 #define PK_STORE_MAC_KEY_ID "p11kms/sys/store-mac"
 #define PK_STORE_MAC_KEY_LABEL "p11kms:sys:store-mac"
 /*
- * Random 96-bit IVs: NIST SP 800-38D 8.3 bounds invocations per key at 2^32
- * for a collision probability under 2^-32. p11kms stops a version at 2^30
- * (a quarter of the bound) and rotates the key automatically.
+ * IVs are deterministic (NIST SP 800-38D 8.2.1): a 64-bit invocation
+ * counter, unique per key version because windows of it are reserved in
+ * the store transactionally, behind a 32-bit fixed field drawn at random
+ * for each window, so even a store rolled back to an old copy repeats an
+ * IV only if two windows also drew the same field. p11kms still stops a
+ * version at 2^30 invocations, a quarter of the 2^32 bound that 8.3 gives
+ * for random IVs, and rotates the key automatically.
  */
 #define PK_NONCE_LIMIT (UINT64_C(1) << 30)
 
@@ -74,6 +78,7 @@ typedef struct pk_key {
     /* In-memory window of reserved invocations not yet used (under nonce_lock). */
     pthread_mutex_t nonce_lock;
     uint64_t nonce_next, nonce_end;
+    uint8_t iv_fixed[4];     /* random fixed field of the current window (SP 800-38D 8.2.1) */
     int refs;
 } pk_key;
 
@@ -115,8 +120,12 @@ PK_MUST_USE pk_result pk_key_load_tx(p11kms *h, const char *key_id, pk_key **out
 PK_MUST_USE pk_result pk_key_save_tx(p11kms *h, pk_key *k);
 /* Inside a write transaction: make version n+1 in the HSM and append it (rotation). */
 PK_MUST_USE pk_result pk_key_add_version_tx(p11kms *h, pk_key *k);
-/* Take one GCM invocation from the current version's budget; may reserve or rotate. */
-PK_MUST_USE pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version);
+/*
+ * Take one GCM invocation from the current version's budget (may reserve a
+ * new window in the store, or rotate) and build its IV: the window's random
+ * 32-bit fixed field || the 64-bit invocation counter.
+ */
+PK_MUST_USE pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN]);
 
 /* ---- lifecycle (key_lifecycle.c) ---- */
 typedef struct pk_key_create_args {

@@ -32,6 +32,7 @@ struct pk_p11 {
     bool read_write;
     pk_p11_info info;
     pid_t pid;
+    unsigned fork_gen; /* p11_fork_generation() when this connection was made */
 
     /* Readers: operations. Writer: reconnect / fork recovery. */
     pthread_rwlock_t conn_lock;
@@ -83,6 +84,11 @@ PK_MUST_USE pk_result p11_login(pk_p11 *p, CK_SESSION_HANDLE s);
 void p11_copy_padded(char *dst, size_t dst_size, const unsigned char *src, size_t src_len);
 
 /* ---- sessions (p11_pool.c) ---- */
+/*
+ * Incremented in every forked child (pthread_atfork). Comparing it is a
+ * load, where getpid() is a syscall on every operation.
+ */
+unsigned p11_fork_generation(void);
 PK_MUST_USE pk_result p11_pool_start(pk_p11 *p, unsigned pool_max);
 void p11_pool_stop(pk_p11 *p);
 /* Take the connection read lock and a session; recovers after fork. */

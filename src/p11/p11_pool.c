@@ -17,6 +17,28 @@
 
 #include "p11/p11_internal.h"
 
+/*
+ * The one piece of process-wide state: fork is a process event, so the
+ * generation that records it is too. It holds no configuration.
+ */
+static volatile unsigned fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    fork_gen++;
+}
+
+static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+unsigned p11_fork_generation(void)
+{
+    return __atomic_load_n(&fork_gen, __ATOMIC_ACQUIRE);
+}
+
 static pk_result open_session_inlock(pk_p11 *p, CK_SESSION_HANDLE *out)
 {
     CK_FLAGS flags = CKF_SERIAL_SESSION | (p->read_write ? CKF_RW_SESSION : 0);
@@ -103,6 +125,7 @@ static pk_result reconnect_inlock(pk_p11 *p, bool after_fork)
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) return pk_p11_rv_fail(rv, "C_Initialize");
     if (rv == CKR_OK) p->owns_init = true;
     p->pid = getpid();
+    p->fork_gen = p11_fork_generation();
     p->generation++;
     p->stats.reconnects++;
     return connect_inlock(p, false);
@@ -119,7 +142,9 @@ pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
     p->token_uri = strdup(opts->token_uri);
     p->cfg = opts->cfg;
     p->read_write = opts->read_write;
+    pthread_once(&fork_once, register_fork_handler);
     p->pid = getpid();
+    p->fork_gen = p11_fork_generation();
     p->generation = 1;
     PK_CHECK(p->module != NULL && p->token_uri != NULL, P11KMS_ERR_NO_MEMORY, "out of memory");
     PK_TRY(p11_pool_start(p, opts->pool_size));
@@ -163,9 +188,9 @@ pk_result p11_op_begin(pk_p11 *p, p11_op *op)
 {
     pk_result r = PK_OK;
 
-    if (p->pid != getpid()) {
+    if (p->fork_gen != p11_fork_generation()) {
         pthread_rwlock_wrlock(&p->conn_lock);
-        if (p->pid != getpid()) r = reconnect_inlock(p, true);
+        if (p->fork_gen != p11_fork_generation()) r = reconnect_inlock(p, true);
         pthread_rwlock_unlock(&p->conn_lock);
         PK_GUARD(r);
     }

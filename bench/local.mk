@@ -1,0 +1,5 @@
+# Benchmarks: built with the project, run by hand (bench/p11kms-bench --json).
+noinst_PROGRAMS += bench/p11kms-bench
+bench_p11kms_bench_SOURCES = bench/p11kms-bench.c
+bench_p11kms_bench_CFLAGS = $(AM_CFLAGS) $(P11KIT_CFLAGS) $(CRYPTO_CFLAGS) -DP11KMS_BENCH_SRCDIR='"$(abs_top_srcdir)"'
+bench_p11kms_bench_LDADD = libp11kms-core.la $(CRYPTO_LIBS)

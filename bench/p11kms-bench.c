@@ -1,0 +1,587 @@
+/*
+ * p11kms-bench: throughput of the public API next to baselines measured in
+ * the same run on the same token, printed as ratios because the machines
+ * are shared and noisy.
+ *
+ *   raw_per_s   the minimal PKCS#11 call sequence for the same work, on the
+ *               same session-object key p11kms uses (the best raw case)
+ *   evp_per_s   OpenSSL EVP in-process, for scale (keys outside an HSM)
+ *
+ * Usage: bench/p11kms-bench [--json] [--seconds S] [--keys N]
+ * Uses $P11KMS_CONFIG (with $SOFTHSM2_CONF) when set, else makes a fresh
+ * SoftHSM token in a temporary folder. Never writes to the system token.
+ */
+#include "config.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/op.h"
+#include "p11/p11_internal.h"
+#include "util/json_out.h"
+
+#define ADMIN "arn:aws:iam::111122223333:role/key-admin"
+#define OPERATOR "arn:aws:iam::111122223333:role/flink-operator"
+#define MAX_ROWS 32
+
+typedef struct row {
+    const char *op;
+    int threads;
+    double api, raw, evp;
+} row;
+
+static struct {
+    double seconds;
+    unsigned keys;
+    bool json;
+    p11kms_config *cfg;
+    p11kms *h;
+    p11kms_caller *admin, *oper;
+    char *key;
+    row rows[MAX_ROWS];
+    size_t nrows;
+    char tmpdir[256];
+} B;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "p11kms-bench: %s: %s\n", what, p11kms_last_error());
+    exit(1);
+}
+
+/* ---- timing harness: run fn in batches until the time is up, in N threads ---- */
+
+typedef bool (*op_fn)(void *ctx);
+typedef void *(*ctx_new_fn)(void *arg); /* per-thread state */
+typedef void (*ctx_free_fn)(void *ctx);
+
+typedef struct work {
+    op_fn fn;
+    void *ctx;
+    double seconds;
+    unsigned long ops;
+    bool failed;
+} work;
+
+static void *run_work(void *arg)
+{
+    work *w = arg;
+    double end = now_s() + w->seconds;
+    while (now_s() < end) {
+        for (int i = 0; i < 32; i++) {
+            if (!w->fn(w->ctx)) {
+                w->failed = true;
+                return NULL;
+            }
+        }
+        w->ops += 32;
+    }
+    return NULL;
+}
+
+static double measure(int threads, op_fn fn, ctx_new_fn mk, ctx_free_fn fr, void *arg)
+{
+    pthread_t t[8];
+    work w[8];
+    double start, elapsed;
+    unsigned long total = 0;
+    for (int i = 0; i < threads; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].fn = fn;
+        w[i].ctx = mk(arg);
+        w[i].seconds = B.seconds;
+    }
+    start = now_s();
+    for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, run_work, &w[i]);
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+    elapsed = now_s() - start;
+    for (int i = 0; i < threads; i++) {
+        if (w[i].failed) die("benchmark operation failed");
+        total += w[i].ops;
+        fr(w[i].ctx);
+    }
+    return (double)total / elapsed;
+}
+
+/* ---- API operations ---- */
+
+typedef struct api_ctx {
+    size_t len;
+    uint8_t pt[4096];
+    p11kms_buf *blob; /* a blob to decrypt */
+    bool datakey;
+} api_ctx;
+
+typedef struct api_arg {
+    size_t len;
+    bool datakey; /* make the blob with generate-data-key */
+} api_arg;
+
+static const p11kms_kv bench_ctx[] = {{"app", "flink"}};
+
+static void *api_ctx_new(void *arg)
+{
+    api_arg *a = arg;
+    api_ctx *c = calloc(1, sizeof(*c));
+    c->len = a->len;
+    c->datakey = a->datakey;
+    RAND_bytes(c->pt, (int)sizeof(c->pt));
+    if (a->datakey) {
+        if (p11kms_generate_data_key(B.h, B.oper, B.key, bench_ctx, 1, 32, NULL, &c->blob) != P11KMS_OK)
+            die("generate-data-key");
+    } else if (p11kms_encrypt(B.h, B.oper, B.key, bench_ctx, 1, c->pt, c->len, &c->blob) != P11KMS_OK) {
+        die("encrypt");
+    }
+    return c;
+}
+
+static void api_ctx_free(void *ctx)
+{
+    api_ctx *c = ctx;
+    p11kms_buf_free(c->blob);
+    free(c);
+}
+
+static bool api_encrypt(void *ctx)
+{
+    api_ctx *c = ctx;
+    p11kms_buf *blob = NULL;
+    bool ok = p11kms_encrypt(B.h, B.oper, B.key, bench_ctx, 1, c->pt, c->len, &blob) == P11KMS_OK;
+    p11kms_buf_free(blob);
+    return ok;
+}
+
+static bool api_decrypt(void *ctx)
+{
+    api_ctx *c = ctx;
+    p11kms_buf *pt = NULL;
+    bool ok = p11kms_decrypt(B.h, B.oper, bench_ctx, 1, p11kms_buf_data(c->blob), p11kms_buf_len(c->blob), &pt,
+                             NULL) == P11KMS_OK;
+    p11kms_buf_free(pt);
+    return ok;
+}
+
+static bool api_datakey(void *ctx)
+{
+    p11kms_buf *pt = NULL, *blob = NULL;
+    bool ok = p11kms_generate_data_key(B.h, B.oper, B.key, bench_ctx, 1, 32, &pt, &blob) == P11KMS_OK;
+    (void)ctx;
+    p11kms_buf_free(pt);
+    p11kms_buf_free(blob);
+    return ok;
+}
+
+/* ---- raw PKCS#11: the same work with nothing around it ---- */
+
+typedef struct raw_ctx {
+    CK_SESSION_HANDLE s;
+    p11_op op;
+    cache_entry *e;
+    uint8_t iv[PK_GCM_IV_LEN];
+    uint8_t aad[PK_BLOB_HEADER_LEN + 32];
+    uint8_t pt[4096], ct[4096 + PK_GCM_TAG_LEN];
+    size_t len, ct_len;
+    bool datakey;
+} raw_ctx;
+
+static void gcm(CK_GCM_PARAMS *g, raw_ctx *c)
+{
+    memset(g, 0, sizeof(*g));
+    g->iv_ptr = c->iv;
+    g->iv_len = PK_GCM_IV_LEN;
+    g->iv_bits = PK_GCM_IV_LEN * 8;
+    g->aad_ptr = c->aad;
+    g->aad_len = sizeof(c->aad);
+    g->tag_bits = PK_GCM_TAG_LEN * 8;
+}
+
+static CK_RV raw_encrypt_once(raw_ctx *c, const uint8_t *pt, size_t len)
+{
+    pk_p11 *p = B.h->p11;
+    CK_GCM_PARAMS g;
+    CK_MECHANISM m = {CKM_AES_GCM, &g, sizeof(g)};
+    CK_ULONG out = sizeof(c->ct);
+    CK_RV rv;
+    c->iv[11]++; /* a counter: IV generation is not PKCS#11 work */
+    gcm(&g, c);
+    rv = p->fn->C_EncryptInit(c->s, &m, c->e->session_obj);
+    if (rv == CKR_OK) rv = p->fn->C_Encrypt(c->s, (CK_BYTE_PTR)pt, (CK_ULONG)len, c->ct, &out);
+    c->ct_len = out;
+    return rv;
+}
+
+static void *raw_ctx_new(void *arg)
+{
+    api_arg *a = arg;
+    raw_ctx *c = calloc(1, sizeof(*c));
+    pk_keyid vid;
+    uint8_t uuid[PK_UUID_LEN];
+    pk_key *k = NULL;
+
+    c->len = a->datakey ? 32 : a->len;
+    c->datakey = a->datakey;
+    RAND_bytes(c->pt, (int)sizeof(c->pt));
+    if (pk_failed(pk_key_get(B.h, B.key, &k))) die("key");
+    pk_uuid_parse(B.key, uuid);
+    pk_key_version_id(uuid, k->nversions, &vid);
+    pk_key_release(B.h, k);
+    /* Each thread holds its own pooled session, as p11kms's threads do. */
+    if (pk_failed(p11_op_begin(B.h->p11, &c->op))) die("session");
+    c->s = c->op.s;
+    if (pk_failed(p11_cache_get(B.h->p11, c->s, &vid, &c->e))) die("key handle");
+    if (raw_encrypt_once(c, c->pt, c->len) != CKR_OK) die("raw encrypt");
+    return c;
+}
+
+static void raw_ctx_free(void *ctx)
+{
+    raw_ctx *c = ctx;
+    p11_cache_unpin(B.h->p11, c->e);
+    p11_op_end(B.h->p11, &c->op);
+    free(c);
+}
+
+static bool raw_encrypt(void *ctx)
+{
+    raw_ctx *c = ctx;
+    return raw_encrypt_once(c, c->pt, c->len) == CKR_OK;
+}
+
+static bool raw_datakey(void *ctx)
+{
+    raw_ctx *c = ctx;
+    uint8_t dk[32];
+    if (B.h->p11->fn->C_GenerateRandom(c->s, dk, sizeof(dk)) != CKR_OK) return false;
+    return raw_encrypt_once(c, dk, sizeof(dk)) == CKR_OK;
+}
+
+static bool raw_decrypt(void *ctx)
+{
+    raw_ctx *c = ctx;
+    pk_p11 *p = B.h->p11;
+    CK_GCM_PARAMS g;
+    CK_MECHANISM m = {CKM_AES_GCM, &g, sizeof(g)};
+    uint8_t out[4096 + PK_GCM_TAG_LEN];
+    CK_ULONG n = sizeof(out);
+    CK_RV rv;
+    gcm(&g, c);
+    rv = p->fn->C_DecryptInit(c->s, &m, c->e->session_obj);
+    if (rv == CKR_OK) rv = p->fn->C_Decrypt(c->s, c->ct, (CK_ULONG)c->ct_len, out, &n);
+    return rv == CKR_OK;
+}
+
+/* ---- OpenSSL EVP, for scale ---- */
+
+typedef struct evp_ctx {
+    EVP_CIPHER_CTX *c;
+    uint8_t key[32], iv[12], pt[4096], ct[4096 + 16], tag[16];
+    size_t len;
+    bool decrypt;
+} evp_ctx;
+
+static void *evp_new(void *arg)
+{
+    api_arg *a = arg;
+    evp_ctx *e = calloc(1, sizeof(*e));
+    e->c = EVP_CIPHER_CTX_new();
+    e->len = a->datakey ? 32 : a->len;
+    RAND_bytes(e->key, sizeof(e->key));
+    RAND_bytes(e->pt, sizeof(e->pt));
+    return e;
+}
+
+static void evp_free(void *ctx)
+{
+    evp_ctx *e = ctx;
+    EVP_CIPHER_CTX_free(e->c);
+    free(e);
+}
+
+static bool evp_encrypt(void *ctx)
+{
+    evp_ctx *e = ctx;
+    int n = 0, f = 0;
+    e->iv[11]++;
+    return EVP_EncryptInit_ex(e->c, EVP_aes_256_gcm(), NULL, e->key, e->iv) == 1 &&
+           EVP_EncryptUpdate(e->c, NULL, &n, (const uint8_t *)"p11kms-aad-of-about-forty-bytes-long....", 40) == 1 &&
+           EVP_EncryptUpdate(e->c, e->ct, &n, e->pt, (int)e->len) == 1 && EVP_EncryptFinal_ex(e->c, e->ct + n, &f) == 1 &&
+           EVP_CIPHER_CTX_ctrl(e->c, EVP_CTRL_GCM_GET_TAG, 16, e->tag) == 1;
+}
+
+/* ---- the report ---- */
+
+static void add_row(const char *op, int threads, double api, double raw, double evp)
+{
+    row *r = &B.rows[B.nrows++];
+    r->op = op;
+    r->threads = threads;
+    r->api = api;
+    r->raw = raw;
+    r->evp = evp;
+    if (!B.json)
+        printf("%-18s %2d thr  api %9.0f/s  raw %9.0f/s  ratio %.2f   (OpenSSL EVP %9.0f/s)\n", op, threads, api,
+               raw, raw > 0 ? api / raw : 0.0, evp);
+}
+
+static void bench_op(const char *name, size_t len, op_fn api_fn, op_fn raw_fn, bool datakey)
+{
+    api_arg a = {len, datakey};
+    double saved = B.seconds;
+    /* Warm up: nonce reservations grow to their steady size, caches fill. */
+    B.seconds = 0.3;
+    (void)measure(1, api_fn, api_ctx_new, api_ctx_free, &a);
+    B.seconds = saved;
+    for (int threads = 1; threads <= 2; threads++) {
+        /* Interleave raw and API so drift on a shared machine hits both alike. */
+        double raw = measure(threads, raw_fn, raw_ctx_new, raw_ctx_free, &a);
+        double api = measure(threads, api_fn, api_ctx_new, api_ctx_free, &a);
+        double raw2 = measure(threads, raw_fn, raw_ctx_new, raw_ctx_free, &a);
+        double evp = threads == 1 ? measure(1, evp_encrypt, evp_new, evp_free, &a) : 0;
+        add_row(name, threads, api, (raw + raw2) / 2, evp);
+    }
+}
+
+/* ---- set-up ---- */
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+    chmod(path, mode);
+}
+
+static void make_token(void)
+{
+    char path[512], text[1024], pin[33];
+    uint8_t raw[16];
+    pk_secbuf so = PK_SECBUF_INIT, user = PK_SECBUF_INIT;
+    snprintf(B.tmpdir, sizeof(B.tmpdir), "/tmp/p11kms-bench-XXXXXX");
+    if (mkdtemp(B.tmpdir) == NULL) die("mkdtemp");
+    snprintf(path, sizeof(path), "%s/tokens", B.tmpdir);
+    mkdir(path, 0700);
+    snprintf(text, sizeof(text), "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+             B.tmpdir);
+    snprintf(path, sizeof(path), "%s/softhsm2.conf", B.tmpdir);
+    write_file(path, text, 0600);
+    setenv("SOFTHSM2_CONF", path, 1);
+    RAND_bytes(raw, sizeof(raw));
+    pk_hex_encode(raw, sizeof(raw), pin);
+    snprintf(path, sizeof(path), "%s/user.pin", B.tmpdir);
+    write_file(path, pin, 0600);
+    if (pk_failed(pk_secbuf_set(&user, pin, strlen(pin))) || pk_failed(pk_secbuf_set(&so, pin, strlen(pin))))
+        die("pin");
+    if (pk_failed(pk_p11_init_token(P11KMS_SOFTHSM_MODULE, "bench", &so, &user))) die("token init");
+    pk_secbuf_free(&so);
+    pk_secbuf_free(&user);
+    snprintf(text, sizeof(text), "module = %s\ntoken = pkcs11:token=bench\npin = file:user.pin\nstore = sqlite:p11kms.db\n",
+             P11KMS_SOFTHSM_MODULE);
+    snprintf(path, sizeof(path), "%s/p11kms.conf", B.tmpdir);
+    write_file(path, text, 0600);
+    if (p11kms_config_load(path, &B.cfg) != P11KMS_OK) die("config");
+}
+
+static char *create_key(void)
+{
+    const char *admins[] = {ADMIN}, *ops[] = {OPERATOR};
+    p11kms_key_spec spec;
+    char *id = NULL;
+    memset(&spec, 0, sizeof(spec));
+    spec.admins = admins;
+    spec.nadmins = 1;
+    spec.operators = ops;
+    spec.noperators = 1;
+    if (p11kms_key_create(B.h, B.admin, &spec, &id) != P11KMS_OK) die("key create");
+    return id;
+}
+
+/* Key create cost and open/first-use cost with many keys in the token. */
+static void bench_many_keys(double *create_ms, double *open_ms, double *first_use_ms)
+{
+    double t0, t_last = 0;
+    p11kms *h2 = NULL;
+    p11kms_buf *blob = NULL;
+    char *last = NULL;
+    unsigned timed = B.keys < 100 ? B.keys : 100;
+
+    for (unsigned i = 0; i < B.keys; i++) {
+        char *id;
+        if (i == B.keys - timed) t_last = now_s();
+        id = create_key();
+        free(last);
+        last = id;
+    }
+    *create_ms = (now_s() - t_last) * 1000 / timed;
+    t0 = now_s();
+    if (p11kms_open(B.cfg, &h2) != P11KMS_OK) die("open");
+    *open_ms = (now_s() - t0) * 1000;
+    t0 = now_s();
+    if (p11kms_encrypt(h2, B.oper, last, NULL, 0, (const uint8_t *)"x", 1, &blob) != P11KMS_OK) die("first use");
+    *first_use_ms = (now_s() - t0) * 1000;
+    p11kms_buf_free(blob);
+    p11kms_close(h2);
+    free(last);
+}
+
+static double bench_policy(void)
+{
+    char path[512];
+    const char *top = getenv("P11KMS_TOP_SRCDIR");
+    pk_buf text = {0};
+    pk_policy *p = NULL;
+    FILE *f;
+    char chunk[4096];
+    size_t n;
+    pk_policy_kv ctx[] = {{"app", "flink"}, {"tenant", "t-42"}};
+    pk_policy_kv extra[] = {{"aws:SourceIp", "10.1.2.3"}, {"kms:RequestAlias", "alias/flink-state"}};
+    pk_policy_request req;
+    pk_policy_result res;
+    unsigned long count = 0;
+    double start, end;
+
+    snprintf(path, sizeof(path), "%s/tests/vectors/policy/bench-10-statements.json", top ? top : P11KMS_BENCH_SRCDIR);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(path, sizeof(path), "%s/../tests/vectors/policy/bench-10-statements.json", top ? top : ".");
+        f = fopen(path, "r");
+    }
+    if (f == NULL) return 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) PK_IGNORE(pk_buf_append(&text, chunk, n));
+    fclose(f);
+    if (pk_failed(pk_policy_compile((const char *)text.data, text.len, &p))) die("bench policy");
+    memset(&req, 0, sizeof(req));
+    req.principal = OPERATOR;
+    req.action = "kms:Encrypt";
+    req.resource = "arn:aws:kms:local:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    req.context = ctx;
+    req.context_len = 2;
+    req.extra = extra;
+    req.extra_len = 2;
+    pk_policy_parse_time("2024-06-15T12:00:00Z", &req.now_ms);
+    start = now_s();
+    end = start + B.seconds;
+    while (now_s() < end) {
+        for (int i = 0; i < 1000; i++) {
+            if (pk_failed(pk_policy_eval(p, &req, &res)) || res.decision != PK_DECISION_ALLOWED) die("policy eval");
+        }
+        count += 1000;
+    }
+    pk_policy_free(p);
+    pk_buf_free(&text);
+    return (double)count / (now_s() - start);
+}
+
+static void print_json(double create_ms, double open_ms, double first_use_ms, double evals)
+{
+    pk_buf b = {0};
+    pk_json_out j;
+    pk_jo_init(&j, &b);
+    pk_jo_obj_begin(&j);
+    pk_jo_key(&j, "ops");
+    pk_jo_arr_begin(&j);
+    for (size_t i = 0; i < B.nrows; i++) {
+        row *r = &B.rows[i];
+        pk_jo_obj_begin(&j);
+        pk_jo_kstr(&j, "op", r->op);
+        pk_jo_kint(&j, "threads", r->threads);
+        pk_jo_key(&j, "api_per_s");
+        pk_jo_double(&j, r->api);
+        pk_jo_key(&j, "raw_per_s");
+        pk_jo_double(&j, r->raw);
+        pk_jo_key(&j, "ratio");
+        pk_jo_double(&j, r->raw > 0 ? r->api / r->raw : 0);
+        if (r->evp > 0) {
+            pk_jo_key(&j, "evp_per_s");
+            pk_jo_double(&j, r->evp);
+        }
+        pk_jo_obj_end(&j);
+    }
+    pk_jo_arr_end(&j);
+    pk_jo_kint(&j, "keys_in_token", B.keys);
+    pk_jo_key(&j, "key_create_ms");
+    pk_jo_double(&j, create_ms);
+    pk_jo_key(&j, "open_ms_1000_keys");
+    pk_jo_double(&j, open_ms);
+    pk_jo_key(&j, "first_use_ms_1000_keys");
+    pk_jo_double(&j, first_use_ms);
+    pk_jo_key(&j, "policy_evals_per_s");
+    pk_jo_double(&j, evals);
+    pk_jo_obj_end(&j);
+    if (pk_ok(pk_jo_result(&j)) && pk_ok(pk_buf_cstr(&b))) puts((const char *)b.data);
+    pk_buf_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+    double create_ms = 0, open_ms = 0, first_use_ms = 0, evals;
+    char *report = NULL;
+    const char *admins[] = {ADMIN}, *ops[] = {OPERATOR};
+
+    B.seconds = 1.0;
+    B.keys = 1000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) B.json = true;
+        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) B.seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--keys") == 0 && i + 1 < argc) B.keys = (unsigned)atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: p11kms-bench [--json] [--seconds S] [--keys N]\n");
+            return 2;
+        }
+    }
+    if (getenv("P11KMS_CONFIG") != NULL) {
+        if (p11kms_config_load(NULL, &B.cfg) != P11KMS_OK) die("config");
+    } else {
+        make_token();
+    }
+    if (p11kms_caller_new(ADMIN, &B.admin) != P11KMS_OK || p11kms_caller_new(OPERATOR, &B.oper) != P11KMS_OK)
+        die("caller");
+    if (p11kms_init(B.cfg, B.admin, admins, 1, ops, 1, &report) != P11KMS_OK) die("init");
+    p11kms_free(report);
+    if (p11kms_open(B.cfg, &B.h) != P11KMS_OK) die("open");
+    B.key = create_key();
+    if (!B.json) printf("p11kms-bench: %.1f s per figure; raw = minimal PKCS#11 sequence on the same session key\n", B.seconds);
+
+    bench_op("encrypt_64", 64, api_encrypt, raw_encrypt, false);
+    bench_op("encrypt_4k", 4096, api_encrypt, raw_encrypt, false);
+    bench_op("decrypt_64", 64, api_decrypt, raw_decrypt, false);
+    bench_op("datakey", 32, api_datakey, raw_datakey, true);
+    bench_op("datakey_decrypt", 32, api_decrypt, raw_decrypt, true);
+
+    evals = bench_policy();
+    if (!B.json) printf("policy evaluations: %.0f/s (10 statements, compiled once)\n", evals);
+    if (B.keys > 0) {
+        bench_many_keys(&create_ms, &open_ms, &first_use_ms);
+        if (!B.json)
+            printf("with %u keys in the token: key create %.1f ms, open %.1f ms, first use of a key %.1f ms\n",
+                   B.keys, create_ms, open_ms, first_use_ms);
+    }
+    if (B.json) print_json(create_ms, open_ms, first_use_ms, evals);
+    free(B.key);
+    p11kms_close(B.h);
+    p11kms_caller_free(B.admin);
+    p11kms_caller_free(B.oper);
+    p11kms_config_free(B.cfg);
+    if (B.tmpdir[0] != '\0') {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", B.tmpdir);
+        if (system(cmd) != 0) fprintf(stderr, "p11kms-bench: could not remove %s\n", B.tmpdir);
+    }
+    return 0;
+}
