@@ -1,7 +1,9 @@
 #!/bin/sh
 # The main job, end to end, on an embedded default: installs what is
-# missing, builds, creates a SoftHSM token and store under ./demo/, and
-# runs p11kms against it.
+# missing, builds, creates a SoftHSM token and an SQLite store under
+# ./demo/, and runs p11kms against them as two people: a key administrator
+# who manages keys but cannot use them, and the Flink application operator
+# who uses them but cannot manage them.
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -12,10 +14,51 @@ rm -rf "$demo"
 P11KMS_BIN=$top/p11kms tokens/softhsm-token.sh "$demo" p11kms >/dev/null
 export SOFTHSM2_CONF="$demo/softhsm2.conf"
 export P11KMS_CONFIG="$demo/p11kms.conf"
-p11kms() { "$top/p11kms" "$@"; }
+export PATH="$top:$PATH"
+ADMIN=arn:aws:iam::111122223333:role/key-admin
+FLINK=arn:aws:iam::111122223333:role/flink-operator
 step() { printf '\n== %s\n' "$*"; }
+as_admin() { echo "\$ p11kms --as key-admin $*"; p11kms --as "$ADMIN" "$@"; }
+as_flink() { echo "\$ p11kms --as flink-operator $*"; p11kms --as "$FLINK" "$@"; }
 
-step "token: what p11kms found"
+step "1. The token p11kms found (SoftHSM in $demo/tokens)"
 p11kms token info
+
+step "2. Initialise the store, the system keys and the service key"
+as_admin init --admin "$ADMIN" --operator "$FLINK"
+
+step "3. The administrator creates a CMK for Flink checkpoints, with separation of duties"
+KEY=$(p11kms --as "$ADMIN" key create --alias alias/flink-checkpoints \
+      --description "Flink checkpoint data keys" --rotation-days 365 --admin "$ADMIN" --operator "$FLINK")
+echo "created $KEY (alias/flink-checkpoints)"
+as_admin key describe alias/flink-checkpoints
+
+step "4. Flink encrypts and decrypts with an encryption context"
+BLOB=$(printf 'jdbc-password-demo' | p11kms --as "$FLINK" encrypt --key alias/flink-checkpoints --context job=orders)
+echo "ciphertext: $BLOB"
+printf '%s\n' "$BLOB" | p11kms --as "$FLINK" decrypt --context job=orders
+echo
+echo "with the wrong context:"
+printf '%s\n' "$BLOB" | p11kms --as "$FLINK" decrypt --context job=payments || echo "(refused, exit $?)"
+
+step "5. Envelope encryption: a data key for a checkpoint file"
+as_flink datakey --key alias/flink-checkpoints --spec AES_256 --context purpose=checkpoint --no-plaintext
+
+step "6. Separation of duties: neither role can do the other's job"
+printf '%s\n' "$BLOB" | p11kms --as "$ADMIN" decrypt --context job=orders || echo "(administrator refused, exit $?)"
+p11kms --as "$FLINK" key disable alias/flink-checkpoints || echo "(operator refused, exit $?)"
+
+step "7. Rotation: old ciphertexts still decrypt"
+as_admin key rotate alias/flink-checkpoints
+printf '%s\n' "$BLOB" | p11kms --as "$FLINK" decrypt --context job=orders
+echo
+
+step "8. The key policy, checked by the linter"
+p11kms --as "$ADMIN" key get-policy alias/flink-checkpoints >"$demo/policy.json"
+p11kms policy lint "$demo/policy.json"
+
+step "9. The keys in the store"
+p11kms --as "$ADMIN" key list
+
 echo
 echo "demo folder: $demo (config: $P11KMS_CONFIG)"
