@@ -75,6 +75,7 @@ static const command commands[] = {
     {"datakey", pk_cmd_datakey},
     {"re-encrypt", pk_cmd_reencrypt},
     {"policy", pk_cmd_policy},
+    {"audit", pk_cmd_audit},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,332 @@
+/*
+ * Serialising audit records. Every line is built by the JSON writer from
+ * the event's fields only, with keys in a fixed order, so the same event
+ * always gives the same bytes and a grep over the log is predictable.
+ * Line hashes are over the exact bytes of the line without its newline.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit/audit_impl.h"
+#include "json/json_in.h"
+#include "util/codec.h"
+
+const char *pk_audit_decision_name(pk_audit_decision d)
+{
+    switch (d) {
+    case PK_AUDIT_DECISION_ALLOWED: return "Allowed";
+    case PK_AUDIT_DECISION_EXPLICIT_DENY: return "ExplicitlyDenied";
+    case PK_AUDIT_DECISION_IMPLICIT_DENY: return "ImplicitlyDenied";
+    case PK_AUDIT_DECISION_NA:
+    default: return "n/a";
+    }
+}
+
+pk_keyid pk_audit_key_id(void)
+{
+    pk_keyid id;
+    memset(&id, 0, sizeof(id));
+    id.len = sizeof(PK_AUDIT_KEY_ID) - 1;
+    memcpy(id.bytes, PK_AUDIT_KEY_ID, id.len);
+    return id;
+}
+
+static void put_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+}
+
+/* UTC, RFC 3339 with milliseconds. Formatted by hand: this runs once per record. */
+void pk_audit_now(char out[PK_AUDIT_TIME_LEN + 1])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    memcpy(out, "0000-00-00T00:00:00.000Z", PK_AUDIT_TIME_LEN + 1);
+    put_digits(out, (unsigned)(tm.tm_year + 1900) % 10000u, 4);
+    put_digits(out + 5, (unsigned)tm.tm_mon + 1, 2);
+    put_digits(out + 8, (unsigned)tm.tm_mday, 2);
+    put_digits(out + 11, (unsigned)tm.tm_hour, 2);
+    put_digits(out + 14, (unsigned)tm.tm_min, 2);
+    put_digits(out + 17, (unsigned)tm.tm_sec % 60u, 2);
+    put_digits(out + 20, (unsigned)(ts.tv_nsec / 1000000), 3);
+}
+
+/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    size_t n;
+    uint32_t cp;
+    if (s[0] < 0x80) return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) n = 2, cp = s[0] & 0x1fu;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef) n = 3, cp = s[0] & 0x0fu;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4) n = 4, cp = s[0] & 0x07u;
+    else return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/*
+ * A JSON string literal (RFC 8259 section 7). Runs of plain characters are
+ * copied at once; bytes that are not UTF-8 become U+FFFD, so a record is
+ * always JSON the verifier can read back. (util/json_out escapes byte by
+ * byte, which costs more than the rest of the record; records are written
+ * here directly, in a fixed member order.)
+ */
+static pk_result put_str(pk_buf *b, const char *s)
+{
+    static const char hexd[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0;
+
+    PK_GUARD(pk_buf_reserve(b, strlen(s) + 2));
+    PK_GUARD(pk_buf_append(b, "\"", 1));
+    for (;;) {
+        unsigned char c = u[i];
+        size_t k;
+        char esc[6];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+        if (i > run) PK_GUARD(pk_buf_append(b, u + run, i - run));
+        if (c == '\0') break;
+        if (c >= 0x80) {
+            k = utf8_seq(u + i);
+            PK_GUARD(k != 0 ? pk_buf_append(b, u + i, k) : pk_buf_append(b, "\xef\xbf\xbd", 3));
+            i += k != 0 ? k : 1;
+        } else {
+            switch (c) {
+            case '"': PK_GUARD(pk_buf_append(b, "\\\"", 2)); break;
+            case '\\': PK_GUARD(pk_buf_append(b, "\\\\", 2)); break;
+            case '\n': PK_GUARD(pk_buf_append(b, "\\n", 2)); break;
+            case '\r': PK_GUARD(pk_buf_append(b, "\\r", 2)); break;
+            case '\t': PK_GUARD(pk_buf_append(b, "\\t", 2)); break;
+            default:
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hexd[c >> 4];
+                esc[5] = hexd[c & 15];
+                PK_GUARD(pk_buf_append(b, esc, 6));
+            }
+            i++;
+        }
+        run = i;
+    }
+    return pk_buf_append(b, "\"", 1);
+}
+
+/* ,"key":"value" (or "key":"value" when first). */
+static pk_result put_member(pk_buf *b, bool comma, const char *key, const char *v)
+{
+    if (comma) PK_GUARD(pk_buf_append(b, ",", 1));
+    PK_GUARD(put_str(b, key));
+    PK_GUARD(pk_buf_append(b, ":", 1));
+    return put_str(b, v);
+}
+
+static pk_result put_map(pk_buf *b, const char *key, const pk_audit_kv *kv, size_t n)
+{
+    PK_GUARD(pk_buf_append(b, ",", 1));
+    PK_GUARD(put_str(b, key));
+    PK_GUARD(pk_buf_append(b, ":{", 2));
+    for (size_t i = 0; i < n; i++) PK_GUARD(put_member(b, i > 0, kv[i].key, kv[i].value));
+    return pk_buf_append(b, "}", 1);
+}
+
+static pk_result put_u64(pk_buf *b, uint64_t v)
+{
+    char d[24];
+    size_t i = sizeof(d);
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return pk_buf_append(b, d + i, sizeof(d) - i);
+}
+
+/*
+ * The members from "request_id" to "details", without the enclosing braces
+ * (the line head and end are added under the log's lock).
+ */
+pk_result pk_audit_event_body(pk_buf *body, const pk_audit_event *ev, const char *request_id)
+{
+    static const char *const resource_keys[] = {"key_id", "key_version", "alias", "secret_id", "connection"};
+    const char *resource[5] = {ev->key_id, ev->key_version, ev->alias, ev->secret_id, ev->connection};
+    bool first = true;
+
+    PK_ENSURE(ev->action != NULL && *ev->action != '\0', P11KMS_ERR_INVALID_ARGUMENT, "audit event without action");
+    for (size_t i = 0; i < ev->n_context; i++)
+        PK_ENSURE(ev->context[i].key != NULL && ev->context[i].value != NULL, P11KMS_ERR_INVALID_ARGUMENT,
+                  "audit event context entry %zu is incomplete", i);
+    for (size_t i = 0; i < ev->n_details; i++)
+        PK_ENSURE(ev->details[i].key != NULL && ev->details[i].value != NULL, P11KMS_ERR_INVALID_ARGUMENT,
+                  "audit event detail %zu is incomplete", i);
+    for (size_t i = 0; i < ev->n_sids; i++)
+        PK_ENSURE(ev->sids[i] != NULL, P11KMS_ERR_INVALID_ARGUMENT, "audit event sid %zu is NULL", i);
+
+    PK_GUARD(pk_buf_reserve(body, 512));
+    PK_GUARD(put_member(body, false, "request_id", request_id));
+    if (ev->principal != NULL)
+        PK_GUARD(put_member(body, true, "principal", ev->principal));
+    else
+        PK_GUARD(pk_buf_append_str(body, ",\"principal\":null"));
+    PK_GUARD(put_member(body, true, "action", ev->action));
+    PK_GUARD(pk_buf_append_str(body, ",\"resource\":{"));
+    for (size_t i = 0; i < PK_ARRAY_LEN(resource_keys); i++) {
+        if (resource[i] == NULL) continue;
+        PK_GUARD(put_member(body, !first, resource_keys[i], resource[i]));
+        first = false;
+    }
+    PK_GUARD(pk_buf_append(body, "}", 1));
+    PK_GUARD(put_map(body, "context", ev->context, ev->n_context));
+    PK_GUARD(put_member(body, true, "decision", pk_audit_decision_name(ev->decision)));
+    PK_GUARD(pk_buf_append_str(body, ",\"sids\":["));
+    for (size_t i = 0; i < ev->n_sids; i++) {
+        if (i > 0) PK_GUARD(pk_buf_append(body, ",", 1));
+        PK_GUARD(put_str(body, ev->sids[i]));
+    }
+    PK_GUARD(pk_buf_append(body, "]", 1));
+    PK_GUARD(put_member(body, true, "result", ev->result == P11KMS_OK ? "ok" : p11kms_rc_name(ev->result)));
+    if (ev->n_details > 0) PK_GUARD(put_map(body, "details", ev->details, ev->n_details));
+    PK_ENSURE(body->len < PK_AUDIT_MAX_LINE - 256, P11KMS_ERR_LIMIT,
+              "audit record too large (%zu bytes; at most %d)", body->len, PK_AUDIT_MAX_LINE - 256);
+    return PK_OK;
+}
+
+pk_result pk_audit_line_head(pk_buf *line, uint64_t seq, const char *type, const char *time)
+{
+    PK_GUARD(pk_buf_reserve(line, 96));
+    PK_GUARD(pk_buf_append_str(line, "{\"v\":1,\"seq\":"));
+    PK_GUARD(put_u64(line, seq));
+    PK_GUARD(pk_buf_append_str(line, ",\"type\":\""));
+    PK_GUARD(pk_buf_append_str(line, type));
+    PK_GUARD(pk_buf_append_str(line, "\",\"time\":\""));
+    PK_GUARD(pk_buf_append(line, time, PK_AUDIT_TIME_LEN));
+    return pk_buf_append(line, "\",", 2);
+}
+
+pk_result pk_audit_line_prev_end(pk_buf *line, const uint8_t prev[PK_SHA256_LEN])
+{
+    char hex[PK_AUDIT_HASH_HEX_LEN + 1];
+    pk_hex_encode(prev, PK_SHA256_LEN, hex);
+    PK_GUARD(pk_buf_append_str(line, "\"prev\":\""));
+    PK_GUARD(pk_buf_append(line, hex, PK_AUDIT_HASH_HEX_LEN));
+    return pk_buf_append(line, "\"}", 2);
+}
+
+pk_result pk_audit_seal_mac(pk_p11 *p11, const pk_keyid *key, const char *prefix, size_t n, uint8_t mac[PK_HMAC_LEN])
+{
+    pk_buf msg = {0};
+    pk_result r = PK_OK;
+
+    PK_TRY(pk_buf_append_str(&msg, PK_AUDIT_SEAL_DOMAIN));
+    PK_TRY(pk_buf_append(&msg, prefix, n));
+    PK_TRY(pk_p11_hmac(p11, key, pk_bytes_of(msg.data, msg.len), mac));
+out:
+    pk_buf_free(&msg);
+    return r;
+}
+
+pk_result pk_audit_seal_line(pk_buf *line, pk_p11 *p11, const pk_keyid *key, uint64_t seq, const char *time,
+                             const char *reason, const uint8_t prev[PK_SHA256_LEN])
+{
+    uint8_t mac[PK_HMAC_LEN];
+    char hex[PK_AUDIT_HASH_HEX_LEN + 1], mac_hex[2 * PK_HMAC_LEN + 1];
+
+    pk_hex_encode(prev, PK_SHA256_LEN, hex);
+    PK_GUARD(pk_audit_line_head(line, seq, PK_AUDIT_T_SEAL, time));
+    PK_GUARD(pk_buf_printf(line, "\"reason\":\"%s\",\"sealed_seq\":%" PRIu64 ",\"prev\":\"%s\"", reason, seq - 1,
+                           hex));
+    PK_GUARD(pk_audit_seal_mac(p11, key, (const char *)line->data, line->len, mac));
+    pk_hex_encode(mac, PK_HMAC_LEN, mac_hex);
+    return pk_buf_printf(line, PK_AUDIT_MAC_MEMBER "%s\"}", mac_hex);
+}
+
+bool pk_audit_seal_split(const char *line, size_t len, size_t *prefix_len, uint8_t mac[PK_HMAC_LEN])
+{
+    const size_t member = sizeof(PK_AUDIT_MAC_MEMBER) - 1, tail = member + 2 * PK_HMAC_LEN + 2;
+    char hex[2 * PK_HMAC_LEN + 1];
+
+    if (len < tail + 1) return false;
+    if (memcmp(line + len - tail, PK_AUDIT_MAC_MEMBER, member) != 0) return false;
+    if (memcmp(line + len - 2, "\"}", 2) != 0) return false;
+    memcpy(hex, line + len - tail + member, 2 * PK_HMAC_LEN);
+    hex[2 * PK_HMAC_LEN] = '\0';
+    for (size_t i = 0; i < 2 * PK_HMAC_LEN; i++)
+        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'))) return false;
+    if (pk_failed(pk_hex_decode(hex, mac, PK_HMAC_LEN))) return false;
+    *prefix_len = len - tail;
+    return true;
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src != NULL ? src : "");
+}
+
+/*
+ * prev_hex gets 65 bytes; prev_file (may be NULL) gets a link record's
+ * previous_file. Fails with P11KMS_ERR_INTEGRITY naming what is wrong.
+ */
+pk_result pk_audit_parse_tail(const char *line, size_t len, pk_audit_tail *t, char *prev_hex, char *prev_file,
+                              size_t prev_file_size)
+{
+    pk_jv *doc = NULL;
+    const pk_jv *v;
+    const char *type, *prev;
+    pk_result r = PK_OK;
+
+    memset(t, 0, sizeof(*t));
+    if (prev_file != NULL && prev_file_size > 0) prev_file[0] = '\0';
+    PK_TRY(pk_json_parse(line, len, P11KMS_ERR_INTEGRITY, &doc));
+    PK_CHECK(pk_jv_typeof(doc) == PK_JV_OBJECT, P11KMS_ERR_INTEGRITY, "record is not a JSON object");
+    v = pk_jv_get(doc, "seq");
+    PK_CHECK(v != NULL && pk_jv_typeof(v) == PK_JV_INTEGER && pk_jv_int(v) >= 1, P11KMS_ERR_INTEGRITY,
+             "record has no valid \"seq\"");
+    t->seq = (uint64_t)pk_jv_int(v);
+    type = pk_jv_str(pk_jv_get(doc, "type"));
+    PK_CHECK(type != NULL && (strcmp(type, PK_AUDIT_T_EVENT) == 0 || strcmp(type, PK_AUDIT_T_SEAL) == 0 ||
+                              strcmp(type, PK_AUDIT_T_LINK) == 0 || strcmp(type, PK_AUDIT_T_REPAIR) == 0),
+             P11KMS_ERR_INTEGRITY, "record has no valid \"type\"");
+    copy_str(t->type, sizeof(t->type), type);
+    PK_CHECK(pk_jv_str(pk_jv_get(doc, "time")) != NULL, P11KMS_ERR_INTEGRITY, "record has no \"time\"");
+    prev = pk_jv_str(pk_jv_get(doc, "prev"));
+    PK_CHECK(prev != NULL && strlen(prev) == PK_AUDIT_HASH_HEX_LEN, P11KMS_ERR_INTEGRITY,
+             "record has no valid \"prev\"");
+    {
+        uint8_t tmp[PK_SHA256_LEN];
+        PK_CHECK(pk_ok(pk_hex_decode(prev, tmp, sizeof(tmp))), P11KMS_ERR_INTEGRITY, "record has no valid \"prev\"");
+    }
+    if (prev_hex != NULL) copy_str(prev_hex, PK_AUDIT_HASH_HEX_LEN + 1, prev);
+    copy_str(t->reason, sizeof(t->reason), pk_jv_str(pk_jv_get(doc, "reason")));
+    if (strcmp(type, PK_AUDIT_T_SEAL) == 0) {
+        PK_CHECK(pk_jv_str(pk_jv_get(doc, "mac")) != NULL, P11KMS_ERR_INTEGRITY, "seal has no \"mac\"");
+        PK_CHECK(t->reason[0] != '\0', P11KMS_ERR_INTEGRITY, "seal has no \"reason\"");
+    }
+    if (strcmp(type, PK_AUDIT_T_LINK) == 0) {
+        v = pk_jv_get(doc, "file");
+        PK_CHECK(v != NULL && pk_jv_typeof(v) == PK_JV_INTEGER && pk_jv_int(v) >= 2, P11KMS_ERR_INTEGRITY,
+                 "link has no valid \"file\"");
+        t->file_no = (uint64_t)pk_jv_int(v);
+        PK_CHECK(pk_jv_str(pk_jv_get(doc, "previous_file")) != NULL, P11KMS_ERR_INTEGRITY,
+                 "link has no \"previous_file\"");
+        if (prev_file != NULL) copy_str(prev_file, prev_file_size, pk_jv_str(pk_jv_get(doc, "previous_file")));
+    }
+    if (strcmp(type, PK_AUDIT_T_EVENT) == 0) {
+        PK_CHECK(pk_jv_str(pk_jv_get(doc, "action")) != NULL, P11KMS_ERR_INTEGRITY, "event has no \"action\"");
+        PK_CHECK(pk_jv_str(pk_jv_get(doc, "result")) != NULL, P11KMS_ERR_INTEGRITY, "event has no \"result\"");
+    }
+out:
+    pk_json_free(doc);
+    return r;
+}

@@ -1,0 +1,100 @@
+#!/bin/bash
+# CLI scenarios for the audit trail: verify a clean series, name tampering
+# by file, line and sequence number (text and --json), rotate, and detect a
+# missing rotated file. Needs `p11kms init` (it creates the audit key);
+# until the command exists this scenario is skipped (exit 77).
+. "${P11KMS_TOP_SRCDIR:-.}/tests/cli/lib.sh"
+
+if ! "$P11KMS" --help 2>/dev/null | grep -qE '^  init( |$)'; then
+    echo "SKIP: p11kms has no init command yet (it creates the audit key)"
+    echo "0 passed, 0 failed"
+    exit 77
+fi
+
+T=$WORK/tok
+new_token "$T"
+C="--config $T/p11kms.conf"
+ALICE=arn:aws:iam::111122223333:user/alice
+
+run "$P11KMS" $C --as "$ALICE" init
+expect_rc 0 "init creates the audit key"
+
+# Usage errors.
+run "$P11KMS" $C audit
+expect_rc 2 "audit without subcommand"
+expect_err "p11kms: usage: audit verify [FILE...] [--allow-unsealed] | audit rotate | audit files (see p11kms --help)" "audit usage"
+run "$P11KMS" $C audit frob
+expect_rc 2 "unknown audit subcommand"; expect_err "p11kms: usage: unknown audit command 'frob' (see p11kms --help)" "unknown audit subcommand"
+run "$P11KMS" $C audit verify --bogus
+expect_rc 2 "unknown verify option"; expect_err "p11kms: usage: audit verify: unexpected '--bogus' (see p11kms --help)" "unknown verify option"
+
+# Rotation: each rotate records who asked, seals, renames and links.
+run "$P11KMS" $C --as "$ALICE" audit rotate
+expect_rc 0 "first rotate"; expect_out "rotated $T/audit.log to $T/audit.log.000001" "first rotate names the file"
+run "$P11KMS" $C --as "$ALICE" audit rotate --json
+expect_rc 0 "second rotate"; expect_out "{\"path\":\"$T/audit.log\",\"rotated\":\"$T/audit.log.000002\"}" "rotate --json"
+run "$P11KMS" $C audit files
+expect_rc 0 "audit files"
+expect_out "$(printf '%s\n' "$T/audit.log.000001" "$T/audit.log.000002" "$T/audit.log")" "audit files lists the series"
+
+# A clean series verifies.
+run "$P11KMS" $C audit verify
+expect_rc 0 "verify clean series"; expect_out_has "audit log verified: 3 files," "verify summary"
+run "$P11KMS" $C audit verify --json
+expect_rc 0 "verify --json clean"; expect_out_has '{"ok":true,"files":3,' "verify --json ok"
+grep -q '"action":"RotateAuditLog"' "$T/audit.log.000002" && ok || bad "rotation is itself audited"
+grep -q "\"principal\":\"$ALICE\"" "$T/audit.log.000002" && ok || bad "rotation names the principal"
+if grep -qF "$(cat "$T/user.pin")" "$T"/audit.log*; then bad "the PIN appears in the audit log"; else ok; fi
+
+# Tampering with one field is found at its line, with its sequence number.
+F=$T/audit.log.000002
+cp "$F" "$WORK/backup"
+line=$(grep -n '"action":"RotateAuditLog"' "$F" | head -1 | cut -d: -f1)
+seq=$(sed -n "${line}p" "$F" | sed 's/^{"v":1,"seq":\([0-9]*\),.*/\1/')
+sed -i "${line}s|user/alice|user/mallory|" "$F"
+run "$P11KMS" $C audit verify
+expect_rc 1 "verify finds a modified record"
+expect_err_has "p11kms: audit: $F:$line: seq $seq: modified: " "finding names file, line and seq"
+expect_fail_clean "modified: one-line finding"
+run "$P11KMS" $C audit verify --json
+expect_rc 1 "verify --json finds a modified record"
+expect_out_has "{\"ok\":false,\"problem\":\"modified\",\"file\":\"$F\",\"line\":$line,\"seq\":$seq,\"detail\":\"" "verify --json finding"
+cp "$WORK/backup" "$F"
+run "$P11KMS" $C audit verify
+expect_rc 0 "restored series verifies"
+
+# Deleting a line is named as deleted.
+sed -i "${line}d" "$F"
+run "$P11KMS" $C audit verify
+expect_rc 1 "verify finds a deleted record"; expect_err_has ": seq $seq: deleted: " "deleted record"
+cp "$WORK/backup" "$F"
+
+# A rotated file that is missing from the series.
+mv "$T/audit.log.000001" "$WORK/moved"
+run "$P11KMS" $C audit verify
+expect_rc 1 "verify finds a missing file"
+expect_err_has "p11kms: audit: $T/audit.log.000002:1: seq " "missing file: where"
+expect_err_has ": missing-file: audit.log.000002 continues from audit.log.000001, which is missing from the series" "missing file: what"
+run "$P11KMS" $C audit verify --json
+expect_out_has '"problem":"missing-file"' "missing file --json"
+mv "$WORK/moved" "$T/audit.log.000001"
+
+# Explicit files are checked as one series, oldest first.
+run "$P11KMS" $C audit verify "$T/audit.log.000001" "$T/audit.log.000002" "$T/audit.log"
+expect_rc 0 "explicit series"
+run "$P11KMS" $C audit verify "$T/audit.log.000001" "$T/audit.log"
+expect_rc 1 "explicit series with a gap"; expect_err_has "missing-file" "explicit gap"
+
+# A truncated tail (the closing seal cut off) is found.
+head -n -1 "$T/audit.log" >"$WORK/cut" && cat "$WORK/cut" >"$T/audit.log"
+run "$P11KMS" $C audit verify
+expect_rc 1 "verify finds a truncated tail"; expect_err_has ": truncated: " "truncated tail"
+run "$P11KMS" $C audit verify --allow-unsealed
+expect_rc 0 "a live log may be checked with --allow-unsealed"
+
+# No audit path configured.
+grep -v '^audit' "$T/p11kms.conf" >"$WORK/noaudit.conf"
+run "$P11KMS" --config "$WORK/noaudit.conf" audit verify
+expect_rc 3 "no audit path"; expect_err "p11kms: $WORK/noaudit.conf: no \`audit\` path set" "no audit path"
+
+finish
