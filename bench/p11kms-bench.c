@@ -7,6 +7,9 @@
  *               same session-object key p11kms uses (the best raw case)
  *   evp_per_s   OpenSSL EVP in-process, for scale (keys outside an HSM)
  *
+ * The "ops" figures run with the audit trail on (batch, as configured);
+ * "audit" compares the trail off (a bench-only switch), batch and always.
+ *
  * Usage: bench/p11kms-bench [--json] [--seconds S] [--keys N]
  * Uses $P11KMS_CONFIG (with $SOFTHSM2_CONF) when set, else makes a fresh
  * SoftHSM token in a temporary folder. Never writes to the system token.
@@ -23,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "conf/conf.h"
 #include "core/op.h"
 #include "p11/p11_internal.h"
@@ -356,6 +360,48 @@ static void bench_op(const char *name, size_t len, op_fn api_fn, op_fn raw_fn, b
     }
 }
 
+/* ---- audit cost: the same encrypt with the trail off, batch and always ---- */
+
+typedef struct audit_figures {
+    double off, batch, always;
+} audit_figures;
+
+static double encrypt_with_audit(const char *path, pk_audit_sync sync)
+{
+    pk_audit_opts o;
+    api_arg a = {64, false};
+    double rate;
+    memset(&o, 0, sizeof(o));
+    o.path = path;
+    o.p11 = B.h->p11;
+    o.sync = sync;
+    PK_IGNORE(pk_audit_close(B.h->audit));
+    B.h->audit = NULL;
+    if (pk_failed(pk_audit_open(&o, &B.h->audit))) die("audit open");
+    rate = measure(1, api_encrypt, api_ctx_new, api_ctx_free, &a);
+    return rate;
+}
+
+static void bench_audit(audit_figures *f)
+{
+    char batch[300], always[300];
+    const char *dir = B.tmpdir[0] ? B.tmpdir : "/tmp";
+    snprintf(batch, sizeof(batch), "%s/bench-audit-batch-%d.log", dir, (int)getpid());
+    snprintf(always, sizeof(always), "%s/bench-audit-always-%d.log", dir, (int)getpid());
+    /* Off twice, around the others, so drift hits all three alike. */
+    f->off = encrypt_with_audit(NULL, PK_AUDIT_SYNC_BATCH);
+    f->batch = encrypt_with_audit(batch, PK_AUDIT_SYNC_BATCH);
+    f->always = encrypt_with_audit(always, PK_AUDIT_SYNC_ALWAYS);
+    f->off = (f->off + encrypt_with_audit(NULL, PK_AUDIT_SYNC_BATCH)) / 2;
+    PK_IGNORE(pk_audit_close(B.h->audit));
+    B.h->audit = NULL;
+    unlink(batch);
+    unlink(always);
+    if (!B.json)
+        printf("audit (encrypt_64, 1 thread): off %.0f/s, batch %.0f/s (ratio %.2f), always %.0f/s (ratio %.2f)\n",
+               f->off, f->batch, f->batch / f->off, f->always, f->always / f->off);
+}
+
 /* ---- set-up ---- */
 
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -391,7 +437,7 @@ static void make_token(void)
     if (pk_failed(pk_p11_init_token(P11KMS_SOFTHSM_MODULE, "bench", &so, &user))) die("token init");
     pk_secbuf_free(&so);
     pk_secbuf_free(&user);
-    snprintf(text, sizeof(text), "module = %s\ntoken = pkcs11:token=bench\npin = file:user.pin\nstore = sqlite:p11kms.db\n",
+    snprintf(text, sizeof(text), "module = %s\ntoken = pkcs11:token=bench\npin = file:user.pin\nstore = sqlite:p11kms.db\naudit = audit.log\n",
              P11KMS_SOFTHSM_MODULE);
     snprintf(path, sizeof(path), "%s/p11kms.conf", B.tmpdir);
     write_file(path, text, 0600);
@@ -488,7 +534,7 @@ static double bench_policy(void)
     return (double)count / (now_s() - start);
 }
 
-static void print_json(double create_ms, double open_ms, double first_use_ms, double evals)
+static void print_json(double create_ms, double open_ms, double first_use_ms, double evals, const audit_figures *af)
 {
     pk_buf b = {0};
     pk_json_out j;
@@ -523,6 +569,19 @@ static void print_json(double create_ms, double open_ms, double first_use_ms, do
     pk_jo_double(&j, first_use_ms);
     pk_jo_key(&j, "policy_evals_per_s");
     pk_jo_double(&j, evals);
+    pk_jo_key(&j, "audit");
+    pk_jo_obj_begin(&j);
+    pk_jo_key(&j, "off_per_s");
+    pk_jo_double(&j, af->off);
+    pk_jo_key(&j, "batch_per_s");
+    pk_jo_double(&j, af->batch);
+    pk_jo_key(&j, "always_per_s");
+    pk_jo_double(&j, af->always);
+    pk_jo_key(&j, "batch_ratio");
+    pk_jo_double(&j, af->off > 0 ? af->batch / af->off : 0);
+    pk_jo_key(&j, "always_ratio");
+    pk_jo_double(&j, af->off > 0 ? af->always / af->off : 0);
+    pk_jo_obj_end(&j);
     pk_jo_obj_end(&j);
     if (pk_ok(pk_jo_result(&j)) && pk_ok(pk_buf_cstr(&b))) puts((const char *)b.data);
     pk_buf_free(&b);
@@ -531,6 +590,7 @@ static void print_json(double create_ms, double open_ms, double first_use_ms, do
 int main(int argc, char **argv)
 {
     double create_ms = 0, open_ms = 0, first_use_ms = 0, evals;
+    audit_figures af = {0, 0, 0};
     char *report = NULL;
     const char *admins[] = {ADMIN}, *ops[] = {OPERATOR};
 
@@ -564,6 +624,7 @@ int main(int argc, char **argv)
     bench_op("datakey", 32, api_datakey, raw_datakey, true);
     bench_op("datakey_decrypt", 32, api_decrypt, raw_decrypt, true);
 
+    bench_audit(&af);
     evals = bench_policy();
     if (!B.json) printf("policy evaluations: %.0f/s (10 statements, compiled once)\n", evals);
     if (B.keys > 0) {
@@ -572,7 +633,7 @@ int main(int argc, char **argv)
             printf("with %u keys in the token: key create %.1f ms, open %.1f ms, first use of a key %.1f ms\n",
                    B.keys, create_ms, open_ms, first_use_ms);
     }
-    if (B.json) print_json(create_ms, open_ms, first_use_ms, evals);
+    if (B.json) print_json(create_ms, open_ms, first_use_ms, evals, &af);
     free(B.key);
     p11kms_close(B.h);
     p11kms_caller_free(B.admin);

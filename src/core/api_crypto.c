@@ -68,6 +68,7 @@ P11KMS_API p11kms_rc p11kms_encrypt(p11kms *h, const p11kms_caller *c, const cha
 
     *blob = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:Encrypt"));
+    pk_op_output_buf(&op, blob);
     op.ctx = pk_ctx_cast(ctx);
     op.nctx = nctx;
     PK_CHECK(pt != NULL && pt_len >= 1 && pt_len <= PK_PLAINTEXT_MAX, P11KMS_ERR_INVALID_ARGUMENT,
@@ -109,6 +110,8 @@ P11KMS_API p11kms_rc p11kms_decrypt(p11kms *h, const p11kms_caller *c, const p11
     *pt = NULL;
     if (key_id) *key_id = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:Decrypt"));
+    pk_op_output_buf(&op, pt);
+    if (key_id) pk_op_output_str(&op, key_id);
     op.ctx = pk_ctx_cast(ctx);
     op.nctx = nctx;
     PK_CHECK(blob != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no ciphertext given");
@@ -142,6 +145,8 @@ P11KMS_API p11kms_rc p11kms_generate_data_key(p11kms *h, const p11kms_caller *c,
     if (pt) *pt = NULL;
     *blob = NULL;
     PK_TRY(pk_op_begin(&op, h, c, pt ? "kms:GenerateDataKey" : "kms:GenerateDataKeyWithoutPlaintext"));
+    pk_op_output_buf(&op, blob);
+    if (pt) pk_op_output_buf(&op, pt);
     op.ctx = pk_ctx_cast(ctx);
     op.nctx = nctx;
     PK_CHECK(bytes >= 1 && bytes <= PK_DATAKEY_MAX, P11KMS_ERR_INVALID_ARGUMENT,
@@ -180,6 +185,7 @@ P11KMS_API p11kms_rc p11kms_reencrypt(p11kms *h, const p11kms_caller *c, const u
 
     *outp = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:ReEncrypt"));
+    pk_op_output_buf(&op, outp);
     op.ctx = pk_ctx_cast(src_ctx);
     op.nctx = nsrc;
     PK_CHECK(blob != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no ciphertext given");

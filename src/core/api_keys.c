@@ -92,6 +92,8 @@ P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const 
 
     *key_id = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:CreateKey"));
+    pk_op_output_str(&op, key_id);
+    PK_TRY(pk_op_preflight(&op));
     PK_CHECK(spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no key specification");
     PK_CHECK(spec->policy_json == NULL || (spec->nadmins == 0 && spec->noperators == 0), P11KMS_ERR_INVALID_ARGUMENT,
              "give either a policy or administrators/operators, not both");
@@ -141,6 +143,7 @@ P11KMS_API p11kms_rc p11kms_key_describe(p11kms *h, const p11kms_caller *c, cons
 
     *json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
+    pk_op_output_str(&op, json);
     PK_TRY(load_authorized(&op, key, op.action, &k));
     PK_TRY(describe_json(h, k, &out));
     PK_TRY(pk_str_out(&out, json));
@@ -187,6 +190,7 @@ P11KMS_API p11kms_rc p11kms_key_list(p11kms *h, const p11kms_caller *c, char **j
 
     *json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:ListKeys"));
+    pk_op_output_str(&op, json);
     pk_jo_init(&j, &out);
     pk_jo_arr_begin(&j);
     l.h = h;
@@ -216,6 +220,7 @@ static p11kms_rc managed(p11kms *h, const p11kms_caller *c, const char *key, con
     pk_key *k = NULL;
     PK_TRY(pk_op_begin(&op, h, c, action));
     PK_TRY(load_authorized(&op, key, action, &k));
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(fn(h, k->id, arg));
 out:
     pk_key_release(h, k);
@@ -280,6 +285,8 @@ P11KMS_API p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **
 
     *report_json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:PurgeKeys"));
+    pk_op_output_str(&op, report_json);
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_key_purge(h, true, &rep));
     pk_jo_init(&j, &out);
     pk_jo_obj_begin(&j);
@@ -308,6 +315,7 @@ P11KMS_API p11kms_rc p11kms_key_get_policy(p11kms *h, const p11kms_caller *c, co
 
     *policy_json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:GetKeyPolicy"));
+    pk_op_output_str(&op, policy_json);
     PK_TRY(load_authorized(&op, key, op.action, &k));
     *policy_json = strdup(k->policy_json);
     PK_CHECK_ALLOC(*policy_json);
@@ -353,6 +361,7 @@ P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, co
     p.principal = c->principal;
     p.bypass = bypass_lockout_check;
     p.arn = k->arn;
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(do_put_policy(h, k->id, &p));
 out:
     pk_key_release(h, k);
@@ -371,6 +380,7 @@ P11KMS_API p11kms_rc p11kms_alias_create(p11kms *h, const p11kms_caller *c, cons
     PK_TRY(pk_alias_validate(alias, false));
     PK_TRY(load_authorized(&op, key, op.action, &k));
     snprintf(op.alias, sizeof(op.alias), "%s", alias);
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_alias_create(h, alias, k->id, false));
 out:
     pk_key_release(h, k);
@@ -389,6 +399,7 @@ P11KMS_API p11kms_rc p11kms_alias_delete(p11kms *h, const p11kms_caller *c, cons
     PK_TRY(pk_alias_validate(alias, false));
     /* Authorised against the key the alias points to (AWS: the key policy of that key). */
     PK_TRY(load_authorized(&op, alias, op.action, &k));
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_alias_delete(h, alias, key_id));
 out:
     pk_key_release(h, k);
@@ -407,6 +418,7 @@ P11KMS_API p11kms_rc p11kms_alias_list(p11kms *h, const p11kms_caller *c, const 
 
     *json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:ListAliases"));
+    pk_op_output_str(&op, json);
     if (key != NULL) {
         PK_TRY(pk_key_resolve(h, key, false, &ref));
         pk_op_set_key(&op, &ref);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "conf/conf.h"
 #include "core/op.h"
 #include "json/json_in.h"
@@ -18,8 +19,6 @@
 
 #define DEFAULT_ACCOUNT "000000000000"
 #define DEFAULT_REGION "local"
-#define AUDIT_KEY_ID "p11kms/sys/audit-mac"
-#define AUDIT_KEY_LABEL "p11kms:sys:audit-mac"
 #define META_ID "store"
 
 static pk_keyid text_id(const char *s)
@@ -154,22 +153,44 @@ static pk_result check_binding(p11kms *h, bool *found, char service_key[PK_UUID_
     return r;
 }
 
+/* Keys destroyed by p11kms itself (at open) go on record as the system's actions. */
+static pk_result audit_system(p11kms *h, const char *action, const char *key_id)
+{
+    pk_audit_event ev;
+    if (h->audit == NULL) return PK_OK;
+    memset(&ev, 0, sizeof(ev));
+    ev.principal = "p11kms";
+    ev.action = action;
+    ev.key_id = key_id;
+    ev.result = P11KMS_OK;
+    return pk_audit_write(h->audit, &ev, NULL);
+}
+
+/* Deletion windows that have passed are enforced at every open. */
+static pk_result purge_at_open(p11kms *h)
+{
+    pk_purge_report rep;
+    pk_result r = pk_key_purge(h, false, &rep);
+    for (size_t i = 0; pk_ok(r) && i < rep.ndestroyed; i++) r = audit_system(h, "p11kms:DestroyKey", rep.destroyed[i]);
+    if (pk_ok(r)) pk_purge_report_free(&rep);
+    return r;
+}
+
 P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
 {
     pk_result r;
     p11kms *h = NULL;
     bool found = false;
     char service[PK_UUID_STR_LEN + 1];
-    pk_purge_report rep;
 
     pk_error_clear();
     *out = NULL;
     r = open_common(cfg, false, &h);
     if (pk_ok(r)) r = check_binding(h, &found, service);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_INITIALIZED, "the store is not initialised; run p11kms init");
-    /* Deletion windows that have passed are enforced at every open. */
-    if (pk_ok(r)) r = pk_key_purge(h, false, &rep);
-    if (pk_ok(r)) pk_purge_report_free(&rep);
+    /* No operation without its audit trail: a trail that cannot be opened stops the handle. */
+    if (pk_ok(r)) r = pk_audit_open_conf(cfg, h->p11, &h->audit);
+    if (pk_ok(r)) r = purge_at_open(h);
     if (pk_failed(r)) {
         p11kms_close(h);
         return r.code;
@@ -181,6 +202,9 @@ P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
 P11KMS_API void p11kms_close(p11kms *h)
 {
     if (h == NULL) return;
+    /* Seals what is unsealed; a failure here cannot be reported to anyone but the log itself. */
+    PK_IGNORE(pk_audit_close(h->audit));
+    h->audit = NULL;
     pk_keycache_free(h->keys);
     pk_store_close(h->store);
     pk_p11_close(h->p11);
@@ -308,8 +332,19 @@ P11KMS_API p11kms_rc p11kms_init(const p11kms_config *cfg, const p11kms_caller *
     PK_TRY(open_common(cfg, true, &h));
     PK_TRY(check_binding(h, &found, service));
     if (!found) PK_TRY(ensure_system_key(h, PK_STORE_MAC_KEY_ID, PK_STORE_MAC_KEY_LABEL, &new_store_key));
-    PK_TRY(ensure_system_key(h, AUDIT_KEY_ID, AUDIT_KEY_LABEL, &new_audit_key));
+    PK_TRY(ensure_system_key(h, PK_AUDIT_KEY_ID, PK_AUDIT_KEY_LABEL, &new_audit_key));
     if (!found) PK_TRY(init_fresh(h, caller, admins, nadmins, operators, noperators, service));
+    PK_TRY(pk_audit_open_conf(cfg, h->p11, &h->audit));
+    {
+        pk_op op;
+        pk_key_ref ref;
+        PK_TRY(pk_op_begin(&op, h, caller, "p11kms:Init"));
+        memset(&ref, 0, sizeof(ref));
+        memcpy(ref.key_id, service, sizeof(ref.key_id));
+        pk_op_set_key(&op, &ref);
+        r.code = pk_op_finish(&op, PK_OK);
+        PK_TRY(r);
+    }
     pk_jo_init(&j, &out);
     pk_jo_obj_begin(&j);
     pk_jo_kbool(&j, "initialised", !found);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "core/op.h"
 #include "crypto/wipe.h"
 
@@ -171,8 +172,98 @@ pk_result pk_key_usable(const pk_key *k)
     }
 }
 
+void pk_op_output_buf(pk_op *op, p11kms_buf **out)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(op->out_bufs); i++) {
+        if (op->out_bufs[i] == NULL) {
+            op->out_bufs[i] = out;
+            return;
+        }
+    }
+}
+
+void pk_op_output_str(pk_op *op, char **out)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(op->out_strs); i++) {
+        if (op->out_strs[i] == NULL) {
+            op->out_strs[i] = out;
+            return;
+        }
+    }
+}
+
+pk_result pk_op_preflight(pk_op *op)
+{
+    if (op->h->audit == NULL) return PK_OK;
+    return pk_audit_flush(op->h->audit);
+}
+
+static pk_audit_decision audit_decision(const pk_op *op)
+{
+    if (!op->decided) return PK_AUDIT_DECISION_NA;
+    switch (op->decision) {
+    case PK_DECISION_ALLOWED: return PK_AUDIT_DECISION_ALLOWED;
+    case PK_DECISION_EXPLICIT_DENY: return PK_AUDIT_DECISION_EXPLICIT_DENY;
+    case PK_DECISION_IMPLICIT_DENY:
+    default: return PK_AUDIT_DECISION_IMPLICIT_DENY;
+    }
+}
+
+static void withhold(pk_op *op)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(op->out_bufs); i++) {
+        if (op->out_bufs[i] != NULL) {
+            p11kms_buf_free(*op->out_bufs[i]);
+            *op->out_bufs[i] = NULL;
+        }
+    }
+    for (size_t i = 0; i < PK_ARRAY_LEN(op->out_strs); i++) {
+        if (op->out_strs[i] != NULL) {
+            free(*op->out_strs[i]);
+            *op->out_strs[i] = NULL;
+        }
+    }
+}
+
 p11kms_rc pk_op_finish(pk_op *op, pk_result r)
 {
-    /* The audit record is written here (src/audit) once the trail is wired in. */
+    pk_audit_event ev;
+    pk_audit_kv details[1];
+    char version[16];
+    pk_result ar;
+    char detail[512];
+
+    if (op->h == NULL || op->h->audit == NULL) return r.code;
+    memset(&ev, 0, sizeof(ev));
+    ev.principal = op->caller ? op->caller->principal : NULL;
+    ev.action = op->action;
+    ev.key_id = op->key_id[0] ? op->key_id : NULL;
+    if (op->key_version) {
+        snprintf(version, sizeof(version), "%u", op->key_version);
+        ev.key_version = version;
+    }
+    ev.alias = op->alias[0] ? op->alias : NULL;
+    ev.secret_id = op->secret_id;
+    ev.connection = op->connection;
+    /* Context pairs are public by design (AWS logs them too); pk_ctx_kv and pk_audit_kv share a layout. */
+    ev.context = (const pk_audit_kv *)(const void *)op->ctx;
+    ev.n_context = op->nctx;
+    ev.decision = audit_decision(op);
+    ev.sids = op->sids;
+    ev.n_sids = op->nsids;
+    ev.result = r.code;
+    if (op->src_key_id[0]) {
+        details[0] = (pk_audit_kv){"source_key_id", op->src_key_id};
+        ev.details = details;
+        ev.n_details = 1;
+    }
+    /* Keep the operation's own error detail: it is what the caller must see. */
+    snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
+    ar = pk_audit_write(op->h->audit, &ev, NULL);
+    if (pk_failed(ar)) {
+        withhold(op);
+        return ar.code;
+    }
+    if (pk_failed(r)) pk_fail(r.code, "%s", detail);
     return r.code;
 }

@@ -36,6 +36,9 @@ typedef struct pk_op {
     pk_decision decision;
     const char *sids[PK_POLICY_MAX_SIDS];
     size_t nsids;
+    /* Outputs withheld (wiped and freed) if the audit record cannot be written. */
+    p11kms_buf **out_bufs[2];
+    char **out_strs[2];
 } pk_op;
 
 /* Start: validates the caller (a missing principal is refused). */
@@ -50,7 +53,23 @@ void pk_op_set_key(pk_op *op, const pk_key_ref *ref);
 PK_MUST_USE pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action);
 /* A key's state allows cryptographic use (checked after authorisation, as AWS does). */
 PK_MUST_USE pk_result pk_key_usable(const pk_key *k);
-/* Write the audit record and return the final code (audit failure overrides success). */
+/*
+ * Register an output so that a failed audit write withholds it: the caller
+ * never receives a result whose operation is not on record.
+ */
+void pk_op_output_buf(pk_op *op, p11kms_buf **out);
+void pk_op_output_str(pk_op *op, char **out);
+/*
+ * Before an operation that changes state: check the audit trail can take
+ * records (seal + flush), so that a failing trail stops the change instead
+ * of leaving it unrecorded. P11KMS_ERR_AUDIT_UNAVAILABLE otherwise.
+ */
+PK_MUST_USE pk_result pk_op_preflight(pk_op *op);
+/*
+ * Write the operation's one audit record and return the final code. If the
+ * record cannot be written the result is P11KMS_ERR_AUDIT_UNAVAILABLE and
+ * registered outputs are withheld.
+ */
 p11kms_rc pk_op_finish(pk_op *op, pk_result r);
 
 /* Convert a public context array (validated later by pk_context_encode). */
