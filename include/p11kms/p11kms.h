@@ -235,6 +235,20 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_reencrypt(p11kms *h, const p11kms_ca
                                                       const char *dst_key, const p11kms_kv *dst_ctx, size_t ndst,
                                                       p11kms_buf **out);
 
+/* ---- Compliance reports ------------------------------------------------- */
+/*
+ * Every key with its state, versions and rotation status, the live PKCS#11
+ * attributes of each version's token object, and token objects with a
+ * p11kms label the store does not know. *nfindings counts what an auditor
+ * must look at (weak attributes, missing objects, overdue rotation,
+ * unknown objects).
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_report_keys(p11kms *h, const p11kms_caller *c, char **json,
+                                                        size_t *nfindings);
+/* Every key's current policy through the linter (separation of duties, wildcards, ...). */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_report_policies(p11kms *h, const p11kms_caller *c, char **json,
+                                                            size_t *nfindings);
+
 #ifdef __cplusplus
 }
 #endif

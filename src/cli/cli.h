@@ -65,5 +65,6 @@ int pk_cmd_datakey(pk_cli *cli, int argc, char **argv);
 int pk_cmd_reencrypt(pk_cli *cli, int argc, char **argv);
 int pk_cmd_policy(pk_cli *cli, int argc, char **argv);
 int pk_cmd_audit(pk_cli *cli, int argc, char **argv);
+int pk_cmd_report(pk_cli *cli, int argc, char **argv);
 
 #endif

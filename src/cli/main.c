@@ -31,6 +31,10 @@ static const char usage_text[] =
     "  datakey --key KEY [--spec AES_256|AES_128 | --bytes N] [--no-plaintext] [--context k=v]...\n"
     "  re-encrypt --key KEY [--context k=v]... [--new-context k=v]... [--in FILE]\n"
     "\n"
+    "Compliance (exit 1 when there are findings):\n"
+    "  report keys                     keys, versions, rotation, live PKCS#11 attributes, unknown objects\n"
+    "  report policies                 every key policy through the linter\n"
+    "\n"
     "Policies (no token needed):\n"
     "  policy eval --policy FILE --principal P --action A [--resource ARN]\n"
     "              [--context k=v]... [--request-context k=v]... [--batch FILE.jsonl]\n"
@@ -76,6 +80,7 @@ static const command commands[] = {
     {"re-encrypt", pk_cmd_reencrypt},
     {"policy", pk_cmd_policy},
     {"audit", pk_cmd_audit},
+    {"report", pk_cmd_report},
 };
 
 int main(int argc, char **argv)

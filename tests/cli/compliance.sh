@@ -1,0 +1,75 @@
+#!/bin/bash
+# The compliance scripts (issue 6) each find a seeded problem, and report
+# nothing on a clean store: key-report (an extractable object made with
+# pkcs11-tool under a p11kms label; a key past its rotation period),
+# policy-report (an administrator granted Decrypt), audit-report (a
+# tampered audit line).
+. "${P11KMS_TOP_SRCDIR:-.}/tests/cli/lib.sh"
+
+C=$P11KMS_TOP_SRCDIR/scripts/compliance
+T=$WORK/tok
+new_token "$T" p11kms
+export P11KMS_CONFIG=$T/p11kms.conf
+ADM=arn:aws:iam::111122223333:role/key-admin
+OPR=arn:aws:iam::111122223333:role/flink-operator
+"$P11KMS" --as "$ADM" init --admin "$ADM" --operator "$OPR" >/dev/null
+K=$("$P11KMS" --as "$ADM" key create --admin "$ADM" --operator "$OPR" --rotation-days 365)
+printf 'x' | "$P11KMS" --as "$OPR" encrypt --key "$K" >/dev/null
+
+# Clean: nothing to report.
+run "$C/key-report"
+expect_rc 0 "key-report clean"; expect_out_has "key report for token 'p11kms': 2 keys, 0 unknown token objects, 0 findings" "key-report clean"
+expect_out_has "token objects 1/1 sensitive+never-extractable" "key-report shows live attributes"
+run "$C/policy-report"
+expect_rc 0 "policy-report clean"; expect_out_has "policy report: 2 keys, 0 findings" "policy-report clean"
+run "$C/audit-report"
+expect_rc 0 "audit-report clean"
+run "$C/key-report" --json
+expect_rc 0 "key-report --json"; expect_out_has '"CKA_NEVER_EXTRACTABLE":true' "json attributes"; expect_out_has '"findings":[]' "json no findings"
+
+# Seeded: an extractable, non-sensitive key made behind p11kms's back under a p11kms label.
+mod=$(sed -n 's/^module = //p' "$T/p11kms.conf")
+(sleep 0.3; cat "$T/user.pin"; echo) | script -qec "pkcs11-tool --module $mod --token-label p11kms --login \
+    --keygen --key-type AES:32 --label p11kms:cmk:rogue --id 72616f677565 --extractable" /dev/null >"$WORK/rogue.out" 2>&1
+grep -q "Key generated" "$WORK/rogue.out" && ok || bad "pkcs11-tool made the rogue key: $(cat "$WORK/rogue.out")"
+run "$C/key-report"
+expect_rc 1 "key-report finds the rogue object"
+expect_out_has "FINDING UnknownTokenObject" "unknown object finding"
+expect_out_has "token object 'p11kms:cmk:rogue' (CKA_ID 72616f677565) carries a p11kms label but the store does not know it" "names the object"
+run "$C/key-report" --json
+expect_out_has '"Label":"p11kms:cmk:rogue","Id":"72616f677565","CKA_SENSITIVE":false,"CKA_EXTRACTABLE":true' "rogue attributes read from the token"
+
+# Seeded: a key created 400 days ago with a 365-day period, never rotated.
+K2=$(faketime -f '-400d' "$P11KMS" --as "$ADM" key create --admin "$ADM" --operator "$OPR" --rotation-days 365)
+run "$C/key-report"
+expect_rc 1 "key-report finds the overdue key"
+expect_out_has "FINDING RotationOverdue" "overdue finding"
+expect_out_has "key $K2 was last rotated 400 days ago; its rotation period is 365 days" "overdue message"
+"$P11KMS" --as "$ADM" key purge >/dev/null
+run "$C/key-report" --json
+if grep -q "\"key\":\"$K2\"" "$OUT"; then bad "purge rotated the overdue key"; else ok; fi
+
+# Seeded: a policy granting the administrator Decrypt.
+"$P11KMS" --as "$ADM" key get-policy "$K" | sed 's/"kms:PutKeyPolicy",/"kms:PutKeyPolicy", "kms:Decrypt",/' >"$WORK/sod.json"
+"$P11KMS" --as "$ADM" key put-policy "$K" "$WORK/sod.json" >/dev/null
+run "$C/policy-report"
+expect_rc 1 "policy-report finds SoD"
+expect_out_has "FINDING SeparationOfDuties" "SoD finding"
+expect_out_has "$ADM" "names the principal"
+expect_out_has "  $K: " "names the key"
+run "$C/policy-report" --json
+expect_out_has "\"KeyId\":\"$K\",\"ServiceKey\":false,\"findings\":[{\"kind\":\"SeparationOfDuties\"" "json SoD"
+
+# Seeded: a tampered audit line.
+printf 'y' | "$P11KMS" --as "$OPR" encrypt --key "$K" --context app=one >/dev/null
+sed -i '0,/"context":{"app":"one"}/s//"context":{"app":"two"}/' "$T/audit.log"
+run "$C/audit-report"
+expect_rc 1 "audit-report finds tampering"
+expect_out_has "modified" "audit-report names the tampering"
+
+# Usage and missing tool.
+run "$C/key-report" --bogus
+expect_rc 2 "key-report usage"
+run env P11KMS_BIN=/nonexistent "$C/policy-report"
+expect_rc 3 "policy-report without p11kms"
+finish
