@@ -201,7 +201,7 @@ pk_result pk_audit_series(const char *path, char ***files, size_t *n)
         PK_CHECK(asprintf(&list[count].path, "%s/%s", dir, e->d_name) >= 0, P11KMS_ERR_NO_MEMORY, "out of memory");
         count++;
     }
-    qsort(list, count, sizeof(*list), by_no);
+    if (count > 1) qsort(list, count, sizeof(*list), by_no); /* qsort(NULL, 0) is undefined */
     out = calloc(count + 1, sizeof(*out));
     PK_CHECK_ALLOC(out);
     for (size_t i = 0; i < count; i++) {

@@ -25,10 +25,13 @@ int pk_cli_session_open(pk_cli *cli, pk_cli_session *s)
     int ex;
     p11kms_rc rc;
     memset(s, 0, sizeof(*s));
-    if ((ex = pk_cli_caller(cli, &s->caller)) != PK_EXIT_OK) return ex;
-    if ((ex = pk_cli_load_config(cli, &s->cfg)) != PK_EXIT_OK) return ex;
-    rc = p11kms_open(s->cfg, &s->h);
-    return rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
+    if ((ex = pk_cli_caller(cli, &s->caller)) == PK_EXIT_OK && (ex = pk_cli_load_config(cli, &s->cfg)) == PK_EXIT_OK) {
+        rc = p11kms_open(s->cfg, &s->h);
+        ex = rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
+    }
+    /* On failure nothing is left for the caller to close. */
+    if (ex != PK_EXIT_OK) pk_cli_session_close(s);
+    return ex;
 }
 
 void pk_cli_session_close(pk_cli_session *s)

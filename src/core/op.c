@@ -147,7 +147,10 @@ pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action)
     op->decided = true;
     op->decision = res.decision;
     op->nsids = res.nsids;
-    memcpy(op->sids, res.sids, sizeof(op->sids));
+    for (size_t i = 0; i < res.nsids; i++) {
+        snprintf(op->sid_text[i], sizeof(op->sid_text[i]), "%s", res.sids[i]);
+        op->sids[i] = op->sid_text[i];
+    }
     if (res.decision == PK_DECISION_ALLOWED) return PK_OK;
     for (size_t i = 0; i < res.nsids; i++) {
         size_t used = strlen(sids);

@@ -34,6 +34,8 @@ typedef struct pk_op {
     size_t nctx;
     bool decided;
     pk_decision decision;
+    /* Copies: the policy they come from may be freed before the audit record is written. */
+    char sid_text[PK_POLICY_MAX_SIDS][128];
     const char *sids[PK_POLICY_MAX_SIDS];
     size_t nsids;
     /* Outputs withheld (wiped and freed) if the audit record cannot be written. */

@@ -172,6 +172,8 @@ void pk_p11_close(pk_p11 *p)
     } else {
         /* A forked child must not log out or finalise its parent's sessions. */
         p11_pool_stop(p);
+        /* A by-name load that found no module still holds p11-kit's list. */
+        if (p->fn == NULL && p->registered != NULL) p11_module_unload(p);
     }
     p11_cache_free(p);
     free(p->module);
