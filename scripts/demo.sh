@@ -60,5 +60,15 @@ p11kms policy lint "$demo/policy.json"
 step "9. The keys in the store"
 p11kms --as "$ADMIN" key list
 
+step "10. The audit trail: every call above, chained and sealed in the HSM"
+tail -n 2 "$demo/audit.log"
+p11kms audit verify
+
+step "11. Compliance reports an auditor runs from cron"
+export P11KMS_PRINCIPAL=arn:aws:iam::111122223333:role/auditor
+scripts/compliance/key-report
+scripts/compliance/policy-report
+scripts/compliance/audit-report
+
 echo
 echo "demo folder: $demo (config: $P11KMS_CONFIG)"

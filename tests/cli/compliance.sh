@@ -27,6 +27,14 @@ expect_rc 0 "audit-report clean"
 run "$C/key-report" --json
 expect_rc 0 "key-report --json"; expect_out_has '"CKA_NEVER_EXTRACTABLE":true' "json attributes"; expect_out_has '"findings":[]' "json no findings"
 
+# Refused attempts are denials, not use: they do not make anyone an administrator using keys.
+"$P11KMS" --as "$OPR" key disable "$K" 2>/dev/null
+printf 'z' | "$P11KMS" --as "$OPR" encrypt --key "$K" >"$WORK/zb"
+"$P11KMS" --as "$ADM" decrypt --in "$WORK/zb" >/dev/null 2>&1
+run "$C/audit-report"
+expect_rc 0 "denied attempts are not findings"
+expect_out_has "  $OPR  DisableKey  1" "the refused DisableKey is listed as a denial"
+
 # Seeded: an extractable, non-sensitive key made behind p11kms's back under a p11kms label.
 mod=$(sed -n 's/^module = //p' "$T/p11kms.conf")
 (sleep 0.3; cat "$T/user.pin"; echo) | script -qec "pkcs11-tool --module $mod --token-label p11kms --login \
@@ -40,14 +48,19 @@ run "$C/key-report" --json
 expect_out_has '"Label":"p11kms:cmk:rogue","Id":"72616f677565","CKA_SENSITIVE":false,"CKA_EXTRACTABLE":true' "rogue attributes read from the token"
 
 # Seeded: a key created 400 days ago with a 365-day period, never rotated.
-K2=$(faketime -f '-400d' "$P11KMS" --as "$ADM" key create --admin "$ADM" --operator "$OPR" --rotation-days 365)
-run "$C/key-report"
-expect_rc 1 "key-report finds the overdue key"
-expect_out_has "FINDING RotationOverdue" "overdue finding"
-expect_out_has "key $K2 was last rotated 400 days ago; its rotation period is 365 days" "overdue message"
-"$P11KMS" --as "$ADM" key purge >/dev/null
-run "$C/key-report" --json
-if grep -q "\"key\":\"$K2\"" "$OUT"; then bad "purge rotated the overdue key"; else ok; fi
+# (faketime's LD_PRELOAD cannot load into an ASan build; there it is skipped, said aloud.)
+if faketime -f '-400d' "$P11KMS" --version >/dev/null 2>&1; then
+    K2=$(faketime -f '-400d' "$P11KMS" --as "$ADM" key create --admin "$ADM" --operator "$OPR" --rotation-days 365)
+    run "$C/key-report"
+    expect_rc 1 "key-report finds the overdue key"
+    expect_out_has "FINDING RotationOverdue" "overdue finding"
+    expect_out_has "key $K2 was last rotated 400 days ago; its rotation period is 365 days" "overdue message"
+    "$P11KMS" --as "$ADM" key purge >/dev/null
+    run "$C/key-report" --json
+    if grep -q "\"key\":\"$K2\"" "$OUT"; then bad "purge rotated the overdue key"; else ok; fi
+else
+    echo "SKIP: overdue rotation (faketime cannot run this build)"
+fi
 
 # Seeded: a policy granting the administrator Decrypt.
 "$P11KMS" --as "$ADM" key get-policy "$K" | sed 's/"kms:PutKeyPolicy",/"kms:PutKeyPolicy", "kms:Decrypt",/' >"$WORK/sod.json"
