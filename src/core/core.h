@@ -66,6 +66,13 @@ PK_MUST_USE pk_result pk_record_load(p11kms *h, const char *kind, const char *id
 /* Seal (rev = expected_rev + 1) and put. Caller holds store_lock. */
 PK_MUST_USE pk_result pk_record_save(p11kms *h, pk_record *rec, uint64_t expected_rev);
 
+/*
+ * Called by pk_with_write_tx before it commits: writes the audit record of
+ * the mutating operation this thread is running (see pk_op_preflight).
+ * A failure makes the transaction roll back.
+ */
+PK_MUST_USE pk_result pk_op_precommit(p11kms *h);
+
 /* Run fn inside a write transaction under store_lock; rolls back on failure. */
 typedef pk_result (*pk_tx_fn)(p11kms *h, void *ctx);
 PK_MUST_USE pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx);

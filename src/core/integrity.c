@@ -80,6 +80,7 @@ pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx)
     r = pk_store_begin(h->store, true);
     if (pk_ok(r)) {
         r = fn(h, ctx);
+        if (pk_ok(r)) r = pk_op_precommit(h);
         if (pk_ok(r)) r = pk_store_commit(h->store);
         if (pk_failed(r)) pk_store_rollback(h->store);
     }

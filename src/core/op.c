@@ -195,10 +195,28 @@ void pk_op_output_str(pk_op *op, char **out)
     }
 }
 
+/* The mutating operation this thread is running, for pk_op_precommit. */
+static __thread pk_op *tl_mutating;
+
 pk_result pk_op_preflight(pk_op *op)
 {
     if (op->h->audit == NULL) return PK_OK;
-    return pk_audit_flush(op->h->audit);
+    PK_GUARD(pk_audit_flush(op->h->audit));
+    op->mutating = true;
+    tl_mutating = op;
+    return PK_OK;
+}
+
+static pk_result op_record(pk_op *op, pk_result r);
+
+pk_result pk_op_precommit(p11kms *h)
+{
+    pk_op *op = tl_mutating;
+    pk_result r;
+    if (op == NULL || op->h != h || !op->mutating || op->recorded) return PK_OK;
+    r = op_record(op, PK_OK);
+    if (pk_ok(r)) op->recorded = true;
+    return r;
 }
 
 static pk_audit_decision audit_decision(const pk_op *op)
@@ -228,15 +246,13 @@ static void withhold(pk_op *op)
     }
 }
 
-p11kms_rc pk_op_finish(pk_op *op, pk_result r)
+/* Build and write the operation's record with result r. */
+static pk_result op_record(pk_op *op, pk_result r)
 {
     pk_audit_event ev;
     pk_audit_kv details[1];
     char version[16];
-    pk_result ar;
-    char detail[512];
 
-    if (op->h == NULL || op->h->audit == NULL) return r.code;
     memset(&ev, 0, sizeof(ev));
     ev.principal = op->caller ? op->caller->principal : NULL;
     ev.action = op->action;
@@ -260,9 +276,21 @@ p11kms_rc pk_op_finish(pk_op *op, pk_result r)
         ev.details = details;
         ev.n_details = 1;
     }
+    return pk_audit_write(op->h->audit, &ev, NULL);
+}
+
+p11kms_rc pk_op_finish(pk_op *op, pk_result r)
+{
+    pk_result ar;
+    char detail[512];
+
+    if (tl_mutating == op) tl_mutating = NULL;
+    if (op->h == NULL || op->h->audit == NULL) return r.code;
+    /* A mutation's record was written before its commit; never write two. */
+    if (op->recorded) return r.code;
     /* Keep the operation's own error detail: it is what the caller must see. */
     snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
-    ar = pk_audit_write(op->h->audit, &ev, NULL);
+    ar = op_record(op, r);
     if (pk_failed(ar)) {
         withhold(op);
         return ar.code;

@@ -38,6 +38,8 @@ typedef struct pk_op {
     char sid_text[PK_POLICY_MAX_SIDS][128];
     const char *sids[PK_POLICY_MAX_SIDS];
     size_t nsids;
+    bool mutating;  /* changes state: its record is written inside the store transaction */
+    bool recorded;  /* its one audit record is already written */
     /* Outputs withheld (wiped and freed) if the audit record cannot be written. */
     p11kms_buf **out_bufs[2];
     char **out_strs[2];
@@ -63,8 +65,10 @@ void pk_op_output_buf(pk_op *op, p11kms_buf **out);
 void pk_op_output_str(pk_op *op, char **out);
 /*
  * Before an operation that changes state: check the audit trail can take
- * records (seal + flush), so that a failing trail stops the change instead
- * of leaving it unrecorded. P11KMS_ERR_AUDIT_UNAVAILABLE otherwise.
+ * records (seal + flush), and mark the operation as mutating, so that its
+ * record is written inside its store transaction just before the commit
+ * (pk_op_precommit). A trail that cannot take the record rolls the change
+ * back: a change is never made without its record.
  */
 PK_MUST_USE pk_result pk_op_preflight(pk_op *op);
 /*

@@ -99,7 +99,14 @@ pk_result pk_key_create(p11kms *h, const pk_key_create_args *a, char out_id[PK_U
     k->versions[0].number = 1;
     k->versions[0].created_ms = now;
     j.k = k;
-    PK_TRY(pk_with_write_tx(h, create_tx, &j));
+    r = pk_with_write_tx(h, create_tx, &j);
+    if (pk_failed(r)) {
+        /* The transaction rolled back (store or audit trail): do not leave the token object behind. */
+        pk_keyid vid;
+        pk_key_version_id(k->uuid, 1, &vid);
+        PK_IGNORE(pk_p11_destroy_key(h->p11, &vid));
+        goto out;
+    }
     memcpy(out_id, k->id, PK_UUID_STR_LEN + 1);
 out:
     pk_key_free(k);

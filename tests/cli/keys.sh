@@ -234,4 +234,8 @@ expect_rc 1 "version list edited"; expect_err_has "failed integrity check" "vers
 if strings "$T/p11kms.db" "$T"/p11kms.db-wal 2>/dev/null | grep -qF -e "$SECRET1" -e "$SECRET2"; then bad "plaintext in the store"; else ok; fi
 if grep -qF -e "$SECRET1" -e "$SECRET2" -e "$(cat "$T/user.pin")" "$WORK/.all-stderr"; then bad "secret on stderr"; else ok; fi
 
+if grep -qF -e "$SECRET1" -e "$SECRET2" -e "$(cat "$T/user.pin")" -e "$DK_PT" "$T/audit.log"; then bad "secret in the audit log"; else ok; fi
+n_events=$(grep -c '"type":"event"' "$T/audit.log")
+[ "$n_events" -gt 60 ] && ok || bad "every operation that reached p11kms has an audit record (found $n_events)"
+
 finish

@@ -110,4 +110,11 @@ sed 's/"kms:PutKeyPolicy", /"kms:PutKeyPolicy", "kms:Decrypt", /' "$WORK/tenant.
 run "$P11KMS" policy lint "$WORK/sod.json"
 expect_rc 1 "lint: admin with Decrypt"; expect_out_has "SeparationOfDuties" "lint names the finding"
 expect_out_has "$ADM" "lint names the principal"
+# Both refusals are on record as denied, with the deciding outcome.
+grep -F "\"principal\":\"$ADM\",\"action\":\"kms:Encrypt\"" "$T/audit.log" | grep -q '"decision":"ImplicitlyDenied"' && ok || bad "admin encrypt audited as denied"
+grep -F "\"principal\":\"$OPR\",\"action\":\"kms:DisableKey\"" "$T/audit.log" | grep -q '"result":"P11KMS_ERR_ACCESS_DENIED"' && ok || bad "operator disable audited as denied"
+grep -F '"sids":["NoLegacy"]' "$T/audit.log" | grep -q '"decision":"ExplicitlyDenied"' && ok || bad "explicit deny audited with its Sid"
+run "$P11KMS" --as "$ADM" audit verify --allow-unsealed
+expect_rc 0 "audit trail verifies"
+
 finish
