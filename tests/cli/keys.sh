@@ -230,6 +230,18 @@ sqlite3 "$T/p11kms.db" "UPDATE records SET body = CAST(replace(CAST(body AS TEXT
 oper decrypt --in "$WORK/b1" --context job=orders --context tenant=acme
 expect_rc 1 "version list edited"; expect_err_has "failed integrity check" "version list edited"
 
+# init against another token with this store: refused, nothing overwritten.
+mod=$(sed -n 's/^module = //p' "$T/p11kms.conf")
+"$P11KMS" token init --module "$mod" --label other --so-pin-file "$T/so.pin" --pin-file "$T/user.pin" >/dev/null
+sed 's/^token = .*/token = pkcs11:token=other/' "$T/p11kms.conf" >"$T/other.conf"
+run "$P11KMS" --config "$T/other.conf" --as "$ADM" init
+expect_rc 1 "init on another token"
+expect_err_has "p11kms: this store was initialised with token 'p11kms' (serial " "init names the store's token"
+expect_err_has "not with token 'other' (serial " "init names the new token"
+expect_err_has "refusing to use or overwrite it" "init refuses"
+run "$P11KMS" --config "$T/other.conf" --as "$ADM" key list
+expect_rc 1 "open on another token"; expect_err_has "refusing to use or overwrite it" "open refuses too"
+
 # No plaintext or key bytes at rest.
 if strings "$T/p11kms.db" "$T"/p11kms.db-wal 2>/dev/null | grep -qF -e "$SECRET1" -e "$SECRET2"; then bad "plaintext in the store"; else ok; fi
 if grep -qF -e "$SECRET1" -e "$SECRET2" -e "$(cat "$T/user.pin")" "$WORK/.all-stderr"; then bad "secret on stderr"; else ok; fi
