@@ -79,6 +79,8 @@ bool pk_ckr_reconnectable(CK_RV rv);
 /* ---- module and token (p11_token.c) ---- */
 PK_MUST_USE pk_result p11_module_load(pk_p11 *p);
 void p11_module_unload(pk_p11 *p);
+/* C_Finalize + C_Initialize (only when this handle owns the initialisation and has no sessions). */
+void p11_module_reinit(pk_p11 *p);
 PK_MUST_USE pk_result p11_select_token(pk_p11 *p);
 PK_MUST_USE pk_result p11_login(pk_p11 *p, CK_SESSION_HANDLE s);
 void p11_copy_padded(char *dst, size_t dst_size, const unsigned char *src, size_t src_len);

@@ -84,8 +84,12 @@ pk_result p11_pool_start(pk_p11 *p, unsigned pool_max)
 
 static void close_sessions_inlock(pk_p11 *p)
 {
-    /* Closing all sessions also destroys every session object we made. */
-    if (p->fn != NULL && p->nsessions > 0) (void)p->fn->C_CloseAllSessions(p->slot);
+    /*
+     * Close our own sessions one by one: C_CloseAllSessions would also close
+     * those of any other handle in this process on the same token. The
+     * session objects we made go with the session that made them.
+     */
+    for (unsigned i = 0; p->fn != NULL && i < p->nsessions; i++) (void)p->fn->C_CloseSession(p->sessions[i]);
     p->nsessions = 0;
     p->nidle = 0;
 }
@@ -164,9 +168,13 @@ void pk_p11_close(pk_p11 *p)
     if (p == NULL) return;
     if (p->fn != NULL && p->pid == getpid()) {
         pthread_mutex_lock(&p->cache_lock);
-        p11_cache_forget_inlock(p); /* C_CloseAllSessions destroys the session objects */
+        p11_cache_forget_inlock(p); /* closing our sessions destroys our session objects */
         pthread_mutex_unlock(&p->cache_lock);
-        if (p->nsessions > 0) (void)p->fn->C_Logout(p->sessions[0]);
+        /*
+         * No C_Logout: login state belongs to the whole application, so it
+         * would log out every other handle too. The token logs the
+         * application out when its last session closes.
+         */
         p11_pool_stop(p);
         p11_module_unload(p);
     } else {
@@ -243,6 +251,17 @@ pk_result p11_run(pk_p11 *p, bool idempotent, p11_body body, void *ctx)
         p11_reset_last_rv();
         r = body(p, op.s, ctx);
         p11_op_end(p, &op);
+        if (r.code == P11KMS_ERR_NOT_FOUND && attempt == 1 && p->owns_init) {
+            /*
+             * A key object the caller knows exists is not in our view of the
+             * token: another process may have made it while this one's
+             * module state was stale. Re-read the token once, then believe it.
+             */
+            pthread_rwlock_wrlock(&p->conn_lock);
+            if (op.generation == p->generation) PK_IGNORE(reconnect_inlock(p, true));
+            pthread_rwlock_unlock(&p->conn_lock);
+            continue;
+        }
         if (pk_ok(r) || r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_NOT_FOUND) return r;
         rv = p11_last_rv();
         if (!pk_ckr_reconnectable(rv) && rv != CKR_CRYPTOKI_NOT_INITIALIZED) return r;

@@ -84,6 +84,12 @@ pk_result p11_module_load(pk_p11 *p)
     return PK_OK;
 }
 
+void p11_module_reinit(pk_p11 *p)
+{
+    (void)p->fn->C_Finalize(NULL);
+    (void)initialize(p->fn);
+}
+
 void p11_module_unload(pk_p11 *p)
 {
     if (p->fn != NULL && p->owns_init) p->fn->C_Finalize(NULL);
@@ -105,7 +111,30 @@ static void append_token_desc(char *buf, size_t size, const CK_TOKEN_INFO *ti)
         snprintf(buf + used, size - used, "%s'%s' (serial %s)", used ? ", " : "", label, serial);
 }
 
+/*
+ * SoftHSM rewrites its token file on every C_Login; a process starting at
+ * that instant sees no initialised token or fails to log in with
+ * CKR_GENERAL_ERROR. Those answers are retried briefly before they count.
+ */
+#define TRANSIENT_TRIES 10
+#define TRANSIENT_SLEEP_US 20000
+
+static pk_result select_token_once(pk_p11 *p);
+
 pk_result p11_select_token(pk_p11 *p)
+{
+    pk_result r = PK_OK;
+    for (int i = 0; i < TRANSIENT_TRIES; i++) {
+        r = select_token_once(p);
+        if (pk_ok(r) || r.code != P11KMS_ERR_TOKEN || strstr(p11kms_last_error(), "no token matches") == NULL) break;
+        usleep(TRANSIENT_SLEEP_US);
+        /* SoftHSM reads the token files at C_Initialize: read them again. */
+        if (p->owns_init && p->nsessions == 0) p11_module_reinit(p);
+    }
+    return r;
+}
+
+static pk_result select_token_once(pk_p11 *p)
 {
     pk_result r = PK_OK;
     P11KitUri *uri = p11_kit_uri_new();
@@ -168,6 +197,10 @@ pk_result p11_login(pk_p11 *p, CK_SESSION_HANDLE s)
 
     PK_TRY(pk_conf_read_pin(p->cfg, &pin));
     rv = p->fn->C_Login(s, CKU_USER, pin.data, (CK_ULONG)pin.len);
+    for (int i = 1; rv == CKR_GENERAL_ERROR && i < TRANSIENT_TRIES; i++) {
+        usleep(TRANSIENT_SLEEP_US);
+        rv = p->fn->C_Login(s, CKU_USER, pin.data, (CK_ULONG)pin.len);
+    }
     /* Wipe at once: the PIN is re-read from its source if we must log in again. */
     pk_secbuf_free(&pin);
     if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = CKR_OK;
