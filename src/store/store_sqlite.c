@@ -274,7 +274,7 @@ static pk_result run_inlock(sq_store *s, enum stmt_id id, bool may_retry, const 
 
     PK_TRY(acquire_inlock(s, id, &st));
     rc = step_inlock(st, may_retry);
-    PK_CHECK(rc == SQLITE_DONE || rc == SQLITE_ROW, map_rc(rc), "store %s: %s", op, sqlite3_errmsg(s->db));
+    PK_CHECK(rc == SQLITE_DONE || rc == SQLITE_ROW, map_rc(rc), "store %s: %s (SQLite %d)", op, sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db));
 out:
     release_inlock(s, id, st);
     return r;
