@@ -249,6 +249,122 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_report_keys(p11kms *h, const p11kms_
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_report_policies(p11kms *h, const p11kms_caller *c, char **json,
                                                             size_t *nfindings);
 
+/* ---- Secrets and connections (Flink FLIP-529 SecretStore) --------------- */
+/*
+ * A secret is a map of UTF-8 strings (keys non-empty; at most 64 pairs and
+ * 64 KiB of keys and values) in a namespace (default "default"), encrypted
+ * by the HSM under the namespace's key, which is wrapped under a CMK.
+ * docs/SECRETS.md describes the key hierarchy, policy actions and limits.
+ * Secret values live only in locked memory that is wiped when freed.
+ */
+
+typedef struct p11kms_secret_map p11kms_secret_map;
+
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_map_new(p11kms_secret_map **out);
+/* Set (or replace) key = value; both are copied into locked memory. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_map_set(p11kms_secret_map *m, const char *key, const char *value);
+/* Remove a key; P11KMS_ERR_NOT_FOUND when absent. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_map_remove(p11kms_secret_map *m, const char *key);
+/* The value for key, or NULL. Valid until the map changes or is freed. */
+P11KMS_API const char *p11kms_secret_map_get(const p11kms_secret_map *m, const char *key);
+P11KMS_API size_t p11kms_secret_map_count(const p11kms_secret_map *m);
+/* Pairs in ascending key order (bytewise). */
+P11KMS_API const char *p11kms_secret_map_key_at(const p11kms_secret_map *m, size_t i);
+P11KMS_API const char *p11kms_secret_map_value_at(const p11kms_secret_map *m, size_t i);
+/* Parse a flat JSON object of strings ({"user":"u","password":"p"}); strict, in locked memory. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_map_from_json(const char *json, size_t len,
+                                                                 p11kms_secret_map **out);
+/* The map as a JSON object (locked memory; p11kms_buf_free wipes it). */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_map_to_json(const p11kms_secret_map *m, p11kms_buf **out);
+/* Wipes every key and value. NULL is fine. */
+P11KMS_API void p11kms_secret_map_free(p11kms_secret_map *m);
+
+/*
+ * Store a new secret. ns NULL = "default"; key NULL = the namespace's
+ * configured key, else the service key (alias/p11kms/default). The first
+ * secret of a namespace configures its key. Needs kms:GenerateDataKey on the
+ * key, evaluated with the encryption context
+ * {"p11kms:namespace": NS, "p11kms:secret-id": ID}. *id: p11kms_free.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const char *ns,
+                                                       const char *key, const p11kms_secret_map *map, char **id);
+/* kms:Decrypt. P11KMS_ERR_NOT_FOUND for an unknown id. *out: p11kms_secret_map_free. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const char *id,
+                                                       p11kms_secret_map **out);
+/* Replace the map atomically (readers see the old or the new map). kms:GenerateDataKey. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_update(p11kms *h, const p11kms_caller *c, const char *id,
+                                                          const p11kms_secret_map *map);
+/* kms:GenerateDataKey (the right to write a secret is the right to delete it). */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, const char *id);
+/*
+ * Ids and metadata (never values) of the secrets whose key allows the
+ * caller kms:DescribeKey; ns NULL = every namespace. JSON array.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_list(p11kms *h, const p11kms_caller *c, const char *ns,
+                                                        char **json);
+
+/* Progress of a rewrap: what is being done ("rewrap" or "reencrypt"), the item, done of total. */
+typedef void (*p11kms_progress_fn)(void *ctx, const char *what, const char *item, size_t done, size_t total);
+/*
+ * Re-wrap namespace keys under their CMK's newest version (no secret is
+ * decrypted), for one namespace or (all != 0) every namespace. With
+ * reencrypt, also move every secret to a new namespace-key version; their
+ * plaintext exists only briefly in locked memory. Needs kms:ReEncryptFrom
+ * and kms:ReEncryptTo on each CMK. *json summarises (p11kms_free).
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, const char *ns,
+                                                          int all, int reencrypt, p11kms_progress_fn progress,
+                                                          void *progress_ctx, char **json);
+
+/*
+ * Connections (FLIP-529 CREATE/ALTER/DROP/DESCRIBE/SHOW CONNECTION). NAME is
+ * [catalog.][db.]name. Sensitive options (password, secret, token, ... and
+ * `sensitive_options` in p11kms.conf) go into one secret; the connection
+ * keeps the rest plus __flink.encrypted-secret-key__ = the secret id.
+ */
+typedef struct p11kms_connection_spec {
+    const char *type;                  /* optional */
+    const char *comment;               /* optional */
+    const char *ns;                    /* optional: namespace of its secret (default "default") */
+    const char *key;                   /* optional: CMK, as for p11kms_secret_put */
+    const p11kms_secret_map *options;  /* option = value; values in locked memory */
+} p11kms_connection_spec;
+
+/* kms:GenerateDataKey on the connection's key. ALREADY_EXISTS when the name is taken. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c, const char *name,
+                                                              const p11kms_connection_spec *spec);
+/*
+ * Set and/or reset options in one write transaction; the secret id stays.
+ * comment NULL leaves the comment. kms:GenerateDataKey (and kms:Decrypt
+ * when the secret part changes).
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, const char *name,
+                                                             const p11kms_secret_map *set, const char *const *reset,
+                                                             size_t nreset, const char *comment);
+/* Remove the connection and its secret. kms:GenerateDataKey. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_drop(p11kms *h, const p11kms_caller *c, const char *name);
+/* JSON with sensitive values shown as "****". kms:DescribeKey. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_describe(p11kms *h, const p11kms_caller *c, const char *name,
+                                                                char **json);
+/* CREATE CONNECTION statement with sensitive values shown as '****'. kms:DescribeKey. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_show_create(p11kms *h, const p11kms_caller *c,
+                                                                   const char *name, char **sql);
+/* All options, secrets included (audited as kms:Decrypt). *out: p11kms_secret_map_free. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_resolve(p11kms *h, const p11kms_caller *c, const char *name,
+                                                               p11kms_secret_map **out);
+/* Names, types and comments; like: SQL LIKE pattern (% and _) or NULL. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_list(p11kms *h, const p11kms_caller *c, const char *like,
+                                                            char **json);
+
+/*
+ * Replace ${secret:ID:FIELD}, ${connection:NAME:OPTION} and ${kms:BASE64}
+ * (a p11kms_decrypt blob without context) in a text; "$${" is a literal
+ * "${". Any unresolved or denied placeholder fails the whole render and
+ * *out stays NULL. *out (locked memory): p11kms_buf_free.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_render(p11kms *h, const p11kms_caller *c, const char *template_text,
+                                                   size_t len, p11kms_buf **out);
+
 #ifdef __cplusplus
 }
 #endif

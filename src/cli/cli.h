@@ -66,5 +66,8 @@ int pk_cmd_reencrypt(pk_cli *cli, int argc, char **argv);
 int pk_cmd_policy(pk_cli *cli, int argc, char **argv);
 int pk_cmd_audit(pk_cli *cli, int argc, char **argv);
 int pk_cmd_report(pk_cli *cli, int argc, char **argv);
+int pk_cmd_secret(pk_cli *cli, int argc, char **argv);
+int pk_cmd_connection(pk_cli *cli, int argc, char **argv);
+int pk_cmd_render(pk_cli *cli, int argc, char **argv);
 
 #endif

@@ -46,6 +46,23 @@ static const char usage_text[] =
     "  audit rotate                    seal, rename to AUDIT.NNNNNN, start a new file\n"
     "  audit files                     list the rotated series, oldest first\n"
     "\n"
+    "Secrets (Flink FLIP-529 SecretStore; values as k=v, k=@FILE or --from-json FILE|-):\n"
+    "  secret put [--namespace NS] [--key KEY] k=v... [--from-json FILE]   prints the id\n"
+    "  secret get ID [--field NAME]    JSON map, or one value\n"
+    "  secret update ID k=v... [--from-json FILE] | secret rm ID\n"
+    "  secret list [--namespace NS]\n"
+    "  secret rewrap [--namespace NS | --all] [--reencrypt]\n"
+    "\n"
+    "Connections (NAME: [catalog.][db.]name; sensitive options kept in a secret):\n"
+    "  connection create NAME [--comment C] [--type T] [--namespace NS] [--key KEY] opt=value...\n"
+    "  connection alter NAME [--comment C] [opt=value]... [--reset opt]...\n"
+    "  connection drop NAME | describe NAME | show-create NAME | list [--like PATTERN]\n"
+    "  connection resolve NAME         every option, secrets included (audited as kms:Decrypt)\n"
+    "\n"
+    "Rendering:\n"
+    "  render TEMPLATE [-o OUT]        replace ${secret:ID:FIELD}, ${connection:NAME:OPTION},\n"
+    "                                  ${kms:BLOB}; $${ is a literal ${; OUT is written 0600\n"
+    "\n"
     "Global options:\n"
     "  --config FILE    configuration (default: $P11KMS_CONFIG, ./p11kms.conf,\n"
     "                   /etc/p11kms/p11kms.conf)\n"
@@ -81,6 +98,9 @@ static const command commands[] = {
     {"policy", pk_cmd_policy},
     {"audit", pk_cmd_audit},
     {"report", pk_cmd_report},
+    {"secret", pk_cmd_secret},
+    {"connection", pk_cmd_connection},
+    {"render", pk_cmd_render},
 };
 
 int main(int argc, char **argv)

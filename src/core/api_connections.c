@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "secrets/secrets.h"
 #include "util/codec.h"
@@ -37,6 +38,7 @@ typedef struct conn_job {
     const char *drop_secret;   /* secret id to delete, or NULL */
     pk_bytes enc;
     bool drop_conn;
+    bool conflict;             /* the connection changed since it was read: retry */
 } conn_job;
 
 static pk_result conn_tx(p11kms *h, void *ctx)
@@ -50,7 +52,8 @@ static pk_result conn_tx(p11kms *h, void *ctx)
         PK_GUARD(pk_conn_load(h, j->conn->name, false, &cur));
         uint64_t rev = cur.rev;
         pk_conn_clear(&cur);
-        PK_ENSURE(rev == j->expected_rev, P11KMS_ERR_STORE, "connection %s changed concurrently; retry", j->conn->name);
+        j->conflict = rev != j->expected_rev;
+        PK_ENSURE(!j->conflict, P11KMS_ERR_STORE, "connection %s changed concurrently; retry", j->conn->name);
     }
     if (j->secret != NULL && !j->secret_is_new) {
         pk_secret cur;
@@ -104,6 +107,7 @@ P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c,
     memset(&s, 0, sizeof(s));
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
     op.connection = name;
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_conn_name_validate(name));
     PK_CHECK(spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no connection specification");
     ns = spec->ns ? spec->ns : PK_NS_DEFAULT;
@@ -179,11 +183,11 @@ static pk_result conn_secret(pk_op *op, pk_secret_ctx *sc, const pk_conn *conn, 
     return r;
 }
 
-P11KMS_API p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, const char *name,
-                                             const p11kms_secret_map *set, const char *const *reset, size_t nreset,
-                                             const char *comment)
+/* One attempt: read, change, write in one transaction; *conflict when another writer got there first. */
+static pk_result alter_once(pk_op *op_, pk_secret_ctx *scp, const char *name, const p11kms_secret_map *set,
+                            const char *const *reset, size_t nreset, const char *comment, bool *conflict)
 {
-    pk_op op;
+    p11kms *h = op_->h;
     pk_result r = PK_OK;
     pk_conn conn;
     pk_secrets *st;
@@ -191,16 +195,14 @@ P11KMS_API p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, 
     p11kms_secret_map *sec = NULL;
     pk_secbuf enc = PK_SECBUF_INIT;
     pk_secret s;
-    pk_secret_ctx sc;
     bool secret_changed = false;
     char old_sid[PK_UUID_STR_LEN + 1];
     conn_job j;
 
     memset(&conn, 0, sizeof(conn));
     memset(&s, 0, sizeof(s));
-    PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
     PK_TRY(pk_secrets_of(h, &st));
-    PK_TRY(conn_open(&op, &sc, name, op.action, true, &conn, &k));
+    PK_TRY(conn_open(op_, scp, name, op_->action, true, &conn, &k));
     memcpy(old_sid, conn.secret_id, sizeof(old_sid));
     for (size_t i = 0; i < pk_map_count(set); i++) PK_TRY(refuse_reserved(pk_map_key(set, i)));
     for (size_t i = 0; i < nreset; i++) PK_TRY(refuse_reserved(reset[i]));
@@ -210,10 +212,10 @@ P11KMS_API p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, 
         secret_changed = pk_secrets_option_sensitive(st, reset[i]);
     if (secret_changed) {
         /* Changing part of the secret needs the rest of it: kms:Decrypt too. */
-        PK_TRY(pk_secret_authorize(&op, conn.cmk, "kms:Decrypt", true, &dk));
-        PK_TRY(conn_secret(&op, &sc, &conn, &sec));
-        pk_secret_ctx_set(&op, &sc, conn.ns, conn.secret_id, name);
-        op.action = "kms:GenerateDataKey";
+        PK_TRY(pk_secret_authorize(op_, conn.cmk, "kms:Decrypt", true, &dk));
+        PK_TRY(conn_secret(op_, scp, &conn, &sec));
+        pk_secret_ctx_set(op_, scp, conn.ns, conn.secret_id, name);
+        op_->action = "kms:GenerateDataKey";
     }
     for (size_t i = 0; i < pk_map_count(set); i++) {
         const char *key = pk_map_key(set, i), *val = pk_map_value(set, i);
@@ -254,9 +256,11 @@ P11KMS_API p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, 
         PK_TRY(pk_secret_prepare(h, conn.ns, k, conn.secret_id, &s));
         j.secret = &s;
         j.enc = pk_bytes_of(enc.data, enc.len);
-        pk_secret_ctx_set(&op, &sc, conn.ns, conn.secret_id, name);
+        pk_secret_ctx_set(op_, scp, conn.ns, conn.secret_id, name);
     }
-    PK_TRY(pk_with_write_tx(h, conn_tx, &j));
+    r = pk_with_write_tx(h, conn_tx, &j);
+    *conflict = j.conflict;
+    PK_TRY(r);
     forget_secret(h, old_sid);
 out:
     pk_key_release(h, k);
@@ -265,6 +269,27 @@ out:
     pk_secbuf_free(&enc);
     pk_map_free(sec);
     pk_conn_clear(&conn);
+    return r;
+}
+
+P11KMS_API p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, const char *name,
+                                             const p11kms_secret_map *set, const char *const *reset, size_t nreset,
+                                             const char *comment)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_secret_ctx sc;
+    bool conflict = true;
+
+    PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
+    PK_TRY(pk_op_preflight(&op));
+    /* Optimistic concurrency: a writer that lost the race reads again and re-applies its change. */
+    for (int attempt = 0; conflict && attempt < 100; attempt++) {
+        if (attempt > 0) usleep(1000u * (unsigned)(attempt < 20 ? attempt : 20));
+        conflict = false;
+        r = alter_once(&op, &sc, name, set, reset, nreset, comment, &conflict);
+    }
+out:
     return pk_op_finish(&op, r);
 }
 
@@ -279,6 +304,7 @@ P11KMS_API p11kms_rc p11kms_connection_drop(p11kms *h, const p11kms_caller *c, c
 
     memset(&conn, 0, sizeof(conn));
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(conn_open(&op, &sc, name, op.action, false, &conn, &k));
     memset(&j, 0, sizeof(j));
     j.conn = &conn;
@@ -337,6 +363,7 @@ P11KMS_API p11kms_rc p11kms_connection_describe(p11kms *h, const p11kms_caller *
     *json = NULL;
     memset(&conn, 0, sizeof(conn));
     PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
+    pk_op_output_str(&op, json);
     PK_TRY(conn_open(&op, &sc, name, op.action, false, &conn, &k));
     PK_TRY(redacted_json(&conn, &out));
     PK_TRY(pk_str_out(&out, json));
@@ -401,6 +428,7 @@ P11KMS_API p11kms_rc p11kms_connection_show_create(p11kms *h, const p11kms_calle
     *sql = NULL;
     memset(&conn, 0, sizeof(conn));
     PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
+    pk_op_output_str(&op, sql);
     PK_TRY(conn_open(&op, &sc, name, op.action, false, &conn, &k));
     PK_TRY(show_create(&conn, &out));
     PK_TRY(pk_str_out(&out, sql));
@@ -453,7 +481,14 @@ P11KMS_API p11kms_rc p11kms_connection_resolve(p11kms *h, const p11kms_caller *c
     op.connection = name;
     PK_TRY(resolve_into(&op, name, out));
 out:
-    return pk_op_finish(&op, r);
+    {
+        p11kms_rc rc = pk_op_finish(&op, r);
+        if (rc != P11KMS_OK) {
+            pk_map_free(*out); /* withheld: the read is not on record */
+            *out = NULL;
+        }
+        return rc;
+    }
 }
 
 /* SQL LIKE: % any run, _ one character (bytes); case-sensitive. */
@@ -512,6 +547,7 @@ P11KMS_API p11kms_rc p11kms_connection_list(p11kms *h, const p11kms_caller *c, c
     *json = NULL;
     memset(&a, 0, sizeof(a));
     PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
+    pk_op_output_str(&op, json);
     a.h = h;
     a.like = pattern;
     pthread_mutex_lock(&h->store_lock);
@@ -630,9 +666,10 @@ P11KMS_API p11kms_rc p11kms_render(p11kms *h, const p11kms_caller *c, const char
 
     *outp = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:Render"));
-    PK_CHECK(text != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no template given");
+    pk_op_output_buf(&op, outp);
+    PK_CHECK(text != NULL || len == 0, P11KMS_ERR_INVALID_ARGUMENT, "no template given");
     PK_TRY(pk_secbuf_alloc(&out, len + 64));
-    while (i < len) {
+    while (text != NULL && i < len) {
         const char *end;
         if (text[i] == '\n') line++;
         if (text[i] == '$' && i + 2 < len && text[i + 1] == '$' && text[i + 2] == '{') {

@@ -70,6 +70,17 @@ P11KMS_API p11kms_rc p11kms_secret_map_to_json(const p11kms_secret_map *m, p11km
 
 /* ---- helpers ---- */
 
+/* pk_op_finish, withholding a returned map when the audit record could not be written. */
+static p11kms_rc finish_with_map(pk_op *op, pk_result r, p11kms_secret_map **out)
+{
+    p11kms_rc rc = pk_op_finish(op, r);
+    if (rc != P11KMS_OK) {
+        pk_map_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 void pk_secret_ctx_set(pk_op *op, pk_secret_ctx *c, const char *ns, const char *id, const char *conn)
 {
     size_t n = 0;
@@ -164,6 +175,8 @@ P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const 
     memset(&s, 0, sizeof(s));
     *id = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
+    pk_op_output_str(&op, id);
+    PK_TRY(pk_op_preflight(&op));
     ns = ns ? ns : PK_NS_DEFAULT;
     PK_TRY(pk_ns_validate(ns));
     PK_TRY(pk_map_encode(map, &enc));
@@ -242,7 +255,7 @@ P11KMS_API p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const 
     PK_TRY(pk_map_decode(pk_bytes_of(enc.data, enc.len), out));
 out:
     pk_secbuf_free(&enc);
-    return pk_op_finish(&op, r);
+    return finish_with_map(&op, r, out);
 }
 
 /* ---- update ---- */
@@ -312,6 +325,7 @@ P11KMS_API p11kms_rc p11kms_secret_update(p11kms *h, const p11kms_caller *c, con
 
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
     op.secret_id = id;
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_secret_id_validate(id));
     PK_TRY(pk_map_encode(map, &enc));
     PK_TRY(update_internal(&op, &sc, id, pk_bytes_of(enc.data, enc.len)));
@@ -350,6 +364,7 @@ P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, con
     memset(&s, 0, sizeof(s));
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
     op.secret_id = id;
+    PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_secrets_of(h, &st));
     PK_TRY(pk_secret_load(h, id, true, &s));
     pk_secret_ctx_set(&op, &sc, s.ns, id, NULL);
@@ -454,6 +469,7 @@ P11KMS_API p11kms_rc p11kms_secret_list(p11kms *h, const p11kms_caller *c, const
 
     *json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
+    pk_op_output_str(&op, json);
     if (ns != NULL) PK_TRY(pk_ns_validate(ns));
     PK_TRY(pk_secret_collect(h, ns, &items, &n));
     seen = calloc(n + 1, sizeof(*seen));
@@ -636,11 +652,14 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
     pk_json_out jo;
     pk_secrets *st;
     uint32_t *new_versions = NULL;
-    uint64_t total_rewrapped = 0, total_current = 0, total_moved = 0;
+    uint64_t total_rewrapped = 0, total_current = 0, total_moved = 0, nfailed = 0;
+    char first_failed[PK_UUID_STR_LEN + 1] = "";
     pk_secret_ctx sc;
 
     *json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:ReEncrypt"));
+    pk_op_output_str(&op, json);
+    PK_TRY(pk_op_preflight(&op));
     PK_CHECK((ns != NULL) != (all != 0), P11KMS_ERR_INVALID_ARGUMENT, "give a namespace or all, not both");
     if (ns != NULL) PK_TRY(pk_ns_validate(ns));
     PK_TRY(pk_secrets_of(h, &st));
@@ -699,7 +718,13 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
             rj.id = secrets[i].id;
             rj.min_nsv = new_versions[ci];
             PK_TRY(pk_ns_take_nonce(h, secrets[i].ns, k, &rj.nsv));
-            PK_TRY(pk_with_write_tx(h, reenc_tx, &rj));
+            r = pk_with_write_tx(h, reenc_tx, &rj);
+            /* An undecryptable secret (tampered, or its key lost) must not stop the others. */
+            if (r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_INTEGRITY) {
+                if (nfailed++ == 0) memcpy(first_failed, secrets[i].id, sizeof(first_failed));
+                r = PK_OK;
+            }
+            PK_TRY(r);
             pk_cache_forget(st, secrets[i].id);
             if (rj.moved) total_moved++;
             report(progress, progress_ctx, "reencrypt", secrets[i].id, i + 1, nsecrets);
@@ -710,6 +735,8 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
     op.ctx = NULL;
     op.nctx = 0;
     op.secret_id = NULL;
+    PK_CHECK(nfailed == 0, P11KMS_ERR_CIPHERTEXT_INVALID, "%llu secret%s could not be re-encrypted (first: %s)",
+             (unsigned long long)nfailed, nfailed == 1 ? "" : "s", first_failed);
     pk_jo_kint(&jo, "KeysRewrapped", (int64_t)total_rewrapped);
     pk_jo_kint(&jo, "KeysAlreadyCurrent", (int64_t)total_current);
     pk_jo_kint(&jo, "SecretsReencrypted", (int64_t)total_moved);

@@ -15,6 +15,7 @@
 #include "conf/conf.h"
 #include "core/op.h"
 #include "json/json_in.h"
+#include "secrets/secrets.h"
 #include "util/json_out.h"
 
 #define DEFAULT_ACCOUNT "000000000000"
@@ -205,6 +206,8 @@ P11KMS_API void p11kms_close(p11kms *h)
     /* Seals what is unsealed; a failure here cannot be reported to anyone but the log itself. */
     PK_IGNORE(pk_audit_close(h->audit));
     h->audit = NULL;
+    /* Wipes the decrypted-secret cache before the handle goes away. */
+    pk_secrets_detach(h);
     pk_keycache_free(h->keys);
     pk_store_close(h->store);
     pk_p11_close(h->p11);

@@ -1,0 +1,165 @@
+/*
+ * p11kms connection create | alter | drop | describe | show-create |
+ * resolve | list (FLIP-529 connections).
+ *
+ * Option values come from opt=value or opt=@FILE (one trailing newline
+ * removed); they are held in locked memory. describe and show-create show
+ * sensitive values as ****; resolve prints them (stdout only).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_session.h"
+
+#define VALUE_FILE_MAX (64 * 1024)
+#define MAX_RESET 64
+
+static int add_opt(p11kms_secret_map *m, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    char *key;
+    p11kms_rc rc;
+    if (eq == NULL || eq == arg) return pk_cli_usage("connection options are given as OPTION=VALUE or OPTION=@FILE");
+    key = strndup(arg, (size_t)(eq - arg));
+    if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+    if (eq[1] == '@') {
+        pk_secbuf v = PK_SECBUF_INIT;
+        int ex = pk_cli_read_secret(eq + 2, VALUE_FILE_MAX, &v);
+        if (ex != PK_EXIT_OK || v.len > VALUE_FILE_MAX || memchr(v.data, 0, v.len) != NULL) {
+            pk_secbuf_free(&v);
+            free(key);
+            return ex != PK_EXIT_OK ? ex : pk_cli_usage("%s: not a text file of at most %d bytes", eq + 2, VALUE_FILE_MAX);
+        }
+        if (v.len > 0 && v.data[v.len - 1] == '\n') v.len--;
+        rc = pk_failed(pk_secbuf_cstr(&v)) ? P11KMS_ERR_NO_MEMORY : p11kms_secret_map_set(m, key, (const char *)v.data);
+        pk_secbuf_free(&v);
+    } else {
+        rc = p11kms_secret_map_set(m, key, eq + 1);
+    }
+    free(key);
+    return rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
+}
+
+typedef struct conn_args {
+    const char *name, *comment, *type, *ns, *key, *like;
+    const char *reset[MAX_RESET];
+    size_t nreset;
+    p11kms_secret_map *opts;
+} conn_args;
+
+static int parse(pk_cli *cli, int argc, char **argv, bool opts_ok, conn_args *a)
+{
+    const char *v;
+    int ex;
+    memset(a, 0, sizeof(*a));
+    if (p11kms_secret_map_new(&a->opts) != P11KMS_OK) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+    for (int i = 1; i < argc; i++) {
+        if (pk_cli_common_opt(cli, argc, argv, &i)) continue;
+        if (pk_cli_optv(argc, argv, &i, "--comment", &v)) a->comment = v;
+        else if (pk_cli_optv(argc, argv, &i, "--type", &v)) a->type = v;
+        else if (pk_cli_optv(argc, argv, &i, "--namespace", &v)) a->ns = v;
+        else if (pk_cli_optv(argc, argv, &i, "--key", &v)) a->key = v;
+        else if (pk_cli_optv(argc, argv, &i, "--like", &v)) a->like = v;
+        else if (pk_cli_optv(argc, argv, &i, "--reset", &v)) {
+            if (a->nreset >= MAX_RESET) return pk_cli_usage("at most %d --reset options", MAX_RESET);
+            a->reset[a->nreset++] = v;
+        } else if (strncmp(argv[i], "--", 2) == 0) return pk_cli_usage("connection %s: unexpected '%s'", argv[0], argv[i]);
+        else if (a->name == NULL && strchr(argv[i], '=') == NULL) a->name = argv[i];
+        else if (opts_ok) {
+            if ((ex = add_opt(a->opts, argv[i])) != PK_EXIT_OK) return ex;
+        } else
+            return pk_cli_usage("connection %s: unexpected argument", argv[0]);
+    }
+    return PK_EXIT_OK;
+}
+
+static int need_name(const conn_args *a, const char *usage)
+{
+    return a->name != NULL ? PK_EXIT_OK : pk_cli_usage("%s", usage);
+}
+
+static int print_map(pk_cli *cli, const p11kms_secret_map *m)
+{
+    int ex = PK_EXIT_OK;
+    if (cli->json) {
+        p11kms_buf *b = NULL;
+        p11kms_rc rc = p11kms_secret_map_to_json(m, &b);
+        if (rc != P11KMS_OK) return pk_cli_fail(rc);
+        ex = pk_cli_write_secret(NULL, p11kms_buf_data(b), p11kms_buf_len(b));
+        if (ex == PK_EXIT_OK) ex = pk_cli_write_secret(NULL, (const uint8_t *)"\n", 1);
+        p11kms_buf_free(b);
+        return ex;
+    }
+    for (size_t i = 0; i < p11kms_secret_map_count(m) && ex == PK_EXIT_OK; i++) {
+        const char *k = p11kms_secret_map_key_at(m, i), *v = p11kms_secret_map_value_at(m, i);
+        ex = pk_cli_write_secret(NULL, (const uint8_t *)k, strlen(k));
+        if (ex == PK_EXIT_OK) ex = pk_cli_write_secret(NULL, (const uint8_t *)"=", 1);
+        if (ex == PK_EXIT_OK) ex = pk_cli_write_secret(NULL, (const uint8_t *)v, strlen(v));
+        if (ex == PK_EXIT_OK) ex = pk_cli_write_secret(NULL, (const uint8_t *)"\n", 1);
+    }
+    return ex;
+}
+
+int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
+{
+    conn_args a;
+    pk_cli_session s = {0};
+    p11kms_secret_map *m = NULL;
+    char *text = NULL;
+    p11kms_rc rc = P11KMS_OK;
+    const char *sub;
+    int ex;
+
+    memset(&a, 0, sizeof(a));
+    if (argc < 2) return pk_cli_usage("connection create|alter|drop|describe|show-create|resolve|list");
+    sub = argv[1];
+    if (strcmp(sub, "create") != 0 && strcmp(sub, "alter") != 0 && strcmp(sub, "drop") != 0 &&
+        strcmp(sub, "describe") != 0 && strcmp(sub, "show-create") != 0 && strcmp(sub, "resolve") != 0 &&
+        strcmp(sub, "list") != 0)
+        return pk_cli_usage("connection: unknown subcommand '%s'", sub);
+    if ((ex = parse(cli, argc - 1, argv + 1, strcmp(sub, "create") == 0 || strcmp(sub, "alter") == 0, &a)) !=
+        PK_EXIT_OK)
+        goto out;
+    if (strcmp(sub, "list") != 0 &&
+        (ex = need_name(&a, "connection create|alter|drop|describe|show-create|resolve NAME ...")) != PK_EXIT_OK)
+        goto out;
+    if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
+    if (strcmp(sub, "create") == 0) {
+        p11kms_connection_spec spec = {a.type, a.comment, a.ns, a.key, a.opts};
+        rc = p11kms_connection_create(s.h, s.caller, a.name, &spec);
+        if (rc == P11KMS_OK) printf("connection %s created\n", a.name);
+    } else if (strcmp(sub, "alter") == 0) {
+        if (p11kms_secret_map_count(a.opts) == 0 && a.nreset == 0 && a.comment == NULL) {
+            ex = pk_cli_usage("connection alter NAME [--comment C] [opt=value]... [--reset opt]...");
+            goto out;
+        }
+        rc = p11kms_connection_alter(s.h, s.caller, a.name, a.opts, a.reset, a.nreset, a.comment);
+        if (rc == P11KMS_OK) printf("connection %s altered\n", a.name);
+    } else if (strcmp(sub, "drop") == 0) {
+        rc = p11kms_connection_drop(s.h, s.caller, a.name);
+        if (rc == P11KMS_OK) printf("connection %s dropped\n", a.name);
+    } else if (strcmp(sub, "describe") == 0) {
+        rc = p11kms_connection_describe(s.h, s.caller, a.name, &text);
+    } else if (strcmp(sub, "show-create") == 0) {
+        rc = p11kms_connection_show_create(s.h, s.caller, a.name, &text);
+    } else if (strcmp(sub, "list") == 0) {
+        rc = p11kms_connection_list(s.h, s.caller, a.like, &text);
+    } else {
+        rc = p11kms_connection_resolve(s.h, s.caller, a.name, &m);
+        if (rc == P11KMS_OK) ex = print_map(cli, m);
+    }
+    if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
+    else if (text != NULL) {
+        ex = pk_cli_print_json(cli, text);
+        text = NULL;
+    }
+out:
+    p11kms_free(text);
+    p11kms_secret_map_free(m);
+    p11kms_secret_map_free(a.opts);
+    pk_cli_session_close(&s);
+    return ex;
+}

@@ -1,0 +1,288 @@
+/*
+ * Per-handle secrets state: verified namespace-key chains, nonce windows,
+ * the decrypted-map cache and configuration.
+ *
+ * The state hangs off the handle through a small registry keyed by the
+ * handle (struct p11kms has no slot for it); p11kms_close must call
+ * pk_secrets_detach so the cache is wiped when the handle closes. A stale
+ * entry for a reused handle address is recognised by its store and token
+ * pointers and dropped.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "secrets/secrets_impl.h"
+
+#define TTL_MAX_S (7 * 86400UL)
+#define CACHE_DEFAULT_MAX 1000
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pk_secrets *registry;
+
+size_t pk_str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return (size_t)h;
+}
+
+static void state_free(pk_secrets *s)
+{
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->lock);
+    pk_chains_free_inlock(s);
+    pthread_mutex_unlock(&s->lock);
+    pk_cache_clear(s);
+    for (size_t i = 0; i < s->nsensitive; i++) free(s->sensitive[i]);
+    free(s->sensitive);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->reserve_lock);
+    free(s);
+}
+
+/* sensitive_options = a, b, c: extra option names treated like password. */
+static pk_result read_sensitive(pk_secrets *s, const p11kms_config *cfg)
+{
+    const char *v = p11kms_config_get(cfg, "sensitive_options");
+    const char *p = v;
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        while (n > 0 && isspace((unsigned char)*p)) p++, n--;
+        while (n > 0 && isspace((unsigned char)p[n - 1])) n--;
+        if (n > 0) {
+            char **grown = realloc(s->sensitive, (s->nsensitive + 1) * sizeof(*grown));
+            PK_ENSURE_ALLOC(grown);
+            s->sensitive = grown;
+            s->sensitive[s->nsensitive] = strndup(p, n);
+            PK_ENSURE_ALLOC(s->sensitive[s->nsensitive]);
+            for (char *c = s->sensitive[s->nsensitive]; *c; c++) *c = (char)tolower((unsigned char)*c);
+            s->nsensitive++;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return PK_OK;
+}
+
+static pk_result state_new(p11kms *h, pk_secrets **out)
+{
+    pk_result r = PK_OK;
+    unsigned long ttl = 0, max = 0, uses = 0;
+    pk_secrets *s = calloc(1, sizeof(*s));
+    PK_ENSURE_ALLOC(s);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->reserve_lock, NULL);
+    s->lru.lru_next = s->lru.lru_prev = &s->lru;
+    s->h = h;
+    s->store = h->store;
+    s->p11 = h->p11;
+    s->nonce_limit = PK_NSKEY_NONCE_LIMIT;
+    PK_TRY(pk_conf_uint(h->cfg, "cache_ttl_s", 0, 0, TTL_MAX_S, &ttl));
+    PK_TRY(pk_conf_uint(h->cfg, "cache_max_entries", CACHE_DEFAULT_MAX, 1, 1000000, &max));
+    PK_TRY(pk_conf_uint(h->cfg, "cache_max_uses", 0, 0, UINT32_MAX, &uses));
+    PK_TRY(read_sensitive(s, h->cfg));
+    /* Off unless a TTL is configured (docs/SECRETS.md "Cache"). */
+    pk_secrets_set_cache(s, (uint64_t)ttl * 1000, ttl ? (size_t)max : 0, uses);
+    *out = s;
+    s = NULL;
+out:
+    state_free(s);
+    return r;
+}
+
+pk_result pk_secrets_of(p11kms *h, pk_secrets **out)
+{
+    pk_secrets **pp, *s, *stale = NULL;
+    pk_result r = PK_OK;
+
+    pthread_mutex_lock(&registry_lock);
+    for (pp = &registry; (s = *pp) != NULL; pp = &s->reg_next) {
+        if (s->h != h) continue;
+        if (s->store == h->store && s->p11 == h->p11) {
+            pthread_mutex_unlock(&registry_lock);
+            *out = s;
+            return PK_OK;
+        }
+        *pp = s->reg_next; /* a closed handle's state at a reused address */
+        stale = s;
+        break;
+    }
+    r = state_new(h, &s);
+    if (pk_ok(r)) {
+        s->reg_next = registry;
+        registry = s;
+        *out = s;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    state_free(stale);
+    return r;
+}
+
+void pk_secrets_detach(p11kms *h)
+{
+    pk_secrets **pp, *s = NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (pp = &registry; *pp != NULL; pp = &(*pp)->reg_next) {
+        if ((*pp)->h == h) {
+            s = *pp;
+            *pp = s->reg_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    state_free(s);
+}
+
+void pk_secrets_set_nonce_limit(pk_secrets *s, uint64_t limit)
+{
+    pthread_mutex_lock(&s->lock);
+    s->nonce_limit = limit ? limit : PK_NSKEY_NONCE_LIMIT;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void pk_secrets_get_stats(pk_secrets *s, pk_secrets_stats *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->stats;
+    out->cache_entries = s->ncache;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Flink's rule (GlobalConfiguration.isSensitive): an option is sensitive
+ * when its lower-cased name contains one of the sensitive names.
+ */
+bool pk_secrets_option_sensitive(pk_secrets *s, const char *name)
+{
+    char low[PK_SECRET_KEY_MAX + 1];
+    size_t n = strlen(name);
+    if (n > PK_SECRET_KEY_MAX) n = PK_SECRET_KEY_MAX;
+    for (size_t i = 0; i < n; i++) low[i] = (char)tolower((unsigned char)name[i]);
+    low[n] = '\0';
+    if (pk_conn_option_sensitive_builtin(low)) return true;
+    for (size_t i = 0; s != NULL && i < s->nsensitive; i++)
+        if (strstr(low, s->sensitive[i]) != NULL) return true;
+    return false;
+}
+
+/* ---- the decrypted-map cache ---- */
+
+static void lru_unlink(map_entry *e)
+{
+    e->lru_prev->lru_next = e->lru_next;
+    e->lru_next->lru_prev = e->lru_prev;
+}
+
+static void lru_front(pk_secrets *s, map_entry *e)
+{
+    e->lru_next = s->lru.lru_next;
+    e->lru_prev = &s->lru;
+    s->lru.lru_next->lru_prev = e;
+    s->lru.lru_next = e;
+}
+
+static void entry_drop_inlock(pk_secrets *s, map_entry *e)
+{
+    map_entry **pp = &s->cache[pk_str_hash(e->id) % CACHE_BUCKETS];
+    while (*pp != e) pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(e);
+    pk_secbuf_free(&e->enc); /* wipes */
+    pk_secmem_free(e);
+    s->ncache--;
+}
+
+static map_entry *entry_find_inlock(pk_secrets *s, const char *id)
+{
+    for (map_entry *e = s->cache[pk_str_hash(id) % CACHE_BUCKETS]; e != NULL; e = e->hnext)
+        if (strcmp(e->id, id) == 0) return e;
+    return NULL;
+}
+
+void pk_secrets_set_cache(pk_secrets *s, uint64_t ttl_ms, size_t max_entries, uint64_t max_uses)
+{
+    pk_cache_clear(s);
+    pthread_mutex_lock(&s->lock);
+    s->cache_ttl_ms = ttl_ms;
+    s->cache_max = ttl_ms ? max_entries : 0;
+    s->cache_max_uses = max_uses;
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool pk_cache_lookup(pk_secrets *s, const char *id, int64_t now_ms, char ns[PK_NS_MAX + 1],
+                     char cmk[PK_UUID_STR_LEN + 1], pk_secbuf *encoded)
+{
+    map_entry *e;
+    bool hit = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->cache_max == 0) {
+        pthread_mutex_unlock(&s->lock);
+        return false;
+    }
+    e = entry_find_inlock(s, id);
+    if (e != NULL && (now_ms >= e->expires_ms || (s->cache_max_uses && e->uses >= s->cache_max_uses))) {
+        entry_drop_inlock(s, e);
+        e = NULL;
+    }
+    if (e != NULL && pk_ok(pk_secbuf_set(encoded, e->enc.data, e->enc.len))) {
+        e->uses++;
+        memcpy(ns, e->ns, sizeof(e->ns));
+        memcpy(cmk, e->cmk, sizeof(e->cmk));
+        lru_unlink(e);
+        lru_front(s, e);
+        hit = true;
+        if (s->cache_max_uses && e->uses >= s->cache_max_uses) entry_drop_inlock(s, e);
+    }
+    if (hit) s->stats.cache_hits++;
+    else s->stats.cache_misses++;
+    pthread_mutex_unlock(&s->lock);
+    return hit;
+}
+
+void pk_cache_store(pk_secrets *s, const char *id, const char *ns, const char *cmk, pk_bytes encoded, int64_t now_ms)
+{
+    map_entry *e;
+    pthread_mutex_lock(&s->lock);
+    if (s->cache_max == 0) goto done;
+    if ((e = entry_find_inlock(s, id)) != NULL) entry_drop_inlock(s, e);
+    while (s->ncache >= s->cache_max && s->lru.lru_prev != &s->lru) entry_drop_inlock(s, s->lru.lru_prev);
+    e = pk_secmem_alloc(sizeof(*e));
+    if (e == NULL) goto done;
+    if (pk_failed(pk_secbuf_set(&e->enc, encoded.ptr, encoded.len))) {
+        pk_secmem_free(e);
+        goto done;
+    }
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    snprintf(e->ns, sizeof(e->ns), "%s", ns);
+    snprintf(e->cmk, sizeof(e->cmk), "%s", cmk);
+    e->expires_ms = now_ms + (int64_t)s->cache_ttl_ms;
+    e->hnext = s->cache[pk_str_hash(id) % CACHE_BUCKETS];
+    s->cache[pk_str_hash(id) % CACHE_BUCKETS] = e;
+    lru_front(s, e);
+    s->ncache++;
+done:
+    pthread_mutex_unlock(&s->lock);
+}
+
+void pk_cache_forget(pk_secrets *s, const char *id)
+{
+    map_entry *e;
+    pthread_mutex_lock(&s->lock);
+    if ((e = entry_find_inlock(s, id)) != NULL) entry_drop_inlock(s, e);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void pk_cache_clear(pk_secrets *s)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->lru.lru_next != &s->lru) entry_drop_inlock(s, s->lru.lru_next);
+    pthread_mutex_unlock(&s->lock);
+}

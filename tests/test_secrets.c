@@ -1,0 +1,648 @@
+/*
+ * SecretStore, connections and render on a real SoftHSM token (no mocks).
+ * Internal headers are used only to reach counters, the nonce bound and
+ * the store records the attacks edit.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/fixture.h"
+#include "secrets/secrets.h"
+
+#define ADM "arn:aws:iam::111122223333:role/admin"
+#define OPR "arn:aws:iam::111122223333:role/flink-operator"
+#define OTHER "arn:aws:iam::111122223333:role/other"
+
+static pk_fixture fx;
+static p11kms *h;
+static p11kms_caller *adm, *opr, *other;
+
+static int suite_init(void)
+{
+    char *report = NULL;
+    pk_fixture_setup(&fx);
+    if (p11kms_caller_new(ADM, &adm) != P11KMS_OK || p11kms_caller_new(OPR, &opr) != P11KMS_OK ||
+        p11kms_caller_new(OTHER, &other) != P11KMS_OK)
+        return 1;
+    if (p11kms_init(fx.cfg, adm, NULL, 0, NULL, 0, &report) != P11KMS_OK) {
+        fprintf(stderr, "init: %s\n", p11kms_last_error());
+        return 1;
+    }
+    p11kms_free(report);
+    if (p11kms_open(fx.cfg, &h) != P11KMS_OK) {
+        fprintf(stderr, "open: %s\n", p11kms_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+static int suite_clean(void)
+{
+    pk_secrets_detach(h);
+    p11kms_close(h);
+    p11kms_caller_free(adm);
+    p11kms_caller_free(opr);
+    p11kms_caller_free(other);
+    pk_fixture_teardown(&fx);
+    return 0;
+}
+
+static p11kms_secret_map *map2(const char *k1, const char *v1, const char *k2, const char *v2)
+{
+    p11kms_secret_map *m = NULL;
+    CU_ASSERT_FATAL(p11kms_secret_map_new(&m) == P11KMS_OK);
+    if (k1) CU_ASSERT(p11kms_secret_map_set(m, k1, v1) == P11KMS_OK);
+    if (k2) CU_ASSERT(p11kms_secret_map_set(m, k2, v2) == P11KMS_OK);
+    return m;
+}
+
+static char *put(const char *ns, const char *key, const char *k1, const char *v1)
+{
+    char *id = NULL;
+    p11kms_secret_map *m = map2(k1, v1, NULL, NULL);
+    PK_ASSERT_RC(p11kms_secret_put(h, opr, ns, key, m, &id), P11KMS_OK, NULL);
+    p11kms_secret_map_free(m);
+    return id;
+}
+
+static void expect_value(const char *id, const char *k, const char *v)
+{
+    p11kms_secret_map *m = NULL;
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, id, &m), P11KMS_OK, NULL);
+    if (m != NULL) {
+        const char *got = p11kms_secret_map_get(m, k);
+        CU_ASSERT(got != NULL && strcmp(got, v) == 0);
+    }
+    p11kms_secret_map_free(m);
+}
+
+/* A key whose policy gives ADM administration and OPR use. */
+static char *make_key(void)
+{
+    const char *admins[] = {ADM}, *ops[] = {OPR};
+    p11kms_key_spec spec;
+    char *id = NULL;
+    memset(&spec, 0, sizeof(spec));
+    spec.admins = admins;
+    spec.nadmins = 1;
+    spec.operators = ops;
+    spec.noperators = 1;
+    PK_ASSERT_RC(p11kms_key_create(h, adm, &spec, &id), P11KMS_OK, NULL);
+    return id;
+}
+
+static void test_secrets_store_get_update_remove_list(void)
+{
+    char *id = NULL, *json = NULL, want[128];
+    const char *wantp = want;
+    p11kms_secret_map *m = map2("user", "flink", "password", "s3cr3t-1");
+    p11kms_secret_map *got = NULL;
+
+    PK_ASSERT_RC(p11kms_secret_put(h, opr, NULL, NULL, m, &id), P11KMS_OK, NULL);
+    CU_ASSERT_FATAL(id != NULL);
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, id, &got), P11KMS_OK, NULL);
+    CU_ASSERT_EQUAL(p11kms_secret_map_count(got), 2);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_key_at(got, 0), "password");
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_value_at(got, 0), "s3cr3t-1");
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "user"), "flink");
+    p11kms_secret_map_free(got);
+    p11kms_secret_map_free(m);
+
+    /* update replaces the whole map (FLIP-529 semantics) */
+    m = map2("token", "t-2", NULL, NULL);
+    PK_ASSERT_RC(p11kms_secret_update(h, opr, id, m), P11KMS_OK, NULL);
+    p11kms_secret_map_free(m);
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, id, &got), P11KMS_OK, NULL);
+    CU_ASSERT_EQUAL(p11kms_secret_map_count(got), 1);
+    CU_ASSERT_PTR_NULL(p11kms_secret_map_get(got, "password"));
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "token"), "t-2");
+    p11kms_secret_map_free(got);
+
+    PK_ASSERT_RC(p11kms_secret_list(h, opr, "default", &json), P11KMS_OK, NULL);
+    snprintf(want, sizeof(want), "\"SecretId\":\"%s\",\"Namespace\":\"default\"", id);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, want));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"Version\":2"));
+    CU_ASSERT_PTR_NULL(strstr(json, "t-2"));
+    p11kms_free(json);
+
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, id), P11KMS_OK, NULL);
+    snprintf(want, sizeof(want), "secret %s not found", id);
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, id, &got), P11KMS_ERR_NOT_FOUND, wantp);
+    CU_ASSERT_PTR_NULL(got);
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, id), P11KMS_ERR_NOT_FOUND, wantp);
+    p11kms_free(id);
+}
+
+static void test_secrets_not_found(void)
+{
+    p11kms_secret_map *got = NULL, *m = map2("a", "b", NULL, NULL);
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, "5d0a3d4c-8f6e-4b8e-9d43-0d3c5a1e2f70", &got), P11KMS_ERR_NOT_FOUND,
+                 "secret 5d0a3d4c-8f6e-4b8e-9d43-0d3c5a1e2f70 not found");
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, "nope", &got), P11KMS_ERR_NOT_FOUND, "secret nope not found");
+    PK_ASSERT_RC(p11kms_secret_update(h, opr, "5d0a3d4c-8f6e-4b8e-9d43-0d3c5a1e2f70", m), P11KMS_ERR_NOT_FOUND,
+                 "secret 5d0a3d4c-8f6e-4b8e-9d43-0d3c5a1e2f70 not found");
+    CU_ASSERT_EQUAL(p11kms_exit_code(P11KMS_ERR_NOT_FOUND), 5);
+    p11kms_secret_map_free(m);
+}
+
+static void test_secrets_map_encoding_and_limits(void)
+{
+    p11kms_secret_map *m = NULL, *back = NULL;
+    pk_secbuf enc = PK_SECBUF_INIT;
+    char key[16], *big;
+    p11kms_buf *json = NULL;
+
+    CU_ASSERT_FATAL(p11kms_secret_map_new(&m) == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(m, "b", "2") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(m, "a", "") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(m, "\xc3\xa9t\xc3\xa9", "\"quoted\"\n") == P11KMS_OK);
+    CU_ASSERT(pk_ok(pk_map_encode(m, &enc)));
+    /* canonical: magic, format, count, then keys ascending */
+    CU_ASSERT_EQUAL(memcmp(enc.data, "PKSM\x01\x00\x00\x00\x03\x00\x00\x00\x01" "a", 14), 0);
+    CU_ASSERT(pk_ok(pk_map_decode(pk_bytes_of(enc.data, enc.len), &back)));
+    CU_ASSERT_EQUAL(p11kms_secret_map_count(back), 3);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(back, "\xc3\xa9t\xc3\xa9"), "\"quoted\"\n");
+    /* a non-canonical encoding (keys out of order) is refused */
+    enc.data[13] = 'z';
+    pk_map_free(back);
+    back = NULL;
+    CU_ASSERT_EQUAL(pk_map_decode(pk_bytes_of(enc.data, enc.len), &back).code, P11KMS_ERR_INTEGRITY);
+    pk_secbuf_free(&enc);
+    /* JSON round trip through the strict parser */
+    PK_ASSERT_RC(p11kms_secret_map_to_json(m, &json), P11KMS_OK, NULL);
+    CU_ASSERT_EQUAL(strncmp((const char *)p11kms_buf_data(json), "{\"a\":\"\",\"b\":\"2\",", 16), 0);
+    PK_ASSERT_RC(p11kms_secret_map_from_json((const char *)p11kms_buf_data(json), p11kms_buf_len(json), &back),
+                 P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(back, "\xc3\xa9t\xc3\xa9"), "\"quoted\"\n");
+    p11kms_secret_map_free(back);
+    back = NULL;
+    p11kms_buf_free(json);
+    PK_ASSERT_RC(p11kms_secret_map_from_json("{\"a\":\"\\u00e9\\ud83d\\ude00\"}", strlen("{\"a\":\"\\u00e9\\ud83d\\ude00\"}"), &back), P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(back, "a"), "\xc3\xa9\xf0\x9f\x98\x80");
+    p11kms_secret_map_free(back);
+    back = NULL;
+    PK_ASSERT_RC(p11kms_secret_map_from_json("{\"a\":1}", strlen("{\"a\":1}"), &back), P11KMS_ERR_INVALID_ARGUMENT,
+                 "secret JSON: the value of 'a' must be a string");
+    PK_ASSERT_RC(p11kms_secret_map_from_json("{\"a\":\"x\",\"a\":\"y\"}", strlen("{\"a\":\"x\",\"a\":\"y\"}"), &back), P11KMS_ERR_INVALID_ARGUMENT,
+                 "secret JSON: key 'a' is given twice");
+    PK_ASSERT_RC(p11kms_secret_map_from_json("{\"a\":\"x\"} x", strlen("{\"a\":\"x\"} x"), &back), P11KMS_ERR_INVALID_ARGUMENT,
+                 "secret JSON: trailing characters at offset 10");
+    PK_ASSERT_RC(p11kms_secret_map_from_json("{}", strlen("{}"), &back), P11KMS_ERR_INVALID_ARGUMENT,
+                 "a secret map needs at least one key");
+    PK_ASSERT_RC(p11kms_secret_map_from_json("{\"\":\"x\"}", strlen("{\"\":\"x\"}"), &back), P11KMS_ERR_INVALID_ARGUMENT,
+                 "secret map keys must not be empty");
+    CU_ASSERT_PTR_NULL(back);
+    /* limits: 64 pairs, 64 KiB */
+    for (int i = 3; i < PK_SECRET_MAX_PAIRS; i++) {
+        snprintf(key, sizeof(key), "k%02d", i);
+        CU_ASSERT(p11kms_secret_map_set(m, key, "v") == P11KMS_OK);
+    }
+    PK_ASSERT_RC(p11kms_secret_map_set(m, "one-more", "v"), P11KMS_ERR_LIMIT, "a secret map holds at most 64 pairs");
+    PK_ASSERT_RC(p11kms_secret_map_set(m, "b", "\xff"), P11KMS_ERR_INVALID_ARGUMENT,
+                 "the value of secret map key 'b' is not UTF-8 text");
+    big = calloc(1, 40000);
+    memset(big, 'x', 39999);
+    CU_ASSERT(p11kms_secret_map_set(m, "a", big) == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(m, "b", big) == P11KMS_OK);
+    {
+        char *id = NULL;
+        PK_ASSERT_RC(p11kms_secret_put(h, opr, NULL, NULL, m, &id), P11KMS_ERR_LIMIT,
+                     "secret map is larger than 65536 bytes (keys and values)");
+        CU_ASSERT_PTR_NULL(id);
+    }
+    free(big);
+    p11kms_secret_map_free(m);
+}
+
+/* Replace secret b's ciphertext with a's, re-sealing the record so its store MAC is valid. */
+typedef struct swap_job {
+    const char *from, *to;
+    bool bump_version;
+} swap_job;
+
+static pk_result swap_tx(p11kms *hh, void *ctx)
+{
+    swap_job *j = ctx;
+    pk_secret a, b;
+    pk_result r = pk_secret_load(hh, j->from, false, &a);
+    if (pk_failed(r)) return r;
+    r = pk_secret_load(hh, j->to, false, &b);
+    if (pk_ok(r)) {
+        if (j->bump_version) {
+            b.version++;
+        } else {
+            memcpy(b.iv, a.iv, sizeof(b.iv));
+            b.ct.len = 0;
+            r = pk_buf_append(&b.ct, a.ct.data, a.ct.len);
+            b.nsv = a.nsv;
+            b.created_ms = a.created_ms;
+            b.updated_ms = a.updated_ms;
+        }
+        if (pk_ok(r)) r = pk_secret_save_tx(hh, &b);
+    }
+    pk_secret_clear(&a);
+    pk_secret_clear(&b);
+    return r;
+}
+
+static void test_secrets_aad_binding_swapped_ciphertext(void)
+{
+    char *a = put("aad", NULL, "password", "alpha-value");
+    char *b = put("aad", NULL, "password", "bravo-value");
+    p11kms_secret_map *got = NULL;
+    swap_job j = {a, b, false};
+
+    /* The record's MAC is valid after re-sealing: only the AAD can catch this. */
+    CU_ASSERT(pk_ok(pk_with_write_tx(h, swap_tx, &j)));
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, b, &got), P11KMS_ERR_CIPHERTEXT_INVALID,
+                 "ciphertext invalid or context mismatch");
+    CU_ASSERT_PTR_NULL(got);
+    expect_value(a, "password", "alpha-value");
+    /* A replayed record with another secret version fails the same way. */
+    j = (swap_job){a, a, true};
+    CU_ASSERT(pk_ok(pk_with_write_tx(h, swap_tx, &j)));
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, a, &got), P11KMS_ERR_CIPHERTEXT_INVALID,
+                 "ciphertext invalid or context mismatch");
+    /* A rewrap --reencrypt reports undecryptable secrets and moves the rest. */
+    {
+        char *json = NULL, want[200];
+        snprintf(want, sizeof(want), "2 secrets could not be re-encrypted (first: %s)", strcmp(a, b) < 0 ? a : b);
+        const char *wantp = want;
+        PK_ASSERT_RC(p11kms_secret_rewrap(h, opr, "aad", 0, 1, NULL, NULL, &json), P11KMS_ERR_CIPHERTEXT_INVALID,
+                     wantp);
+        CU_ASSERT_PTR_NULL(json);
+    }
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, a), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, b), P11KMS_OK, NULL);
+    p11kms_free(a);
+    p11kms_free(b);
+}
+
+static void test_secrets_namespace_key_rollover(void)
+{
+    pk_secrets *st;
+    pk_secrets_stats before, after;
+    char *ids[10];
+    uint32_t v = 0;
+    char dflt[PK_UUID_STR_LEN + 1];
+
+    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(h, &st)));
+    pk_secrets_set_nonce_limit(st, 4);
+    pk_secrets_get_stats(st, &before);
+    for (int i = 0; i < 10; i++) ids[i] = put("roll", NULL, "n", "value");
+    pk_secrets_get_stats(st, &after);
+    /* 10 encryptions with at most 4 per version: versions 1..3, two rollovers */
+    CU_ASSERT_EQUAL(after.rollovers - before.rollovers, 2);
+    CU_ASSERT(pk_ok(pk_ns_default_key(h, "roll", dflt)));
+    CU_ASSERT(pk_ok(pk_ns_current_version(h, "roll", dflt, &v)));
+    CU_ASSERT_EQUAL(v, 3);
+    for (int i = 0; i < 10; i++) {
+        expect_value(ids[i], "n", "value");
+        p11kms_free(ids[i]);
+    }
+    pk_secrets_set_nonce_limit(st, 0);
+}
+
+static void test_secrets_thousand_namespaces_bounded_cache(void)
+{
+    enum { N = 1000, LIMIT = 100 };
+    char **ids = calloc(N, sizeof(*ids));
+    char ns[32];
+    pk_p11_stats s0, s1, s2;
+
+    pk_p11_set_data_key_limit(h->p11, LIMIT);
+    for (int i = 0; i < N; i++) {
+        snprintf(ns, sizeof(ns), "tenant-%04d", i);
+        ids[i] = put(ns, NULL, "password", "pw");
+    }
+    pk_p11_get_stats(h->p11, &s0);
+    /* Round robin over 1000 namespaces: every get misses, and a miss costs exactly one unwrap. */
+    CU_ASSERT(s0.data_keys_cached <= LIMIT);
+    for (int i = 0; i < N; i++) expect_value(ids[i], "password", "pw");
+    pk_p11_get_stats(h->p11, &s1);
+    CU_ASSERT_EQUAL(s1.unwraps - s0.unwraps, N);
+    CU_ASSERT(s1.data_keys_cached <= LIMIT);
+    CU_ASSERT(s1.evictions - s0.evictions >= N - LIMIT);
+    /* The last 100 are resident: no unwrap at all. */
+    for (int i = N - LIMIT; i < N; i++) expect_value(ids[i], "password", "pw");
+    pk_p11_get_stats(h->p11, &s2);
+    CU_ASSERT_EQUAL(s2.unwraps - s1.unwraps, 0);
+    CU_ASSERT_EQUAL(s2.find_sweeps, s1.find_sweeps);
+    for (int i = 0; i < N; i++) p11kms_free(ids[i]);
+    free(ids);
+    pk_p11_set_data_key_limit(h->p11, 4096);
+}
+
+static void test_secrets_rotation_rewrap_and_reencrypt(void)
+{
+    char *key = make_key(), *json = NULL, *ids[4];
+    unsigned nv = 0;
+
+    for (int i = 0; i < 4; i++) ids[i] = put(i < 2 ? "rw-a" : "rw-b", key, "password", i % 2 ? "odd" : "even");
+    PK_ASSERT_RC(p11kms_key_rotate(h, adm, key, &nv), P11KMS_OK, NULL);
+    CU_ASSERT_EQUAL(nv, 2);
+    /* Rotation alone strands nothing. */
+    for (int i = 0; i < 4; i++) expect_value(ids[i], "password", i % 2 ? "odd" : "even");
+    PK_ASSERT_RC(p11kms_secret_rewrap(h, adm, "rw-a", 0, 0, NULL, NULL, &json), P11KMS_ERR_ACCESS_DENIED, NULL);
+    PK_ASSERT_RC(p11kms_secret_rewrap(h, opr, "rw-a", 0, 0, NULL, NULL, &json), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(json && strstr(json, "\"KeysRewrapped\":1,\"KeysAlreadyCurrent\":0,\"SecretsReencrypted\":0"));
+    p11kms_free(json);
+    PK_ASSERT_RC(p11kms_secret_rewrap(h, opr, "rw-a", 0, 0, NULL, NULL, &json), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(json && strstr(json, "\"KeysRewrapped\":0,\"KeysAlreadyCurrent\":1"));
+    p11kms_free(json);
+    /* The re-wrapped namespace key is under CMK version 2 in the record. */
+    {
+        pk_nskey nk;
+        pk_record rec = {0};
+        bool found = false;
+        char rid[PK_STORE_ID_MAX];
+        snprintf(rid, sizeof(rid), "%s:rw-a", key);
+        CU_ASSERT(pk_ok(pk_record_load(h, "nskey", rid, &rec, &found)) && found);
+        CU_ASSERT(pk_ok(pk_nskey_from_record(&rec, &nk)));
+        CU_ASSERT_EQUAL(nk.v[0].kek_version, 2);
+        pk_nskey_clear(&nk);
+        pk_record_clear(&rec);
+    }
+    /*
+     * With the data-key cache emptied, a read must unwrap the re-wrapped
+     * form under CMK version 2: exactly one unwrap, and the value is right.
+     * (Done in this handle: closing a second handle in the same process
+     * logs the whole application out of the token, see the report.)
+     */
+    {
+        pk_p11_stats a0, a1;
+        pk_ns_forget(h, "rw-a", key);
+        pk_p11_set_data_key_limit(h->p11, 1);
+        p11kms_free(put("rw-evict", NULL, "x", "y")); /* a new data key: the cache shrinks to 1 */
+        pk_p11_get_stats(h->p11, &a0);
+        expect_value(ids[0], "password", "even");
+        pk_p11_get_stats(h->p11, &a1);
+        CU_ASSERT_EQUAL(a1.unwraps - a0.unwraps, 1);
+        pk_p11_set_data_key_limit(h->p11, 4096);
+    }
+    /* --all --reencrypt: every namespace key re-wrapped and every secret moved to a new version. */
+    PK_ASSERT_RC(p11kms_secret_rewrap(h, opr, NULL, 1, 1, NULL, NULL, &json), P11KMS_OK, NULL);
+    p11kms_free(json);
+    PK_ASSERT_RC(p11kms_secret_list(h, opr, "rw-b", &json), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"NamespaceKeyVersion\":2"));
+    CU_ASSERT_PTR_NULL(strstr(json, "\"NamespaceKeyVersion\":1"));
+    p11kms_free(json);
+    for (int i = 0; i < 4; i++) {
+        expect_value(ids[i], "password", i % 2 ? "odd" : "even");
+        p11kms_free(ids[i]);
+    }
+    p11kms_free(key);
+}
+
+static void test_secrets_policy_namespace_condition(void)
+{
+    char policy[2048], *key = NULL, *id = NULL;
+    p11kms_key_spec spec;
+    p11kms_secret_map *m = map2("password", "p", NULL, NULL);
+    snprintf(policy, sizeof(policy),
+             "{\"Version\":\"2012-10-17\",\"Statement\":["
+             "{\"Sid\":\"Admin\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"%s\"},\"Action\":\"kms:*\",\"Resource\":\"*\"},"
+             "{\"Sid\":\"TeamA\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"%s\"},"
+             "\"Action\":[\"kms:GenerateDataKey\",\"kms:Decrypt\"],\"Resource\":\"*\","
+             "\"Condition\":{\"StringEquals\":{\"kms:EncryptionContext:p11kms:namespace\":\"team-a\"}}}]}",
+             ADM, OPR);
+    memset(&spec, 0, sizeof(spec));
+    spec.policy_json = policy;
+    PK_ASSERT_RC(p11kms_key_create(h, adm, &spec, &key), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_secret_put(h, opr, "team-a", key, m, &id), P11KMS_OK, NULL);
+    p11kms_free(id);
+    id = NULL;
+    PK_ASSERT_RC(p11kms_secret_put(h, opr, "team-b", key, m, &id), P11KMS_ERR_ACCESS_DENIED, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(p11kms_last_error(), "is not authorized to perform kms:GenerateDataKey"));
+    CU_ASSERT_PTR_NULL(id);
+    p11kms_secret_map_free(m);
+    p11kms_free(key);
+}
+
+static void test_secrets_cache_ttl_uses_entries(void)
+{
+    pk_secrets *st;
+    pk_secrets_stats s0, s1;
+    char *a = put("cache", NULL, "v", "A"), *b = put("cache", NULL, "v", "B"), *c = put("cache", NULL, "v", "C");
+    p11kms_secret_map *m = NULL;
+
+    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(h, &st)));
+    /* Off by default: nothing cached. */
+    pk_secrets_get_stats(st, &s0);
+    expect_value(a, "v", "A");
+    expect_value(a, "v", "A");
+    pk_secrets_get_stats(st, &s1);
+    CU_ASSERT_EQUAL(s1.cache_hits, s0.cache_hits);
+    CU_ASSERT_EQUAL(s1.cache_entries, 0);
+
+    pk_secrets_set_cache(st, 60000, 2, 3);
+    expect_value(a, "v", "A"); /* miss, cached */
+    expect_value(a, "v", "A"); /* hit 1 */
+    expect_value(a, "v", "A"); /* hit 2 */
+    expect_value(a, "v", "A"); /* hit 3: max uses reached, dropped */
+    pk_secrets_get_stats(st, &s0);
+    CU_ASSERT_EQUAL(s0.cache_hits - s1.cache_hits, 3);
+    CU_ASSERT_EQUAL(s0.cache_entries, 0);
+    /* Policy applies to a cached read too. */
+    expect_value(b, "v", "B");
+    PK_ASSERT_RC(p11kms_secret_get(h, other, b, &m), P11KMS_OK, NULL); /* the service key lets anyone decrypt */
+    p11kms_secret_map_free(m);
+    m = NULL;
+    /* max entries: a, b, c -> two stay */
+    expect_value(a, "v", "A");
+    expect_value(c, "v", "C");
+    pk_secrets_get_stats(st, &s1);
+    CU_ASSERT_EQUAL(s1.cache_entries, 2);
+    /* Own updates invalidate at once. */
+    {
+        p11kms_secret_map *u = map2("v", "C2", NULL, NULL);
+        PK_ASSERT_RC(p11kms_secret_update(h, opr, c, u), P11KMS_OK, NULL);
+        p11kms_secret_map_free(u);
+        expect_value(c, "v", "C2");
+    }
+    /* TTL: an hour later every entry has expired. */
+    pk_secrets_get_stats(st, &s0);
+    h->clock_offset_ms += 3600 * 1000;
+    expect_value(c, "v", "C2");
+    h->clock_offset_ms -= 3600 * 1000;
+    pk_secrets_get_stats(st, &s1);
+    CU_ASSERT_EQUAL(s1.cache_hits, s0.cache_hits);
+    CU_ASSERT_EQUAL(s1.cache_misses - s0.cache_misses, 1);
+    pk_secrets_set_cache(st, 0, 0, 0);
+    pk_secrets_get_stats(st, &s1);
+    CU_ASSERT_EQUAL(s1.cache_entries, 0);
+    p11kms_free(a);
+    p11kms_free(b);
+    p11kms_free(c);
+}
+
+typedef struct thr {
+    const char *id;
+    int n;
+    int t;
+    int fails;
+} thr;
+
+static void *updater(void *arg)
+{
+    thr *t = arg;
+    char v[32];
+    for (int i = 0; i < t->n; i++) {
+        p11kms_secret_map *m = NULL;
+        snprintf(v, sizeof(v), "t%d-i%d", t->t, i);
+        if (p11kms_secret_map_new(&m) != P11KMS_OK || p11kms_secret_map_set(m, "v", v) != P11KMS_OK ||
+            p11kms_secret_update(h, opr, t->id, m) != P11KMS_OK)
+            t->fails++;
+        p11kms_secret_map_free(m);
+    }
+    return NULL;
+}
+
+static void test_secrets_concurrent_updates_threads(void)
+{
+    enum { T = 4, N = 25 };
+    char *id = put("threads", NULL, "v", "start"), *json = NULL;
+    pthread_t th[T];
+    thr args[T];
+    p11kms_secret_map *m = NULL;
+
+    for (int i = 0; i < T; i++) {
+        args[i] = (thr){id, N, i, 0};
+        pthread_create(&th[i], NULL, updater, &args[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(args[i].fails, 0);
+    }
+    /* Every update applied exactly once: version 1 + T*N. */
+    PK_ASSERT_RC(p11kms_secret_list(h, opr, "threads", &json), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"Version\":101"));
+    p11kms_free(json);
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, id, &m), P11KMS_OK, NULL);
+    CU_ASSERT(m != NULL && strncmp(p11kms_secret_map_get(m, "v"), "t", 1) == 0);
+    p11kms_secret_map_free(m);
+    p11kms_free(id);
+}
+
+static void test_secrets_connections(void)
+{
+    p11kms_secret_map *opts = NULL, *got = NULL, *set = NULL;
+    char *json = NULL, *sql = NULL;
+    const char *reset[] = {"sasl.jaas.config"};
+    p11kms_connection_spec spec;
+
+    CU_ASSERT_FATAL(p11kms_secret_map_new(&opts) == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(opts, "url", "jdbc:postgresql://db:5432/x") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(opts, "username", "flink") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(opts, "password", "pg-pass-1") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(opts, "sasl.jaas.config", "jaas-value") == P11KMS_OK);
+    memset(&spec, 0, sizeof(spec));
+    spec.type = "jdbc";
+    spec.comment = "orders db";
+    spec.options = opts;
+    PK_ASSERT_RC(p11kms_connection_create(h, opr, "cat.db.orders", &spec), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_connection_create(h, opr, "cat.db.orders", &spec), P11KMS_ERR_ALREADY_EXISTS,
+                 "connection cat.db.orders already exists");
+    PK_ASSERT_RC(p11kms_connection_describe(h, opr, "cat.db.orders", &json), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"password\":\"****\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"sasl.jaas.config\":\"****\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"username\":\"flink\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"__flink.encrypted-secret-key__\":\""));
+    CU_ASSERT_PTR_NULL(strstr(json, "pg-pass-1"));
+    p11kms_free(json);
+    PK_ASSERT_RC(p11kms_connection_show_create(h, opr, "cat.db.orders", &sql), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(sql, "CREATE CONNECTION `cat`.`db`.`orders`\nCOMMENT 'orders db'\nWITH (\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sql, "'password' = '****'"));
+    p11kms_free(sql);
+    PK_ASSERT_RC(p11kms_connection_resolve(h, opr, "cat.db.orders", &got), P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "password"), "pg-pass-1");
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "type"), "jdbc");
+    CU_ASSERT_PTR_NULL(p11kms_secret_map_get(got, PK_CONN_RESERVED_KEY));
+    p11kms_secret_map_free(got);
+    got = NULL;
+    /* alter: the secret changes, its id stays */
+    CU_ASSERT_FATAL(p11kms_secret_map_new(&set) == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(set, "password", "pg-pass-2") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(set, "username", "flink2") == P11KMS_OK);
+    PK_ASSERT_RC(p11kms_connection_alter(h, opr, "cat.db.orders", set, reset, 1, NULL), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_connection_resolve(h, opr, "cat.db.orders", &got), P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "password"), "pg-pass-2");
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "username"), "flink2");
+    CU_ASSERT_PTR_NULL(p11kms_secret_map_get(got, "sasl.jaas.config"));
+    p11kms_secret_map_free(got);
+    got = NULL;
+    /* the reserved key is refused */
+    CU_ASSERT(p11kms_secret_map_set(set, PK_CONN_RESERVED_KEY, "x") == P11KMS_OK);
+    PK_ASSERT_RC(p11kms_connection_alter(h, opr, "cat.db.orders", set, NULL, 0, NULL), P11KMS_ERR_INVALID_ARGUMENT,
+                 "option '__flink.encrypted-secret-key__' is reserved for the secret reference; it cannot be set");
+    PK_ASSERT_RC(p11kms_connection_list(h, opr, "cat.db.%", &json), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "{\"Name\":\"cat.db.orders\",\"Type\":\"jdbc\""));
+    p11kms_free(json);
+    PK_ASSERT_RC(p11kms_connection_list(h, opr, "x%", &json), P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL(json, "[]");
+    p11kms_free(json);
+    PK_ASSERT_RC(p11kms_connection_drop(h, opr, "cat.db.orders"), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_connection_resolve(h, opr, "cat.db.orders", &got), P11KMS_ERR_NOT_FOUND,
+                 "connection cat.db.orders not found");
+    p11kms_secret_map_free(set);
+    p11kms_secret_map_free(opts);
+}
+
+static void test_secrets_render(void)
+{
+    char *id = put("render", NULL, "password", "rendered-pw"), tmpl[512];
+    p11kms_buf *out = NULL, *blob = NULL;
+    const char *pt = "kms-pw";
+    p11kms_secret_map *opts = map2("token", "conn-token", "host", "h1");
+    p11kms_connection_spec spec;
+    char b64[256];
+
+    memset(&spec, 0, sizeof(spec));
+    spec.options = opts;
+    PK_ASSERT_RC(p11kms_connection_create(h, opr, "rconn", &spec), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_encrypt(h, opr, "alias/p11kms/default", NULL, 0, (const uint8_t *)pt, strlen(pt), &blob),
+                 P11KMS_OK, NULL);
+    pk_base64_encode(p11kms_buf_data(blob), p11kms_buf_len(blob), b64);
+    snprintf(tmpl, sizeof(tmpl), "a: ${secret:%s:password}\nb: ${connection:rconn:token}@${connection:rconn:host}\n"
+             "c: ${kms:%s}\nd: $${literal} $x\n", id, b64);
+    PK_ASSERT_RC(p11kms_render(h, opr, tmpl, strlen(tmpl), &out), P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL((const char *)p11kms_buf_data(out),
+                           "a: rendered-pw\nb: conn-token@h1\nc: kms-pw\nd: ${literal} $x\n");
+    p11kms_buf_free(out);
+    out = NULL;
+    snprintf(tmpl, sizeof(tmpl), "a: ${secret:%s:password}\nb: ${secret:%s:nope}\n", id, id);
+    PK_ASSERT_RC(p11kms_render(h, opr, tmpl, strlen(tmpl), &out), P11KMS_ERR_NOT_FOUND, NULL);
+    CU_ASSERT_PTR_NULL(out);
+    PK_ASSERT_RC(p11kms_render(h, opr, "x ${vault:a:b}", 14, &out), P11KMS_ERR_INVALID_ARGUMENT,
+                 "render: line 1: unknown placeholder '${vault:a:b}': use ${secret:ID:FIELD}, "
+                 "${connection:NAME:OPTION} or ${kms:BLOB}");
+    PK_ASSERT_RC(p11kms_render(h, opr, "x ${secret:a", 12, &out), P11KMS_ERR_INVALID_ARGUMENT,
+                 "render: line 1: unterminated placeholder '${'");
+    p11kms_buf_free(blob);
+    p11kms_secret_map_free(opts);
+    p11kms_free(id);
+}
+
+int main(void)
+{
+    CU_pSuite s;
+    if (CU_initialize_registry() != CUE_SUCCESS) return 99;
+    s = CU_add_suite("secrets", suite_init, suite_clean);
+    CU_add_test(s, "test_secrets_store_get_update_remove_list", test_secrets_store_get_update_remove_list);
+    CU_add_test(s, "test_secrets_not_found", test_secrets_not_found);
+    CU_add_test(s, "test_secrets_map_encoding_and_limits", test_secrets_map_encoding_and_limits);
+    CU_add_test(s, "test_secrets_aad_binding_swapped_ciphertext", test_secrets_aad_binding_swapped_ciphertext);
+    CU_add_test(s, "test_secrets_namespace_key_rollover", test_secrets_namespace_key_rollover);
+    CU_add_test(s, "test_secrets_thousand_namespaces_bounded_cache", test_secrets_thousand_namespaces_bounded_cache);
+    CU_add_test(s, "test_secrets_rotation_rewrap_and_reencrypt", test_secrets_rotation_rewrap_and_reencrypt);
+    CU_add_test(s, "test_secrets_policy_namespace_condition", test_secrets_policy_namespace_condition);
+    CU_add_test(s, "test_secrets_cache_ttl_uses_entries", test_secrets_cache_ttl_uses_entries);
+    CU_add_test(s, "test_secrets_concurrent_updates_threads", test_secrets_concurrent_updates_threads);
+    CU_add_test(s, "test_secrets_connections", test_secrets_connections);
+    CU_add_test(s, "test_secrets_render", test_secrets_render);
+    return pk_run_suites();
+}
