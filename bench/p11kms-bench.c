@@ -10,7 +10,8 @@
  * The "ops" figures run with the audit trail on (batch, as configured);
  * "audit" compares the trail off (a bench-only switch), batch and always.
  *
- * Usage: bench/p11kms-bench [--json] [--seconds S] [--keys N]
+ * Usage: bench/p11kms-bench [--json] [--seconds S] [--keys N] [--secrets N]
+ * (--secrets: how many secrets for the large-store latency, default 100000)
  * Uses $P11KMS_CONFIG (with $SOFTHSM2_CONF) when set, else makes a fresh
  * SoftHSM token in a temporary folder. Never writes to the system token.
  */
@@ -30,6 +31,7 @@
 #include "conf/conf.h"
 #include "core/op.h"
 #include "p11/p11_internal.h"
+#include "secrets/secrets.h"
 #include "util/json_out.h"
 
 #define ADMIN "arn:aws:iam::111122223333:role/key-admin"
@@ -360,6 +362,107 @@ static void bench_op(const char *name, size_t len, op_fn api_fn, op_fn raw_fn, b
     }
 }
 
+/* ---- secrets: get and store through the SecretStore ---- */
+
+#define SECRET_VALUE "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" /* 64 bytes */
+
+typedef struct secret_set {
+    char **ids;
+    size_t n, next;
+} secret_set;
+
+static secret_set S1, S1000;
+
+static char *put_secret(const char *ns)
+{
+    p11kms_secret_map *m = NULL;
+    char *id = NULL;
+    if (p11kms_secret_map_new(&m) != P11KMS_OK || p11kms_secret_map_set(m, "password", SECRET_VALUE) != P11KMS_OK)
+        die("secret map");
+    if (p11kms_secret_put(B.h, B.oper, ns, B.key, m, &id) != P11KMS_OK) die("secret put");
+    p11kms_secret_map_free(m);
+    return id;
+}
+
+static void fill(secret_set *set, size_t n, size_t namespaces)
+{
+    set->ids = calloc(n, sizeof(*set->ids));
+    set->n = n;
+    for (size_t i = 0; i < n; i++) {
+        char ns[32];
+        snprintf(ns, sizeof(ns), "bench-%zu", namespaces > 1 ? i % namespaces : 0);
+        set->ids[i] = put_secret(ns);
+    }
+}
+
+static void *set_ctx(void *arg) { return arg; }
+static void no_free(void *ctx) { (void)ctx; }
+
+static bool api_get_secret(void *ctx)
+{
+    secret_set *set = ctx;
+    p11kms_secret_map *m = NULL;
+    bool ok = p11kms_secret_get(B.h, B.oper, set->ids[set->next++ % set->n], &m) == P11KMS_OK;
+    p11kms_secret_map_free(m);
+    return ok;
+}
+
+static bool api_store_secret(void *ctx)
+{
+    char *id = put_secret("bench-0");
+    (void)ctx;
+    p11kms_free(id);
+    return id != NULL;
+}
+
+typedef struct secret_figures {
+    double get, get_raw, store, store_raw, get_1000ns, get_cached, us_1k, us_100k;
+} secret_figures;
+
+/* Mean latency of gets spread over every secret in the set (microseconds). */
+static double get_latency_us(secret_set *set, size_t samples)
+{
+    double t0 = now_s();
+    for (size_t i = 0; i < samples; i++)
+        if (!api_get_secret(set)) die("secret get");
+    return (now_s() - t0) * 1e6 / (double)samples;
+}
+
+static void bench_secrets(secret_figures *f, size_t big)
+{
+    api_arg raw64 = {64 + 16, false}; /* the encoded map is the value plus its framing */
+    pk_secrets *st = NULL;
+    fill(&S1, 100, 1);
+    (void)measure(1, api_get_secret, set_ctx, no_free, &S1); /* warm */
+    f->get = measure(1, api_get_secret, set_ctx, no_free, &S1);
+    f->get_raw = measure(1, raw_decrypt, raw_ctx_new, raw_ctx_free, &raw64);
+    f->store = measure(1, api_store_secret, set_ctx, no_free, &S1);
+    f->store_raw = measure(1, raw_encrypt, raw_ctx_new, raw_ctx_free, &raw64);
+    add_row("get_secret", 1, f->get, f->get_raw, 0);
+    add_row("store_secret", 1, f->store, f->store_raw, 0);
+    fill(&S1000, 1000, 1000);
+    (void)measure(1, api_get_secret, set_ctx, no_free, &S1000);
+    f->get_1000ns = measure(1, api_get_secret, set_ctx, no_free, &S1000);
+    add_row("get_secret_1000ns", 1, f->get_1000ns, f->get_raw, 0);
+    if (pk_ok(pk_secrets_of(B.h, &st))) {
+        pk_secrets_set_cache(st, 60000, 1000, 1000000);
+        (void)measure(1, api_get_secret, set_ctx, no_free, &S1);
+        f->get_cached = measure(1, api_get_secret, set_ctx, no_free, &S1);
+        pk_secrets_set_cache(st, 0, 0, 0);
+    }
+    f->us_1k = get_latency_us(&S1000, 5000);
+    if (big > 0) {
+        secret_set many;
+        fill(&many, big, 10);
+        f->us_100k = get_latency_us(&many, 5000);
+        for (size_t i = 0; i < many.n; i++) free(many.ids[i]);
+        free(many.ids);
+    }
+    if (!B.json)
+        printf("secrets: get with cache %.0f/s; get latency %.1f us with 1000 secrets, %.1f us with %zu more\n",
+               f->get_cached, f->us_1k, f->us_100k, big);
+}
+
 /* ---- audit cost: the same encrypt with the trail off, batch and always ---- */
 
 typedef struct audit_figures {
@@ -534,7 +637,8 @@ static double bench_policy(void)
     return (double)count / (now_s() - start);
 }
 
-static void print_json(double create_ms, double open_ms, double first_use_ms, double evals, const audit_figures *af)
+static void print_json(double create_ms, double open_ms, double first_use_ms, double evals, const audit_figures *af,
+                       const secret_figures *sf)
 {
     pk_buf b = {0};
     pk_json_out j;
@@ -569,6 +673,12 @@ static void print_json(double create_ms, double open_ms, double first_use_ms, do
     pk_jo_double(&j, first_use_ms);
     pk_jo_key(&j, "policy_evals_per_s");
     pk_jo_double(&j, evals);
+    pk_jo_key(&j, "get_secret_cached");
+    pk_jo_double(&j, sf->get_cached);
+    pk_jo_key(&j, "get_secret_us_1k");
+    pk_jo_double(&j, sf->us_1k);
+    pk_jo_key(&j, "get_secret_us_100k");
+    pk_jo_double(&j, sf->us_100k);
     pk_jo_key(&j, "audit");
     pk_jo_obj_begin(&j);
     pk_jo_key(&j, "off_per_s");
@@ -591,6 +701,9 @@ int main(int argc, char **argv)
 {
     double create_ms = 0, open_ms = 0, first_use_ms = 0, evals;
     audit_figures af = {0, 0, 0};
+    secret_figures sf;
+    size_t big = 100000;
+    memset(&sf, 0, sizeof(sf));
     char *report = NULL;
     const char *admins[] = {ADMIN}, *ops[] = {OPERATOR};
 
@@ -600,8 +713,9 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0) B.json = true;
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) B.seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--keys") == 0 && i + 1 < argc) B.keys = (unsigned)atoi(argv[++i]);
+        else if (strcmp(argv[i], "--secrets") == 0 && i + 1 < argc) big = (size_t)atol(argv[++i]);
         else {
-            fprintf(stderr, "usage: p11kms-bench [--json] [--seconds S] [--keys N]\n");
+            fprintf(stderr, "usage: p11kms-bench [--json] [--seconds S] [--keys N] [--secrets N]\n");
             return 2;
         }
     }
@@ -624,6 +738,7 @@ int main(int argc, char **argv)
     bench_op("datakey", 32, api_datakey, raw_datakey, true);
     bench_op("datakey_decrypt", 32, api_decrypt, raw_decrypt, true);
 
+    bench_secrets(&sf, big);
     bench_audit(&af);
     evals = bench_policy();
     if (!B.json) printf("policy evaluations: %.0f/s (10 statements, compiled once)\n", evals);
@@ -633,7 +748,7 @@ int main(int argc, char **argv)
             printf("with %u keys in the token: key create %.1f ms, open %.1f ms, first use of a key %.1f ms\n",
                    B.keys, create_ms, open_ms, first_use_ms);
     }
-    if (B.json) print_json(create_ms, open_ms, first_use_ms, evals, &af);
+    if (B.json) print_json(create_ms, open_ms, first_use_ms, evals, &af, &sf);
     free(B.key);
     p11kms_close(B.h);
     p11kms_caller_free(B.admin);
