@@ -57,14 +57,33 @@ step "8. The key policy, checked by the linter"
 p11kms --as "$ADMIN" key get-policy alias/flink-checkpoints >"$demo/policy.json"
 p11kms policy lint "$demo/policy.json"
 
-step "9. The keys in the store"
+step "9. Flink connection credentials: the password goes into the HSM-backed SecretStore"
+umask 077
+printf 's3cr3t-demo-db-password' >"$demo/db.password"
+as_flink connection create catalog1.sales.orders_db --type jdbc --key alias/flink-checkpoints \
+    url=jdbc:postgresql://db.internal:5432/orders username=flink password=@"$demo/db.password"
+rm -f "$demo/db.password"
+as_flink connection describe catalog1.sales.orders_db
+
+step "10. Render a Flink configuration: secrets resolved at deploy time, written 0600"
+cat >"$demo/flink-conf.template.yaml" <<'TEMPLATE'
+# rendered by p11kms render; never commit the output
+table.connection.orders.url: ${connection:catalog1.sales.orders_db:url}
+table.connection.orders.username: ${connection:catalog1.sales.orders_db:username}
+table.connection.orders.password: ${connection:catalog1.sales.orders_db:password}
+TEMPLATE
+as_flink render "$demo/flink-conf.template.yaml" -o "$demo/flink-conf.yaml"
+ls -l "$demo/flink-conf.yaml"
+echo "(the rendered file holds the password; the store, the audit log and this output do not)"
+
+step "11. The keys in the store"
 p11kms --as "$ADMIN" key list
 
-step "10. The audit trail: every call above, chained and sealed in the HSM"
+step "12. The audit trail: every call above, chained and sealed in the HSM"
 tail -n 2 "$demo/audit.log"
 p11kms audit verify
 
-step "11. Compliance reports an auditor runs from cron"
+step "13. Compliance reports an auditor runs from cron"
 export P11KMS_PRINCIPAL=arn:aws:iam::111122223333:role/auditor
 scripts/compliance/key-report
 scripts/compliance/policy-report
