@@ -77,6 +77,14 @@ void p11_reset_last_rv(void);
 bool pk_ckr_reconnectable(CK_RV rv);
 
 /* ---- module and token (p11_token.c) ---- */
+/*
+ * SoftHSM rewrites its token file on every C_Login; a process starting at
+ * that instant may see no initialised token, or get CKR_GENERAL_ERROR or
+ * CKR_USER_PIN_NOT_INITIALIZED from C_Login. Those answers are retried,
+ * re-reading the token (C_Finalize + C_Initialize), before they count.
+ */
+#define TRANSIENT_TRIES 10
+#define TRANSIENT_SLEEP_US 20000
 PK_MUST_USE pk_result p11_module_load(pk_p11 *p);
 void p11_module_unload(pk_p11 *p);
 /* C_Finalize + C_Initialize (only when this handle owns the initialisation and has no sessions). */

@@ -51,18 +51,32 @@ static pk_result open_session_inlock(pk_p11 *p, CK_SESSION_HANDLE *out)
  * grows on demand. With tolerate_login, a login failure is recorded in
  * info (for `token info`) instead of failing.
  */
+static void close_sessions_inlock(pk_p11 *p);
+
 static pk_result connect_inlock(pk_p11 *p, bool tolerate_login)
 {
-    pk_result r;
+    pk_result r = PK_OK;
     CK_SESSION_HANDLE s;
 
-    PK_GUARD(p11_select_token(p));
-    PK_GUARD(open_session_inlock(p, &s));
-    p->sessions[0] = s;
-    p->nsessions = 1;
-    p->idle[0] = s;
-    p->nidle = 1;
-    r = p11_login(p, s);
+    for (int attempt = 1;; attempt++) {
+        CK_RV rv;
+        PK_GUARD(p11_select_token(p));
+        PK_GUARD(open_session_inlock(p, &s));
+        p->sessions[0] = s;
+        p->nsessions = 1;
+        p->idle[0] = s;
+        p->nidle = 1;
+        p11_reset_last_rv();
+        r = p11_login(p, s);
+        rv = p11_last_rv();
+        if (pk_ok(r) || attempt >= TRANSIENT_TRIES || !p->owns_init ||
+            (rv != CKR_GENERAL_ERROR && rv != CKR_USER_PIN_NOT_INITIALIZED))
+            break;
+        /* A token file caught mid-rewrite by another process: read it again. */
+        close_sessions_inlock(p);
+        usleep(TRANSIENT_SLEEP_US);
+        p11_module_reinit(p);
+    }
     p->info.login_rc = r.code;
     p->info.login_detail[0] = '\0';
     if (pk_failed(r))

@@ -116,8 +116,6 @@ static void append_token_desc(char *buf, size_t size, const CK_TOKEN_INFO *ti)
  * that instant sees no initialised token or fails to log in with
  * CKR_GENERAL_ERROR. Those answers are retried briefly before they count.
  */
-#define TRANSIENT_TRIES 10
-#define TRANSIENT_SLEEP_US 20000
 
 static pk_result select_token_once(pk_p11 *p);
 
@@ -197,10 +195,6 @@ pk_result p11_login(pk_p11 *p, CK_SESSION_HANDLE s)
 
     PK_TRY(pk_conf_read_pin(p->cfg, &pin));
     rv = p->fn->C_Login(s, CKU_USER, pin.data, (CK_ULONG)pin.len);
-    for (int i = 1; rv == CKR_GENERAL_ERROR && i < TRANSIENT_TRIES; i++) {
-        usleep(TRANSIENT_SLEEP_US);
-        rv = p->fn->C_Login(s, CKU_USER, pin.data, (CK_ULONG)pin.len);
-    }
     /* Wipe at once: the PIN is re-read from its source if we must log in again. */
     pk_secbuf_free(&pin);
     if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = CKR_OK;
