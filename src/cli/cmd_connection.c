@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli/cli_session.h"
+#include "json/json_in.h"
 
 #define VALUE_FILE_MAX (64 * 1024)
 #define MAX_RESET 64
@@ -103,6 +104,20 @@ static int print_map(pk_cli *cli, const p11kms_secret_map *m)
     return ex;
 }
 
+/* One line per connection: name, type, namespace, comment. */
+static int print_list(const char *json)
+{
+    pk_jv *doc = NULL;
+    if (pk_failed(pk_json_parse(json, strlen(json), P11KMS_ERR_INTERNAL, &doc))) return pk_cli_fail(P11KMS_ERR_INTERNAL);
+    for (size_t i = 0; i < pk_jv_size(doc); i++) {
+        const pk_jv *e = pk_jv_at(doc, i);
+        printf("%-40s %-12s %-16s %s\n", pk_jv_str(pk_jv_get(e, "Name")), pk_jv_str(pk_jv_get(e, "Type")),
+               pk_jv_str(pk_jv_get(e, "Namespace")), pk_jv_str(pk_jv_get(e, "Comment")));
+    }
+    pk_json_free(doc);
+    return PK_EXIT_OK;
+}
+
 int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
 {
     conn_args a;
@@ -151,8 +166,11 @@ int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
         rc = p11kms_connection_resolve(s.h, s.caller, a.name, &m);
         if (rc == P11KMS_OK) ex = print_map(cli, m);
     }
-    if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
-    else if (text != NULL) {
+    if (rc != P11KMS_OK) {
+        ex = pk_cli_fail(rc);
+    } else if (text != NULL && strcmp(sub, "list") == 0 && !cli->json) {
+        ex = print_list(text);
+    } else if (text != NULL) {
         ex = pk_cli_print_json(cli, text);
         text = NULL;
     }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli/cli_session.h"
+#include "json/json_in.h"
 
 #define VALUE_FILE_MAX (64 * 1024)
 #define JSON_MAX (256 * 1024)
@@ -246,6 +247,20 @@ out:
     return ex;
 }
 
+/* One line per secret: id, namespace, version, last change. Never values (the list has none). */
+static int print_list(const char *json)
+{
+    pk_jv *doc = NULL;
+    if (pk_failed(pk_json_parse(json, strlen(json), P11KMS_ERR_INTERNAL, &doc))) return pk_cli_fail(P11KMS_ERR_INTERNAL);
+    for (size_t i = 0; i < pk_jv_size(doc); i++) {
+        const pk_jv *e = pk_jv_at(doc, i);
+        printf("%s  %-16s v%-4lld %s\n", pk_jv_str(pk_jv_get(e, "SecretId")), pk_jv_str(pk_jv_get(e, "Namespace")),
+               (long long)pk_jv_int(pk_jv_get(e, "Version")), pk_jv_str(pk_jv_get(e, "LastChangedDate")));
+    }
+    pk_json_free(doc);
+    return PK_EXIT_OK;
+}
+
 static int cmd_list(pk_cli *cli, int argc, char **argv)
 {
     secret_args a;
@@ -257,8 +272,14 @@ static int cmd_list(pk_cli *cli, int argc, char **argv)
     if ((ex = parse(cli, argc, argv, 0, false, &a)) != PK_EXIT_OK) goto out;
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
     rc = p11kms_secret_list(s.h, s.caller, a.ns, &json);
-    ex = rc == P11KMS_OK ? pk_cli_print_json(cli, json) : pk_cli_fail(rc);
-    json = NULL;
+    if (rc != P11KMS_OK) {
+        ex = pk_cli_fail(rc);
+    } else if (cli->json) {
+        ex = pk_cli_print_json(cli, json);
+        json = NULL;
+    } else {
+        ex = print_list(json);
+    }
 out:
     p11kms_free(json);
     pk_cli_session_close(&s);

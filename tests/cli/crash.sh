@@ -76,7 +76,7 @@ echo "crash: $ITER rounds, $killed processes killed mid-run, $completed secret u
 [ "$killed" -gt 0 ] && ok || bad "no process was killed mid-run; the test proves nothing"
 
 # The store opens and every secret decrypts.
-oper secret list
+oper secret list --json
 expect_rc 0 "store opens after the crashes"
 ids=$(grep -o '"SecretId":"[^"]*"' "$OUT" | cut -d'"' -f4)
 [ "$(printf '%s\n' "$ids" | grep -c .)" -eq 2 ] && ok || bad "two secrets listed"

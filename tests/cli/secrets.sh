@@ -56,6 +56,8 @@ expect_rc 0 "update"; expect_out "secret $S1 updated" "update"
 oper secret get "$S1"
 expect_rc 0 "get after update"; expect_out "{\"password\":\"$PW2\"}" "update replaces the map"
 oper secret list --namespace default
+expect_rc 0 "list (text)"; expect_out_has "$S1  default" "list shows the id and namespace"
+oper secret list --namespace default --json
 expect_rc 0 "list"; expect_out_has "\"SecretId\":\"$S1\",\"Namespace\":\"default\"" "list shows the id"
 expect_out_has '"Version":2' "list shows the version"; expect_out_lacks "$PW2" "list never shows values"
 oper secret rm "$S1"
@@ -102,7 +104,7 @@ oper secret get "$S4"
 expect_rc 0 "get after concurrent updates"
 w=$(sed -n 's/.*"writer":"\([0-9]\)".*/\1/p' "$OUT")
 [ -n "$w" ] && [ "$(cat "$OUT")" = "{\"value\":\"v$w\",\"writer\":\"$w\"}" ] && ok || bad "secret equals exactly one writer's map"
-oper secret list --namespace conc
+oper secret list --namespace conc --json
 expect_out_has '"Version":7' "all 6 updates applied (version 1 + 6)"
 
 # The swapped-ciphertext attack on the store: copy one secret's row body into another's.
@@ -168,6 +170,8 @@ oper connection resolve cat.db.orders
 expect_rc 0 "resolve after alter"; expect_out_has "password=$CONNPW2" "new password"; expect_out_has "username=flink2" "new user"
 [ "$(sqlite3 "$DB" "SELECT count(*) FROM records WHERE kind='secret' AND ref='default'")" = "$SID" ] && ok || bad "alter keeps one secret"
 oper connection list --like 'cat.%'
+expect_rc 0 "list (text)"; expect_out_has "cat.db.orders" "list names the connection"; expect_out_lacks '{"Name"' "text, not JSON"
+oper connection list --like 'cat.%' --json
 expect_rc 0 "list"; expect_out_has '{"Name":"cat.db.orders","Type":"jdbc","Namespace":"default","Comment":"orders db"}' "list --like"
 # Concurrent alters: the result is one writer's password.
 pids=""
