@@ -325,6 +325,37 @@ static void test_keys_processes_share_the_store(void)
     p11kms_free(id);
 }
 
+/* Aliases are cached, but never past a deletion by this handle or by another process. */
+static void test_keys_alias_cache_follows_changes(void)
+{
+    char *id = new_key();
+    p11kms_buf *blob = NULL;
+    char cmd[1024];
+    const char *bin = getenv("P11KMS_TOP_BUILDDIR") ? getenv("P11KMS_TOP_BUILDDIR") : ".";
+
+    CU_ASSERT_EQUAL_FATAL(p11kms_alias_create(h, admin, "alias/cached", id), P11KMS_OK);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(p11kms_encrypt(h, oper, "alias/cached", NULL, 0, (const uint8_t *)"x", 1, &blob), P11KMS_OK);
+        p11kms_buf_free(blob);
+        blob = NULL;
+    }
+    /* Deleted by this handle: the cached mapping goes at once. */
+    CU_ASSERT_EQUAL(p11kms_alias_delete(h, admin, "alias/cached"), P11KMS_OK);
+    PK_ASSERT_RC(p11kms_encrypt(h, oper, "alias/cached", NULL, 0, (const uint8_t *)"x", 1, &blob),
+                 P11KMS_ERR_NOT_FOUND, "alias alias/cached not found");
+    /* Deleted by another process: seen at the next store check (store_recheck_ms is 0 here). */
+    CU_ASSERT_EQUAL_FATAL(p11kms_alias_create(h, admin, "alias/cached", id), P11KMS_OK);
+    CU_ASSERT_EQUAL(p11kms_encrypt(h, oper, "alias/cached", NULL, 0, (const uint8_t *)"x", 1, &blob), P11KMS_OK);
+    p11kms_buf_free(blob);
+    blob = NULL;
+    snprintf(cmd, sizeof(cmd), "'%s/p11kms' --config '%s' --as '%s' alias delete alias/cached >/dev/null", bin, fx.conf,
+             ADMIN);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    PK_ASSERT_RC(p11kms_encrypt(h, oper, "alias/cached", NULL, 0, (const uint8_t *)"x", 1, &blob),
+                 P11KMS_ERR_NOT_FOUND, "alias alias/cached not found");
+    p11kms_free(id);
+}
+
 /* Closing one handle must not log out or close the sessions of another in the same process. */
 static void test_keys_second_handle_closes_cleanly(void)
 {
@@ -389,6 +420,7 @@ int main(void)
     CU_add_test(s, "test_keys_service_key_is_default_and_protected", test_keys_service_key_is_default_and_protected);
     CU_add_test(s, "test_keys_threads_share_one_handle", test_keys_threads_share_one_handle);
     CU_add_test(s, "test_keys_processes_share_the_store", test_keys_processes_share_the_store);
+    CU_add_test(s, "test_keys_alias_cache_follows_changes", test_keys_alias_cache_follows_changes);
     CU_add_test(s, "test_keys_second_handle_closes_cleanly", test_keys_second_handle_closes_cleanly);
     CU_add_test(s, "test_keys_init_refuses_another_token", test_keys_init_refuses_another_token);
     return pk_run_suites();

@@ -75,8 +75,11 @@ static pk_result delete_tx(p11kms *h, void *ctx)
 pk_result pk_alias_delete(p11kms *h, const char *alias, char key_id_out[PK_UUID_STR_LEN + 1])
 {
     alias_job j = {alias, NULL, key_id_out};
+    pk_result r;
     PK_GUARD(pk_alias_validate(alias, false));
-    return pk_with_write_tx(h, delete_tx, &j);
+    r = pk_with_write_tx(h, delete_tx, &j);
+    pk_alias_forget_all(h);
+    return r;
 }
 
 typedef struct list_ctx {

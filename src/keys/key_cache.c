@@ -1,9 +1,10 @@
 /*
  * Per-handle cache of verified key records and their compiled policies.
  *
- * A hit costs a hash lookup. At most every store_recheck_ms (50 ms) the
- * store is asked whether anyone else wrote (PRAGMA data_version for
- * SQLite); if so the whole cache is dropped. So a key disabled by another
+ * A hit costs a hash lookup. Alias mappings are cached the same way, so a
+ * request by alias costs no store read or HSM MAC check either. At most
+ * every store_recheck_ms (50 ms) the store is asked whether anyone else
+ * wrote (PRAGMA data_version for SQLite); if so the whole cache is dropped. So a key disabled by another
  * process is refused by a long-lived handle within 50 ms, and at once by a
  * new process. Own writes forget the keys they touched immediately.
  */
@@ -26,9 +27,17 @@ typedef struct entry {
     struct entry *next;
 } entry;
 
+/* A verified alias -> key id mapping (the alias record's MAC was checked when it was read). */
+typedef struct alias_entry {
+    char alias[PK_ALIAS_MAX + 8];
+    char key_id[PK_UUID_STR_LEN + 1];
+    struct alias_entry *next;
+} alias_entry;
+
 struct pk_keycache {
     pthread_mutex_t lock;
     entry *buckets[BUCKETS];
+    alias_entry *aliases[BUCKETS];
 };
 
 static size_t bucket_of(const char *id)
@@ -52,8 +61,22 @@ static void key_unref(pk_key *k)
     if (__atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) == 0) pk_key_free(k);
 }
 
+static void flush_aliases_inlock(struct pk_keycache *c)
+{
+    for (size_t i = 0; i < BUCKETS; i++) {
+        alias_entry *a = c->aliases[i];
+        while (a != NULL) {
+            alias_entry *next = a->next;
+            free(a);
+            a = next;
+        }
+        c->aliases[i] = NULL;
+    }
+}
+
 static void flush_inlock(struct pk_keycache *c)
 {
+    flush_aliases_inlock(c);
     for (size_t i = 0; i < BUCKETS; i++) {
         entry *e = c->buckets[i];
         while (e != NULL) {
@@ -74,11 +97,20 @@ void pk_keycache_free(struct pk_keycache *c)
     free(c);
 }
 
+void pk_alias_forget_all(p11kms *h)
+{
+    pthread_mutex_lock(&h->keys->lock);
+    flush_aliases_inlock(h->keys);
+    pthread_mutex_unlock(&h->keys->lock);
+}
+
 void pk_key_forget(p11kms *h, const char *key_id)
 {
     struct pk_keycache *c = h->keys;
     entry **pp;
     pthread_mutex_lock(&c->lock);
+    /* Its aliases may be gone too (purge deletes them); aliases are few, so drop them all. */
+    flush_aliases_inlock(c);
     for (pp = &c->buckets[bucket_of(key_id)]; *pp != NULL; pp = &(*pp)->next) {
         if (strcmp((*pp)->key->id, key_id) == 0) {
             entry *e = *pp;
@@ -126,28 +158,72 @@ pk_result pk_key_save_tx(p11kms *h, pk_key *k)
     return r;
 }
 
-pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
+/*
+ * At most every store_recheck_ms, ask the store whether another process
+ * wrote; if so, drop every cached record and alias.
+ */
+static pk_result refresh_if_changed(p11kms *h)
 {
-    struct pk_keycache *c = h->keys;
     bool changed = false;
-    pk_result r;
-    pk_key *k = NULL;
-    entry *e;
+    pk_result r = PK_OK;
+    int64_t now;
 
-    r = PK_OK;
     pthread_mutex_lock(&h->store_lock);
-    int64_t now = pk_monotonic_ms();
+    now = pk_monotonic_ms();
     if (now - h->store_checked_at >= h->store_recheck_ms) {
         h->store_checked_at = now;
         r = h->store->ops->changed(h->store, &changed);
         if (pk_ok(r) && changed) {
-            pthread_mutex_lock(&c->lock);
-            flush_inlock(c);
-            pthread_mutex_unlock(&c->lock);
+            pthread_mutex_lock(&h->keys->lock);
+            flush_inlock(h->keys);
+            pthread_mutex_unlock(&h->keys->lock);
         }
     }
     pthread_mutex_unlock(&h->store_lock);
-    PK_GUARD(r);
+    return r;
+}
+
+bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN + 1])
+{
+    struct pk_keycache *c = h->keys;
+    bool found = false;
+    if (pk_failed(refresh_if_changed(h))) return false;
+    pthread_mutex_lock(&c->lock);
+    for (alias_entry *a = c->aliases[bucket_of(alias)]; a != NULL; a = a->next) {
+        if (strcmp(a->alias, alias) == 0) {
+            memcpy(key_id, a->key_id, PK_UUID_STR_LEN + 1);
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_STR_LEN + 1])
+{
+    struct pk_keycache *c = h->keys;
+    alias_entry *a = calloc(1, sizeof(*a));
+    if (a == NULL) return; /* only a cache */
+    if (!pk_strlcpy(a->alias, sizeof(a->alias), alias)) {
+        free(a);
+        return;
+    }
+    memcpy(a->key_id, key_id, PK_UUID_STR_LEN + 1);
+    pthread_mutex_lock(&c->lock);
+    a->next = c->aliases[bucket_of(alias)];
+    c->aliases[bucket_of(alias)] = a;
+    pthread_mutex_unlock(&c->lock);
+}
+
+pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
+{
+    struct pk_keycache *c = h->keys;
+    pk_result r;
+    pk_key *k = NULL;
+    entry *e;
+
+    PK_GUARD(refresh_if_changed(h));
 
     pthread_mutex_lock(&c->lock);
     for (e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {

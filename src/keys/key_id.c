@@ -75,6 +75,10 @@ static pk_result resolve_alias(p11kms *h, const char *alias, pk_key_ref *out)
     const char *key_id;
 
     PK_GUARD(pk_alias_validate(alias, true));
+    if (pk_alias_cached(h, alias, out->key_id)) {
+        snprintf(out->alias, sizeof(out->alias), "%s", alias);
+        return PK_OK;
+    }
     pthread_mutex_lock(&h->store_lock);
     r = pk_record_load(h, "alias", alias, &rec, &found);
     pthread_mutex_unlock(&h->store_lock);
@@ -84,8 +88,10 @@ static pk_result resolve_alias(p11kms *h, const char *alias, pk_key_ref *out)
         key_id = rec.ref;
         if (strlen(key_id) != PK_UUID_STR_LEN)
             r = pk_fail(P11KMS_ERR_INTEGRITY, "store record alias/%s names no key", alias);
-        else
+        else {
             memcpy(out->key_id, key_id, PK_UUID_STR_LEN + 1);
+            pk_alias_remember(h, alias, out->key_id);
+        }
         snprintf(out->alias, sizeof(out->alias), "%s", alias);
     }
     pk_record_clear(&rec);

@@ -112,6 +112,11 @@ void pk_keycache_free(struct pk_keycache *c);
 /* A verified key, from the cache or the store; release with pk_key_release. NOT_FOUND when absent. */
 PK_MUST_USE pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out);
 void pk_key_release(p11kms *h, pk_key *k);
+/* Cached alias -> key id (verified when first read); false on a miss. */
+bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN + 1]);
+void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_STR_LEN + 1]);
+/* Drop cached aliases after this handle changed one. */
+void pk_alias_forget_all(p11kms *h);
 /* Forget a key after this handle changed it (own commits do not show in `changed`). */
 void pk_key_forget(p11kms *h, const char *key_id);
 /* Load inside a write transaction (store_lock held), bypassing the cache. */
