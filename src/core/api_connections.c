@@ -351,29 +351,6 @@ static pk_result redacted_json(const pk_conn *conn, pk_buf *out)
     return pk_jo_result(&j);
 }
 
-P11KMS_API p11kms_rc p11kms_connection_describe(p11kms *h, const p11kms_caller *c, const char *name, char **json)
-{
-    pk_op op;
-    pk_result r = PK_OK;
-    pk_conn conn;
-    pk_key *k = NULL;
-    pk_buf out = {0};
-    pk_secret_ctx sc;
-
-    *json = NULL;
-    memset(&conn, 0, sizeof(conn));
-    PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
-    pk_op_output_str(&op, json);
-    PK_TRY(conn_open(&op, &sc, name, op.action, false, &conn, &k));
-    PK_TRY(redacted_json(&conn, &out));
-    PK_TRY(pk_str_out(&out, json));
-out:
-    pk_buf_free(&out);
-    pk_key_release(h, k);
-    pk_conn_clear(&conn);
-    return pk_op_finish(&op, r);
-}
-
 /* 'text' as an SQL string literal ('' doubles a quote). */
 static pk_result sql_lit(pk_buf *b, const char *s)
 {
@@ -416,7 +393,11 @@ static pk_result show_create(const pk_conn *conn, pk_buf *b)
     return pk_buf_append_str(b, "\n)");
 }
 
-P11KMS_API p11kms_rc p11kms_connection_show_create(p11kms *h, const p11kms_caller *c, const char *name, char **sql)
+/* describe and show-create: the same read (DescribeKey), two renderings, secrets redacted. */
+typedef pk_result (*conn_format_fn)(const pk_conn *conn, pk_buf *out);
+
+static p11kms_rc connection_text(p11kms *h, const p11kms_caller *c, const char *name, conn_format_fn format,
+                                 char **text)
 {
     pk_op op;
     pk_result r = PK_OK;
@@ -425,18 +406,28 @@ P11KMS_API p11kms_rc p11kms_connection_show_create(p11kms *h, const p11kms_calle
     pk_buf out = {0};
     pk_secret_ctx sc;
 
-    *sql = NULL;
+    *text = NULL;
     memset(&conn, 0, sizeof(conn));
     PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
-    pk_op_output_str(&op, sql);
+    pk_op_output_str(&op, text);
     PK_TRY(conn_open(&op, &sc, name, op.action, false, &conn, &k));
-    PK_TRY(show_create(&conn, &out));
-    PK_TRY(pk_str_out(&out, sql));
+    PK_TRY(format(&conn, &out));
+    PK_TRY(pk_str_out(&out, text));
 out:
     pk_buf_free(&out);
     pk_key_release(h, k);
     pk_conn_clear(&conn);
     return pk_op_finish(&op, r);
+}
+
+P11KMS_API p11kms_rc p11kms_connection_describe(p11kms *h, const p11kms_caller *c, const char *name, char **json)
+{
+    return connection_text(h, c, name, redacted_json, json);
+}
+
+P11KMS_API p11kms_rc p11kms_connection_show_create(p11kms *h, const p11kms_caller *c, const char *name, char **sql)
+{
+    return connection_text(h, c, name, show_create, sql);
 }
 
 /* Merged options into *out (the reserved key left out). */
