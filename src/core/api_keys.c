@@ -153,58 +153,35 @@ out:
     return pk_op_finish(&op, r);
 }
 
-typedef struct list_ctx {
-    p11kms *h;
-    pk_json_out *j;
-    pk_result err;
-} list_ctx;
-
-static bool list_one(const pk_record *rec, void *ctx)
-{
-    list_ctx *l = ctx;
-    pk_key *k = NULL;
-    char arn[160];
-    l->err = pk_record_check(l->h, rec);
-    if (pk_ok(l->err)) l->err = pk_key_from_record(rec, &k);
-    if (pk_failed(l->err)) return false;
-    if (k->state != PK_KEY_DELETED) {
-        pk_key_arn(l->h, k->id, arn, sizeof(arn));
-        pk_jo_obj_begin(l->j);
-        pk_jo_kstr(l->j, "KeyId", k->id);
-        pk_jo_kstr(l->j, "KeyArn", arn);
-        pk_jo_kstr(l->j, "KeyState", pk_key_state_name(k->state));
-        pk_jo_kstr(l->j, "Description", k->description);
-        pk_jo_obj_end(l->j);
-    }
-    pk_key_free(k);
-    return true;
-}
-
 P11KMS_API p11kms_rc p11kms_key_list(p11kms *h, const p11kms_caller *c, char **json)
 {
     pk_op op;
     pk_result r = PK_OK;
     pk_buf out = {0};
     pk_json_out j;
-    list_ctx l;
+    pk_key_list l = {0};
 
     *json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:ListKeys"));
     pk_op_output_str(&op, json);
+    PK_TRY(pk_key_load_all(h, &l));
     pk_jo_init(&j, &out);
     pk_jo_arr_begin(&j);
-    l.h = h;
-    l.j = &j;
-    l.err = PK_OK;
-    pthread_mutex_lock(&h->store_lock);
-    r = h->store->ops->list(h->store, "key", NULL, list_one, &l);
-    pthread_mutex_unlock(&h->store_lock);
-    PK_TRY(r);
-    PK_TRY(l.err);
+    for (size_t i = 0; i < l.n; i++) {
+        const pk_key *k = l.keys[i];
+        if (k->state == PK_KEY_DELETED) continue;
+        pk_jo_obj_begin(&j);
+        pk_jo_kstr(&j, "KeyId", k->id);
+        pk_jo_kstr(&j, "KeyArn", k->arn);
+        pk_jo_kstr(&j, "KeyState", pk_key_state_name(k->state));
+        pk_jo_kstr(&j, "Description", k->description);
+        pk_jo_obj_end(&j);
+    }
     pk_jo_arr_end(&j);
     PK_TRY(pk_jo_result(&j));
     PK_TRY(pk_str_out(&out, json));
 out:
+    pk_key_list_free(&l);
     pk_buf_free(&out);
     return pk_op_finish(&op, r);
 }

@@ -16,54 +16,6 @@
 
 #define DAY_MS (86400LL * 1000)
 
-typedef struct key_list {
-    pk_key **keys;
-    size_t n, cap;
-    p11kms *h;
-    pk_result err;
-} key_list;
-
-static bool collect_key(const pk_record *rec, void *ctx)
-{
-    key_list *l = ctx;
-    pk_key *k = NULL;
-    l->err = pk_record_check(l->h, rec);
-    if (pk_ok(l->err)) l->err = pk_key_from_record(rec, &k);
-    if (pk_failed(l->err)) return false;
-    pk_key_arn(l->h, k->id, k->arn, sizeof(k->arn));
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 32;
-        void *p = realloc(l->keys, cap * sizeof(*l->keys));
-        if (p == NULL) {
-            pk_key_free(k);
-            l->err = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
-            return false;
-        }
-        l->keys = p;
-        l->cap = cap;
-    }
-    l->keys[l->n++] = k;
-    return true;
-}
-
-static pk_result load_all_keys(p11kms *h, key_list *l)
-{
-    pk_result r;
-    memset(l, 0, sizeof(*l));
-    l->h = h;
-    l->err = PK_OK;
-    pthread_mutex_lock(&h->store_lock);
-    r = h->store->ops->list(h->store, "key", NULL, collect_key, l);
-    pthread_mutex_unlock(&h->store_lock);
-    return pk_ok(r) ? l->err : r;
-}
-
-static void free_keys(key_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) pk_key_free(l->keys[i]);
-    free(l->keys);
-}
-
 static void finding(pk_json_out *f, const char *kind, const char *key_id, const char *msg)
 {
     pk_jo_obj_begin(f);
@@ -73,7 +25,7 @@ static void finding(pk_json_out *f, const char *kind, const char *key_id, const 
     pk_jo_obj_end(f);
 }
 
-static bool is_known_object(const key_list *l, const pk_p11_object *o)
+static bool is_known_object(const pk_key_list *l, const pk_p11_object *o)
 {
     static const char *const system_ids[] = {PK_STORE_MAC_KEY_ID, "p11kms/sys/audit-mac"};
     for (size_t i = 0; i < PK_ARRAY_LEN(system_ids); i++)
@@ -165,7 +117,7 @@ static pk_result report_key(p11kms *h, const pk_key *k, int64_t now, pk_json_out
     return PK_OK;
 }
 
-static pk_result unknown_objects(p11kms *h, const key_list *l, pk_json_out *j, pk_json_out *f)
+static pk_result unknown_objects(p11kms *h, const pk_key_list *l, pk_json_out *j, pk_json_out *f)
 {
     pk_p11_object *objs = NULL;
     size_t n = 0;
@@ -192,7 +144,7 @@ P11KMS_API p11kms_rc p11kms_report_keys(p11kms *h, const p11kms_caller *c, char 
 {
     pk_op op;
     pk_result r = PK_OK;
-    key_list l = {0};
+    pk_key_list l = {0};
     pk_buf out = {0}, fb = {0};
     pk_json_out j, f;
     int64_t now;
@@ -202,7 +154,7 @@ P11KMS_API p11kms_rc p11kms_report_keys(p11kms *h, const p11kms_caller *c, char 
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:ReportKeys"));
     pk_op_output_str(&op, json);
     now = pk_clock(h);
-    PK_TRY(load_all_keys(h, &l));
+    PK_TRY(pk_key_load_all(h, &l));
     pk_jo_init(&j, &out);
     pk_jo_init(&f, &fb);
     pk_jo_arr_begin(&f);
@@ -226,7 +178,7 @@ P11KMS_API p11kms_rc p11kms_report_keys(p11kms *h, const p11kms_caller *c, char 
     for (const char *p = (const char *)fb.data; (p = strstr(p, "\"kind\":")) != NULL; p++) (*nfindings)++;
     PK_TRY(pk_str_out(&out, json));
 out:
-    free_keys(&l);
+    pk_key_list_free(&l);
     pk_buf_free(&out);
     pk_buf_free(&fb);
     return pk_op_finish(&op, r);
@@ -236,7 +188,7 @@ P11KMS_API p11kms_rc p11kms_report_policies(p11kms *h, const p11kms_caller *c, c
 {
     pk_op op;
     pk_result r = PK_OK;
-    key_list l = {0};
+    pk_key_list l = {0};
     pk_buf out = {0};
     pk_json_out j;
 
@@ -244,7 +196,7 @@ P11KMS_API p11kms_rc p11kms_report_policies(p11kms *h, const p11kms_caller *c, c
     *nfindings = 0;
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:ReportPolicies"));
     pk_op_output_str(&op, json);
-    PK_TRY(load_all_keys(h, &l));
+    PK_TRY(pk_key_load_all(h, &l));
     pk_jo_init(&j, &out);
     pk_jo_obj_begin(&j);
     pk_jo_key(&j, "keys");
@@ -277,7 +229,7 @@ P11KMS_API p11kms_rc p11kms_report_policies(p11kms *h, const p11kms_caller *c, c
     PK_TRY(pk_jo_result(&j));
     PK_TRY(pk_str_out(&out, json));
 out:
-    free_keys(&l);
+    pk_key_list_free(&l);
     pk_buf_free(&out);
     return pk_op_finish(&op, r);
 }

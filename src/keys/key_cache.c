@@ -360,3 +360,55 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[
     }
     return r;
 }
+
+/* ---- every key record, verified (listing and reports; not a hot path) ---- */
+
+typedef struct walk_ctx {
+    p11kms *h;
+    pk_key_list *l;
+    pk_result err;
+} walk_ctx;
+
+static bool collect_key(const pk_record *rec, void *ctx)
+{
+    walk_ctx *w = ctx;
+    pk_key_list *l = w->l;
+    pk_key *k = NULL;
+    w->err = pk_record_check(w->h, rec);
+    if (pk_ok(w->err)) w->err = pk_key_from_record(rec, &k);
+    if (pk_failed(w->err)) return false;
+    pk_key_arn(w->h, k->id, k->arn, sizeof(k->arn));
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        pk_key **p = realloc(l->keys, cap * sizeof(*p));
+        if (p == NULL) {
+            pk_key_free(k);
+            w->err = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+            return false;
+        }
+        l->keys = p;
+        l->cap = cap;
+    }
+    l->keys[l->n++] = k;
+    return true;
+}
+
+pk_result pk_key_load_all(p11kms *h, pk_key_list *l)
+{
+    walk_ctx w = {h, l, PK_OK};
+    pk_result r;
+    memset(l, 0, sizeof(*l));
+    pthread_mutex_lock(&h->store_lock);
+    r = h->store->ops->list(h->store, "key", NULL, collect_key, &w);
+    pthread_mutex_unlock(&h->store_lock);
+    if (pk_ok(r)) r = w.err;
+    if (pk_failed(r)) pk_key_list_free(l);
+    return r;
+}
+
+void pk_key_list_free(pk_key_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) pk_key_free(l->keys[i]);
+    free(l->keys);
+    memset(l, 0, sizeof(*l));
+}

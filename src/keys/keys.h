@@ -132,6 +132,14 @@ PK_MUST_USE pk_result pk_key_add_version_tx(p11kms *h, pk_key *k);
  */
 PK_MUST_USE pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN]);
 
+/* Every key record in the store, each verified and parsed (Deleted ones included). */
+typedef struct pk_key_list {
+    pk_key **keys;
+    size_t n, cap;
+} pk_key_list;
+PK_MUST_USE pk_result pk_key_load_all(p11kms *h, pk_key_list *out);
+void pk_key_list_free(pk_key_list *l);
+
 /* ---- lifecycle (key_lifecycle.c) ---- */
 typedef struct pk_key_create_args {
     const char *description;
