@@ -28,12 +28,16 @@ admin() { run "$P11KMS" --as "$ADM" "$@"; }
 # "C_Login: CKR_GENERAL_ERROR"). That is a token-open race, not a store one:
 # retry only exit 3.
 bg_oper() {
+    local errf rc=0
+    errf=$(mktemp "$WORK/.bg.XXXXXX")
     for _try in $(seq 1 40); do
-        "$P11KMS" --as "$OPR" "$@" >/dev/null 2>"$WORK/.bg.$BASHPID"; rc=$?
+        "$P11KMS" --as "$OPR" "$@" >/dev/null 2>"$errf"; rc=$?
         if [ $rc -eq 3 ]; then sleep 0.$((RANDOM % 3 + 1)); continue; fi
-        cat "$WORK/.bg.$BASHPID" >>"$WORK/.all-stderr"
-        return $rc
+        break
     done
+    cat "$errf" >>"$WORK/.all-stderr"
+    [ $rc -eq 0 ] || echo "bg_oper $* failed ($rc): $(cat "$errf")"
+    rm -f "$errf"
     return $rc
 }
 oper() { run "$P11KMS" --as "$OPR" "$@"; }
