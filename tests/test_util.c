@@ -139,6 +139,25 @@ static void test_util_ct_equal_and_kwp_vector(void)
     CU_ASSERT_FALSE(pk_ct_equal(a, b, na));
 }
 
+static void test_util_sha256_digest_reuses_context(void)
+{
+    /* FIPS 180-2 "abc" vector; the reused context must give it every time and agree with the one-shot. */
+    static const uint8_t abc[PK_SHA256_LEN] = {
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+        0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    pk_sha256_ctx *c = NULL;
+    uint8_t d[PK_SHA256_LEN], e[PK_SHA256_LEN];
+    CU_ASSERT_FATAL(pk_ok(pk_sha256_begin(&c)));
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_TRUE(pk_ok(pk_sha256_digest(c, "abc", 3, d)));
+        CU_ASSERT_EQUAL(memcmp(d, abc, sizeof(abc)), 0);
+        CU_ASSERT_TRUE(pk_ok(pk_sha256_digest(c, "abcd", 4, d)));
+        CU_ASSERT_TRUE(pk_ok(pk_sha256("abcd", 4, e)));
+        CU_ASSERT_EQUAL(memcmp(d, e, sizeof(e)), 0);
+    }
+    pk_sha256_free(c);
+}
+
 int main(void)
 {
     CU_pSuite s;
@@ -152,5 +171,6 @@ int main(void)
     CU_add_test(s, "test_util_json_out_escapes", test_util_json_out_escapes);
     CU_add_test(s, "test_util_error_names_and_exit_codes", test_util_error_names_and_exit_codes);
     CU_add_test(s, "test_util_ct_equal_and_kwp_vector", test_util_ct_equal_and_kwp_vector);
+    CU_add_test(s, "test_util_sha256_digest_reuses_context", test_util_sha256_digest_reuses_context);
     return pk_run_suites();
 }

@@ -38,6 +38,7 @@ pk_result pk_sha256(const void *p, size_t n, uint8_t out[PK_SHA256_LEN])
 
 struct pk_sha256_ctx {
     EVP_MD_CTX *md;
+    EVP_MD *alg; /* fetched once: EVP_sha256() would be looked up in the provider on every init */
 };
 
 pk_result pk_sha256_begin(pk_sha256_ctx **ctx)
@@ -45,7 +46,8 @@ pk_result pk_sha256_begin(pk_sha256_ctx **ctx)
     pk_sha256_ctx *c = calloc(1, sizeof(*c));
     PK_ENSURE_ALLOC(c);
     c->md = EVP_MD_CTX_new();
-    if (c->md == NULL || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1) {
+    c->alg = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (c->md == NULL || c->alg == NULL || EVP_DigestInit_ex(c->md, c->alg, NULL) != 1) {
         pk_sha256_free(c);
         return pk_fail(P11KMS_ERR_INTERNAL, "OpenSSL EVP_DigestInit_ex failed");
     }
@@ -66,10 +68,20 @@ pk_result pk_sha256_finish(pk_sha256_ctx *ctx, uint8_t out[PK_SHA256_LEN])
     return PK_OK;
 }
 
+pk_result pk_sha256_digest(pk_sha256_ctx *ctx, const void *p, size_t n, uint8_t out[PK_SHA256_LEN])
+{
+    unsigned int len = 0;
+    PK_OSSL_ENSURE(EVP_DigestInit_ex(ctx->md, ctx->alg, NULL), "EVP_DigestInit_ex");
+    PK_OSSL_ENSURE(EVP_DigestUpdate(ctx->md, p, n), "EVP_DigestUpdate");
+    PK_OSSL_ENSURE(EVP_DigestFinal_ex(ctx->md, out, &len), "EVP_DigestFinal_ex");
+    return PK_OK;
+}
+
 void pk_sha256_free(pk_sha256_ctx *ctx)
 {
     if (ctx == NULL) return;
     EVP_MD_CTX_free(ctx->md);
+    EVP_MD_free(ctx->alg);
     free(ctx);
 }
 
