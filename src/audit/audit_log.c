@@ -87,6 +87,7 @@ struct pk_audit {
     unsigned lease_ms;   /* 0: take and release the flock for every append */
     bool broken;         /* a flush failed: the file's durability is unknown */
     char broken_why[200];
+    pk_sha256_ctx *hasher;
     pk_buf line;         /* scratch for the line under construction */
     pk_audit_stats stats;
 
@@ -126,7 +127,7 @@ static pk_result append_line_inlock(pk_audit *a, uint64_t seq, const char *type,
     uint8_t hash[PK_SHA256_LEN];
     off_t before = a->size;
 
-    PK_GUARD(pk_sha256(a->line.data, a->line.len, hash));
+    PK_GUARD(pk_sha256_digest(a->hasher, a->line.data, a->line.len, hash));
     PK_GUARD(pk_buf_append(&a->line, "\n", 1));
     if (pk_audit_write_all(a->fd, a->line.data, a->line.len) != 0) {
         int err = errno;
@@ -612,6 +613,7 @@ static pk_result open_file(pk_audit *a)
 static void audit_free(pk_audit *a)
 {
     if (a == NULL) return;
+    pk_sha256_free(a->hasher);
     if (a->fd >= 0) close(a->fd);
     pk_buf_free(&a->line);
     pthread_mutex_destroy(&a->mu);
@@ -656,6 +658,7 @@ pk_result pk_audit_open(const pk_audit_opts *o, pk_audit **out)
     a->seal_interval_ms = o->seal_interval_ms ? o->seal_interval_ms : DEFAULT_SEAL_INTERVAL_MS;
     a->flush_interval_ms = o->flush_interval_ms ? o->flush_interval_ms : DEFAULT_FLUSH_INTERVAL_MS;
     a->lease_ms = o->sync == PK_AUDIT_SYNC_BATCH ? BATCH_LEASE_MS : 0;
+    PK_TRY(pk_sha256_begin(&a->hasher));
 
     /* Without the seal key the chain could never be authenticated: refuse to start. */
     r = pk_p11_key_exists(a->p11, &a->key, &exists);
@@ -819,6 +822,18 @@ static pk_result seal_and_sync(pk_audit *a, const char *reason)
     pthread_mutex_unlock(&a->mu);
     PK_GUARD(r);
     return sync_upto(a, ticket);
+}
+
+pk_result pk_audit_check(pk_audit *a)
+{
+    pk_result r;
+    PK_ENSURE_REF(a);
+    if (a->disabled) return PK_OK;
+    pthread_mutex_lock(&a->mu);
+    r = lock_and_follow(a);
+    if (pk_ok(r)) release(a);
+    pthread_mutex_unlock(&a->mu);
+    return r;
 }
 
 pk_result pk_audit_flush(pk_audit *a)
