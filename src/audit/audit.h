@@ -146,6 +146,13 @@ PK_MUST_USE pk_result pk_audit_write(pk_audit *a, const pk_audit_event *ev,
 /* Seal now (no-op when nothing is unsealed) and flush to disk. */
 PK_MUST_USE pk_result pk_audit_flush(pk_audit *a);
 /*
+ * Whether the trail can take a record now: the file at the path is still
+ * the one held (not removed or replaced) and no earlier flush failed.
+ * Cheap (no seal, no fsync; within a batch lease no system call), so every
+ * state-changing operation can ask before it touches the HSM.
+ */
+PK_MUST_USE pk_result pk_audit_check(pk_audit *a);
+/*
  * Seal the current file, rename it to PATH.NNNNNN and start a new PATH
  * whose first record links to it. rotated_out (may be NULL) receives the
  * new name of the old file.

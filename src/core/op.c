@@ -201,7 +201,7 @@ static __thread pk_op *tl_mutating;
 pk_result pk_op_preflight(pk_op *op)
 {
     if (op->h->audit == NULL) return PK_OK;
-    PK_GUARD(pk_audit_flush(op->h->audit));
+    PK_GUARD(pk_audit_check(op->h->audit));
     op->mutating = true;
     tl_mutating = op;
     return PK_OK;

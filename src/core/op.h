@@ -65,7 +65,7 @@ void pk_op_output_buf(pk_op *op, p11kms_buf **out);
 void pk_op_output_str(pk_op *op, char **out);
 /*
  * Before an operation that changes state: check the audit trail can take
- * records (seal + flush), and mark the operation as mutating, so that its
+ * records (pk_audit_check), and mark the operation as mutating, so that its
  * record is written inside its store transaction just before the commit
  * (pk_op_precommit). A trail that cannot take the record rolls the change
  * back: a change is never made without its record.
