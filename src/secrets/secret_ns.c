@@ -42,6 +42,16 @@ pk_result pk_ns_validate(const char *ns)
     return PK_OK;
 }
 
+/* 'N' || the chain's name digest || version: the CKA_ID of a namespace key's session object. */
+static void nskey_id_of(const uint8_t digest[16], uint32_t version, pk_keyid *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->bytes[0] = 'N';
+    memcpy(out->bytes + 1, digest, 16);
+    pk_store_be32(out->bytes + 17, version);
+    out->len = 21;
+}
+
 pk_result pk_nskey_id(const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t version, pk_keyid *out)
 {
     pk_sha256_ctx *c = NULL;
@@ -51,11 +61,7 @@ pk_result pk_nskey_id(const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint3
     PK_TRY(pk_sha256_update(c, ns, strlen(ns) + 1)); /* with its NUL: no ambiguity with the uuid */
     PK_TRY(pk_sha256_update(c, cmk_uuid, PK_UUID_LEN));
     PK_TRY(pk_sha256_finish(c, d));
-    memset(out, 0, sizeof(*out));
-    out->bytes[0] = 'N';
-    memcpy(out->bytes + 1, d, 16);
-    pk_store_be32(out->bytes + 17, version);
-    out->len = 21;
+    nskey_id_of(d, version, out);
 out:
     pk_sha256_free(c);
     return r;
@@ -524,6 +530,31 @@ pk_result pk_ns_current_version(p11kms *h, const char *ns, const char *cmk, uint
 
 /* ---- GCM under a namespace key ---- */
 
+/* pk_nskey_id, with the digest computed once per cached chain instead of once per read. */
+static pk_result chain_key_id(pk_secrets *s, const char *ns, const char *cmk, const uint8_t cmk_uuid[PK_UUID_LEN],
+                              uint32_t version, pk_keyid *out)
+{
+    char id[sizeof(((chain_entry *)0)->id)];
+    chain_entry *e;
+    chain_record_id(cmk, ns, id, sizeof(id));
+    pthread_mutex_lock(&s->lock);
+    e = chain_find_inlock(s, id);
+    if (e != NULL && e->have_digest) {
+        nskey_id_of(e->digest, version, out);
+        pthread_mutex_unlock(&s->lock);
+        return PK_OK;
+    }
+    pthread_mutex_unlock(&s->lock);
+    PK_GUARD(pk_nskey_id(ns, cmk_uuid, version, out));
+    pthread_mutex_lock(&s->lock);
+    if ((e = chain_find_inlock(s, id)) != NULL) {
+        memcpy(e->digest, out->bytes + 1, sizeof(e->digest));
+        e->have_digest = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return PK_OK;
+}
+
 static pk_result data_key(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                           bool in_tx, pk_keyid *id, pk_keyid *kek, pk_nskey_version *ver)
 {
@@ -536,7 +567,7 @@ static pk_result data_key(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_U
     PK_GUARD(chain_get(h, s, ns, cmk, nsv, ver, nsv, in_tx, &found));
     PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s version %u under key %s is missing from the store", ns,
               (unsigned)nsv, cmk);
-    PK_GUARD(pk_nskey_id(ns, cmk_uuid, nsv, id));
+    PK_GUARD(chain_key_id(s, ns, cmk, cmk_uuid, nsv, id));
     pk_key_version_id(cmk_uuid, ver->kek_version, kek);
     return PK_OK;
 }

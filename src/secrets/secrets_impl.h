@@ -17,6 +17,8 @@ typedef struct chain_entry {
     uint32_t win_version;
     uint64_t win_next, win_end;
     uint32_t block;            /* next reservation size */
+    uint8_t digest[16];        /* pk_nskey_id's name digest, so a read needs no SHA-256 */
+    bool have_digest;
     struct chain_entry *next;
 } chain_entry;
 
