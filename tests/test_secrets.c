@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "lib/fixture.h"
 #include "secrets/secrets.h"
 
@@ -280,6 +281,47 @@ static void test_secrets_aad_binding_swapped_ciphertext(void)
     PK_ASSERT_RC(p11kms_secret_remove(h, opr, b), P11KMS_OK, NULL);
     p11kms_free(a);
     p11kms_free(b);
+}
+
+/* The row cache never serves a row this handle or another writer has replaced or removed. */
+static void test_secrets_row_cache_follows_writers(void)
+{
+    p11kms *h2 = NULL;
+    pk_secrets *st = NULL;
+    pk_secrets_stats before, after;
+    p11kms_secret_map *m = NULL;
+    char *id = put("rows", NULL, "password", "row-one"), gone[100];
+    int64_t saved = h->store_recheck_ms;
+
+    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(h, &st)));
+    expect_value(id, "password", "row-one");
+    pk_secrets_get_stats(st, &before);
+    expect_value(id, "password", "row-one");
+    pk_secrets_get_stats(st, &after);
+    CU_ASSERT_EQUAL(after.row_hits, before.row_hits + 1);
+    CU_ASSERT_EQUAL(after.row_misses, before.row_misses);
+    /* This handle's update: the next get reads the new row. */
+    m = map2("password", "row-two", NULL, NULL);
+    PK_ASSERT_RC(p11kms_secret_update(h, opr, id, m), P11KMS_OK, NULL);
+    p11kms_secret_map_free(m);
+    expect_value(id, "password", "row-two");
+    expect_value(id, "password", "row-two");
+    /* Another writer (its own store connection): seen at the next store check. */
+    h->store_recheck_ms = 0;
+    CU_ASSERT_FATAL(p11kms_open(fx.cfg, &h2) == P11KMS_OK);
+    m = map2("password", "row-three", NULL, NULL);
+    PK_ASSERT_RC(p11kms_secret_update(h2, opr, id, m), P11KMS_OK, NULL);
+    p11kms_secret_map_free(m);
+    m = NULL;
+    expect_value(id, "password", "row-three");
+    PK_ASSERT_RC(p11kms_secret_remove(h2, opr, id), P11KMS_OK, NULL);
+    snprintf(gone, sizeof(gone), "secret %s not found", id);
+    const char *gonep = gone;
+    PK_ASSERT_RC(p11kms_secret_get(h, opr, id, &m), P11KMS_ERR_NOT_FOUND, gonep);
+    CU_ASSERT_PTR_NULL(m);
+    p11kms_close(h2);
+    h->store_recheck_ms = saved;
+    p11kms_free(id);
 }
 
 static void test_secrets_namespace_key_rollover(void)
@@ -636,6 +678,7 @@ int main(void)
     CU_add_test(s, "test_secrets_not_found", test_secrets_not_found);
     CU_add_test(s, "test_secrets_map_encoding_and_limits", test_secrets_map_encoding_and_limits);
     CU_add_test(s, "test_secrets_aad_binding_swapped_ciphertext", test_secrets_aad_binding_swapped_ciphertext);
+    CU_add_test(s, "test_secrets_row_cache_follows_writers", test_secrets_row_cache_follows_writers);
     CU_add_test(s, "test_secrets_namespace_key_rollover", test_secrets_namespace_key_rollover);
     CU_add_test(s, "test_secrets_thousand_namespaces_bounded_cache", test_secrets_thousand_namespaces_bounded_cache);
     CU_add_test(s, "test_secrets_rotation_rewrap_and_reencrypt", test_secrets_rotation_rewrap_and_reencrypt);

@@ -70,7 +70,10 @@ static pk_result conn_tx(p11kms *h, void *ctx)
         PK_GUARD(pk_secret_seal(h, j->secret, j->enc, true));
         PK_GUARD(pk_secret_save_tx(h, j->secret));
     }
-    if (j->drop_secret != NULL) PK_GUARD(h->store->ops->del(h->store, "secret", j->drop_secret));
+    if (j->drop_secret != NULL) {
+        pk_secret_row_forget(h, j->drop_secret);
+        PK_GUARD(h->store->ops->del(h->store, "secret", j->drop_secret));
+    }
     if (j->drop_conn) return h->store->ops->del(h->store, "conn", j->conn->name);
     j->conn->updated_ms = pk_clock(h);
     PK_GUARD(pk_conn_to_record(j->conn, &rec));

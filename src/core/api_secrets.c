@@ -218,6 +218,8 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     pk_key *k = NULL;
     pk_result r = PK_OK;
     char ns[PK_NS_MAX + 1], cmk[PK_UUID_STR_LEN + 1];
+    uint64_t gen = 0, ticket = 0;
+    bool cached = false;
 
     memset(&s, 0, sizeof(s));
     PK_TRY(pk_secret_id_validate(id));
@@ -228,10 +230,31 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
         PK_TRY(pk_secret_authorize(op, cmk, "kms:Decrypt", true, &k));
         goto out;
     }
-    PK_TRY(pk_secret_read(h, id, &s, &raw));
+    PK_TRY(pk_store_generation(h, &gen));
+    cached = pk_rows_get(pk_secrets_rows(st), id, gen, &s);
+    if (!cached) {
+        ticket = pk_rows_ticket(pk_secrets_rows(st));
+        PK_TRY(pk_secret_read(h, id, &s, &raw));
+    }
     pk_secret_ctx_set(op, sc, s.ns, id, sc->conn[0] ? sc->conn : NULL);
     PK_TRY(pk_secret_authorize(op, s.cmk, "kms:Decrypt", true, &k));
+    if (cached) {
+        r = pk_secret_open(h, &s, enc, false);
+        if (pk_ok(r)) goto decrypted;
+        /* Report from what the store holds now (and with its MAC): forget the row and read it again. */
+        pk_rows_forget(pk_secrets_rows(st), id);
+        pk_key_release(h, k);
+        k = NULL;
+        pk_secret_clear(&s);
+        ticket = pk_rows_ticket(pk_secrets_rows(st));
+        PK_TRY(pk_secret_read(h, id, &s, &raw));
+        pk_secret_ctx_set(op, sc, s.ns, id, sc->conn[0] ? sc->conn : NULL);
+        PK_TRY(pk_secret_authorize(op, s.cmk, "kms:Decrypt", true, &k));
+        cached = false;
+    }
     PK_TRY(open_checked(h, &s, &raw, enc));
+    pk_rows_put(pk_secrets_rows(st), &s, gen, ticket);
+decrypted:
     pk_cache_store(st, id, s.ns, s.cmk, pk_bytes_of(enc->data, enc->len), pk_clock(h));
 out:
     pk_key_release(h, k);
@@ -346,6 +369,7 @@ static pk_result remove_tx(p11kms *h, void *ctx)
     remove_job *j = ctx;
     pk_secret s;
     pk_result r = pk_secret_load(h, j->id, false, &s);
+    pk_secret_row_forget(h, j->id);
     if (pk_ok(r)) r = h->store->ops->del(h->store, "secret", j->id);
     pk_secret_clear(&s);
     return r;

@@ -38,6 +38,7 @@ struct pk_keycache {
     pthread_mutex_t lock;
     entry *buckets[BUCKETS];
     alias_entry *aliases[BUCKETS];
+    uint64_t generation; /* +1 each time another process's write is noticed */
 };
 
 static size_t bucket_of(const char *id)
@@ -176,11 +177,19 @@ static pk_result refresh_if_changed(p11kms *h)
         if (pk_ok(r) && changed) {
             pthread_mutex_lock(&h->keys->lock);
             flush_inlock(h->keys);
+            __atomic_add_fetch(&h->keys->generation, 1, __ATOMIC_ACQ_REL);
             pthread_mutex_unlock(&h->keys->lock);
         }
     }
     pthread_mutex_unlock(&h->store_lock);
     return r;
+}
+
+pk_result pk_store_generation(p11kms *h, uint64_t *gen)
+{
+    PK_GUARD(refresh_if_changed(h));
+    *gen = __atomic_load_n(&h->keys->generation, __ATOMIC_ACQUIRE);
+    return PK_OK;
 }
 
 bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN + 1])

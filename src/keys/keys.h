@@ -112,6 +112,13 @@ void pk_keycache_free(struct pk_keycache *c);
 /* A verified key, from the cache or the store; release with pk_key_release. NOT_FOUND when absent. */
 PK_MUST_USE pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out);
 void pk_key_release(p11kms *h, pk_key *k);
+/*
+ * Ask the store whether another process wrote (at most every
+ * store_recheck_ms, dropping this cache if so) and return a counter that
+ * grows each time one was noticed: other per-handle caches of store rows
+ * compare it to know when to drop theirs.
+ */
+PK_MUST_USE pk_result pk_store_generation(p11kms *h, uint64_t *gen);
 /* Cached alias -> key id (verified when first read); false on a miss. */
 bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN + 1]);
 void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_STR_LEN + 1]);

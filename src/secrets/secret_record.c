@@ -159,7 +159,9 @@ pk_result pk_secret_load(p11kms *h, const char *id, bool take_lock, pk_secret *o
 pk_result pk_secret_save_tx(p11kms *h, pk_secret *s)
 {
     pk_record rec;
-    pk_result r = pk_secret_to_record(s, &rec);
+    pk_result r;
+    pk_secret_row_forget(h, s->id);
+    r = pk_secret_to_record(s, &rec);
     if (pk_ok(r)) r = pk_record_save(h, &rec, s->rev);
     if (pk_ok(r)) s->rev = rec.rev;
     pk_record_clear(&rec);

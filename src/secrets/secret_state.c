@@ -41,6 +41,7 @@ static void state_free(pk_secrets *s)
     pk_chains_free_inlock(s);
     pthread_mutex_unlock(&s->lock);
     pk_cache_clear(s);
+    pk_rows_free(s->rows);
     for (size_t i = 0; i < s->nsensitive; i++) free(s->sensitive[i]);
     free(s->sensitive);
     pthread_mutex_destroy(&s->lock);
@@ -85,6 +86,7 @@ static pk_result state_new(p11kms *h, pk_secrets **out)
     s->store = h->store;
     s->p11 = h->p11;
     s->nonce_limit = PK_NSKEY_NONCE_LIMIT;
+    PK_TRY(pk_rows_new(PK_ROWS_MAX, &s->rows));
     PK_TRY(pk_conf_uint(h->cfg, "cache_ttl_s", 0, 0, TTL_MAX_S, &ttl));
     PK_TRY(pk_conf_uint(h->cfg, "cache_max_entries", CACHE_DEFAULT_MAX, 1, 1000000, &max));
     PK_TRY(pk_conf_uint(h->cfg, "cache_max_uses", 0, 0, UINT32_MAX, &uses));
@@ -154,6 +156,15 @@ void pk_secrets_get_stats(pk_secrets *s, pk_secrets_stats *out)
     *out = s->stats;
     out->cache_entries = s->ncache;
     pthread_mutex_unlock(&s->lock);
+    pk_rows_stats(s->rows, &out->row_hits, &out->row_misses, &out->row_entries);
+}
+
+pk_rows *pk_secrets_rows(pk_secrets *s) { return s->rows; }
+
+void pk_secret_row_forget(p11kms *h, const char *id)
+{
+    pk_secrets *s;
+    if (pk_ok(pk_secrets_of(h, &s))) pk_rows_forget(s->rows, id);
 }
 
 /*

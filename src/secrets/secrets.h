@@ -106,6 +106,8 @@ typedef struct pk_secrets_stats {
     uint64_t rollovers;     /* namespace-key versions added by the bound */
     uint64_t cache_hits, cache_misses;
     size_t cache_entries;
+    uint64_t row_hits, row_misses; /* secret_rows.c */
+    size_t row_entries;
 } pk_secrets_stats;
 void pk_secrets_get_stats(pk_secrets *s, pk_secrets_stats *out);
 /* Extra sensitive option names from `sensitive_options` (comma-separated). */
@@ -201,6 +203,26 @@ PK_MUST_USE pk_result pk_secret_load(p11kms *h, const char *id, bool take_lock, 
 /* Inside a write transaction: store s (insert when s->rev == 0, else update at s->rev). */
 PK_MUST_USE pk_result pk_secret_save_tx(p11kms *h, pk_secret *s);
 PK_MUST_USE pk_result pk_secret_id_validate(const char *id);
+
+/* ---- Cache of secret rows as stored, ciphertext only (secret_rows.c) ---- */
+#define PK_ROWS_MAX 16384 /* rows kept per handle (about 7 MB with 64-byte values) */
+typedef struct pk_rows pk_rows;
+PK_MUST_USE pk_result pk_rows_new(size_t max, pk_rows **out);
+void pk_rows_free(pk_rows *c);
+/* Benchmarks and tests: change the bound (0 = off), dropping the oldest rows beyond it. */
+void pk_rows_set_max(pk_rows *c, size_t max);
+/* Take before reading a row from the store; pk_rows_put refuses the row if a write came in between. */
+uint64_t pk_rows_ticket(pk_rows *c);
+/* A copy of the cached row (caller clears it), when cached under this store generation. */
+bool pk_rows_get(pk_rows *c, const char *id, uint64_t store_gen, pk_secret *out);
+void pk_rows_put(pk_rows *c, const pk_secret *row, uint64_t store_gen, uint64_t ticket);
+/* This handle writes or removes id (inside the write transaction). */
+void pk_rows_forget(pk_rows *c, const char *id);
+void pk_rows_stats(pk_rows *c, uint64_t *hits, uint64_t *misses, size_t *entries);
+/* The handle's row cache. */
+pk_rows *pk_secrets_rows(pk_secrets *s);
+/* pk_rows_forget on the handle's cache (for write paths holding only the handle). */
+void pk_secret_row_forget(p11kms *h, const char *id);
 
 /* ---- Decrypted-map cache (secret_cache.c): off by default ---- */
 /* On a hit: a copy of the map plus the namespace and CMK for the policy check. */

@@ -59,6 +59,7 @@ struct pk_secrets {
     char **sensitive;              /* extra names from sensitive_options, lower case */
     size_t nsensitive;
     pk_secrets_stats stats;
+    pk_rows *rows;                 /* secret rows as stored (own lock) */
     struct pk_secrets *reg_next;
 };
 
