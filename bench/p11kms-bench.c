@@ -451,6 +451,8 @@ static void bench_secrets(secret_figures *f, size_t big)
         f->get_cached = measure(1, api_get_secret, set_ctx, no_free, &S1);
         pk_secrets_set_cache(st, 0, 0, 0);
     }
+    /* Latency against store size: the row cache off, so both sizes read the store (see BENCHMARKS.md). */
+    if (st != NULL) pk_rows_set_max(pk_secrets_rows(st), 0);
     f->us_1k = get_latency_us(&S1000, 5000);
     if (big > 0) {
         secret_set many;
@@ -459,6 +461,7 @@ static void bench_secrets(secret_figures *f, size_t big)
         for (size_t i = 0; i < many.n; i++) free(many.ids[i]);
         free(many.ids);
     }
+    if (st != NULL) pk_rows_set_max(pk_secrets_rows(st), PK_ROWS_MAX);
     if (!B.json)
         printf("secrets: get with cache %.0f/s; get latency %.1f us with 1000 secrets, %.1f us with %zu more\n",
                f->get_cached, f->us_1k, f->us_100k, big);
@@ -467,10 +470,12 @@ static void bench_secrets(secret_figures *f, size_t big)
 /* ---- audit cost: the same encrypt with the trail off, batch and always ---- */
 
 typedef struct audit_figures {
-    double off, batch, always;
+    double off, batch, always;             /* encrypt_64 */
+    double get_off, get_batch, get_always; /* get_secret */
 } audit_figures;
 
-static double encrypt_with_audit(const char *path, pk_audit_sync sync)
+/* Reopen the handle's trail (path NULL: off), then measure encrypt_64, and get_secret when asked. */
+static double encrypt_with_audit(const char *path, pk_audit_sync sync, double *get)
 {
     pk_audit_opts o;
     api_arg a = {64, false};
@@ -483,6 +488,7 @@ static double encrypt_with_audit(const char *path, pk_audit_sync sync)
     B.h->audit = NULL;
     if (pk_failed(pk_audit_open(&o, &B.h->audit))) die("audit open");
     rate = measure(1, api_encrypt, api_ctx_new, api_ctx_free, &a);
+    if (get != NULL) *get = measure(1, api_get_secret, set_ctx, no_free, &S1);
     return rate;
 }
 
@@ -492,18 +498,23 @@ static void bench_audit(audit_figures *f)
     const char *dir = B.tmpdir[0] ? B.tmpdir : "/tmp";
     snprintf(batch, sizeof(batch), "%s/bench-audit-batch-%d.log", dir, (int)getpid());
     snprintf(always, sizeof(always), "%s/bench-audit-always-%d.log", dir, (int)getpid());
+    double get_off2;
+    if (S1.n == 0) fill(&S1, 100, 1);
     /* Off twice, around the others, so drift hits all three alike. */
-    f->off = encrypt_with_audit(NULL, PK_AUDIT_SYNC_BATCH);
-    f->batch = encrypt_with_audit(batch, PK_AUDIT_SYNC_BATCH);
-    f->always = encrypt_with_audit(always, PK_AUDIT_SYNC_ALWAYS);
-    f->off = (f->off + encrypt_with_audit(NULL, PK_AUDIT_SYNC_BATCH)) / 2;
+    f->off = encrypt_with_audit(NULL, PK_AUDIT_SYNC_BATCH, &f->get_off);
+    f->batch = encrypt_with_audit(batch, PK_AUDIT_SYNC_BATCH, &f->get_batch);
+    f->always = encrypt_with_audit(always, PK_AUDIT_SYNC_ALWAYS, &f->get_always);
+    f->off = (f->off + encrypt_with_audit(NULL, PK_AUDIT_SYNC_BATCH, &get_off2)) / 2;
+    f->get_off = (f->get_off + get_off2) / 2;
     PK_IGNORE(pk_audit_close(B.h->audit));
     B.h->audit = NULL;
     unlink(batch);
     unlink(always);
     if (!B.json)
-        printf("audit (encrypt_64, 1 thread): off %.0f/s, batch %.0f/s (ratio %.2f), always %.0f/s (ratio %.2f)\n",
-               f->off, f->batch, f->batch / f->off, f->always, f->always / f->off);
+        printf("audit (encrypt_64, 1 thread): off %.0f/s, batch %.0f/s (ratio %.2f), always %.0f/s (ratio %.2f)\n"
+               "audit (get_secret, 1 thread): off %.0f/s, batch %.0f/s (ratio %.2f), always %.0f/s (ratio %.2f)\n",
+               f->off, f->batch, f->batch / f->off, f->always, f->always / f->off, f->get_off, f->get_batch,
+               f->get_batch / f->get_off, f->get_always, f->get_always / f->get_off);
 }
 
 /* ---- set-up ---- */
@@ -692,19 +703,39 @@ static void print_json(double create_ms, double open_ms, double first_use_ms, do
     pk_jo_double(&j, af->off > 0 ? af->batch / af->off : 0);
     pk_jo_key(&j, "always_ratio");
     pk_jo_double(&j, af->off > 0 ? af->always / af->off : 0);
+    pk_jo_key(&j, "get_secret_off_per_s");
+    pk_jo_double(&j, af->get_off);
+    pk_jo_key(&j, "get_secret_batch_per_s");
+    pk_jo_double(&j, af->get_batch);
+    pk_jo_key(&j, "get_secret_always_per_s");
+    pk_jo_double(&j, af->get_always);
+    pk_jo_key(&j, "get_secret_batch_ratio");
+    pk_jo_double(&j, af->get_off > 0 ? af->get_batch / af->get_off : 0);
+    pk_jo_key(&j, "get_secret_always_ratio");
+    pk_jo_double(&j, af->get_off > 0 ? af->get_always / af->get_off : 0);
     pk_jo_obj_end(&j);
     pk_jo_obj_end(&j);
     if (pk_ok(pk_jo_result(&j)) && pk_ok(pk_buf_cstr(&b))) puts((const char *)b.data);
     pk_buf_free(&b);
 }
 
+/* --only a,b: run just these groups of figures (all when absent). */
+static bool wanted(const char *only, const char *group)
+{
+    size_t n = strlen(group);
+    for (const char *p = only; p != NULL; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, group, n) == 0 && (p[n] == ',' || p[n] == '\0')) return true;
+    return only == NULL;
+}
+
 int main(int argc, char **argv)
 {
     double create_ms = 0, open_ms = 0, first_use_ms = 0, evals;
-    audit_figures af = {0, 0, 0};
+    audit_figures af = {0, 0, 0, 0, 0, 0};
     secret_figures sf;
     size_t big = 100000;
     bool no_audit = false;
+    const char *only = NULL;
     memset(&sf, 0, sizeof(sf));
     char *report = NULL;
     const char *admins[] = {ADMIN}, *ops[] = {OPERATOR};
@@ -717,8 +748,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--keys") == 0 && i + 1 < argc) B.keys = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--secrets") == 0 && i + 1 < argc) big = (size_t)atol(argv[++i]);
         else if (strcmp(argv[i], "--no-audit") == 0) no_audit = true;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: p11kms-bench [--json] [--seconds S] [--keys N] [--secrets N] [--no-audit]\n");
+            fprintf(stderr, "usage: p11kms-bench [--json] [--seconds S] [--keys N] [--secrets N] [--no-audit]\n"
+                            "                    [--only ops,secrets,audit,policy,keys]\n");
             return 2;
         }
     }
@@ -740,17 +773,18 @@ int main(int argc, char **argv)
     }
     if (!B.json) printf("p11kms-bench: %.1f s per figure; raw = minimal PKCS#11 sequence on the same session key\n", B.seconds);
 
-    bench_op("encrypt_64", 64, api_encrypt, raw_encrypt, false);
-    bench_op("encrypt_4k", 4096, api_encrypt, raw_encrypt, false);
-    bench_op("decrypt_64", 64, api_decrypt, raw_decrypt, false);
-    bench_op("datakey", 32, api_datakey, raw_datakey, true);
-    bench_op("datakey_decrypt", 32, api_decrypt, raw_decrypt, true);
-
-    bench_secrets(&sf, big);
-    bench_audit(&af);
-    evals = bench_policy();
-    if (!B.json) printf("policy evaluations: %.0f/s (10 statements, compiled once)\n", evals);
-    if (B.keys > 0) {
+    if (wanted(only, "ops")) {
+        bench_op("encrypt_64", 64, api_encrypt, raw_encrypt, false);
+        bench_op("encrypt_4k", 4096, api_encrypt, raw_encrypt, false);
+        bench_op("decrypt_64", 64, api_decrypt, raw_decrypt, false);
+        bench_op("datakey", 32, api_datakey, raw_datakey, true);
+        bench_op("datakey_decrypt", 32, api_decrypt, raw_decrypt, true);
+    }
+    if (wanted(only, "secrets")) bench_secrets(&sf, big);
+    if (wanted(only, "audit")) bench_audit(&af);
+    evals = wanted(only, "policy") ? bench_policy() : 0;
+    if (!B.json && evals > 0) printf("policy evaluations: %.0f/s (10 statements, compiled once)\n", evals);
+    if (B.keys > 0 && wanted(only, "keys")) {
         bench_many_keys(&create_ms, &open_ms, &first_use_ms);
         if (!B.json)
             printf("with %u keys in the token: key create %.1f ms, open %.1f ms, first use of a key %.1f ms\n",
