@@ -797,6 +797,12 @@ static void test_audit_fail_closed_when_file_removed(void)
     write_events(a, 2);
     CU_ASSERT_EQUAL(unlink(path), 0);
     usleep(LEASE_WAIT_US);
+    {
+        /* The check before a change refuses it the same way, without writing anything. */
+        char want[700];
+        snprintf(want, sizeof(want), "audit unavailable: cannot write %s: the file was removed", path);
+        assert_rc(pk_audit_check(a).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    }
     expect_unavailable(a, path, "the file was removed");
     expect_unavailable(a, path, "the file was removed"); /* and it stays closed */
     CU_ASSERT_EQUAL(pk_audit_close(a).code, P11KMS_ERR_AUDIT_UNAVAILABLE);
