@@ -232,24 +232,20 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     }
     PK_TRY(pk_store_generation(h, &gen));
     cached = pk_rows_get(pk_secrets_rows(st), id, gen, &s);
-    if (!cached) {
-        ticket = pk_rows_ticket(pk_secrets_rows(st));
-        PK_TRY(pk_secret_read(h, id, &s, &raw));
-    }
-    pk_secret_ctx_set(op, sc, s.ns, id, sc->conn[0] ? sc->conn : NULL);
-    PK_TRY(pk_secret_authorize(op, s.cmk, "kms:Decrypt", true, &k));
-    if (cached) {
-        r = pk_secret_open(h, &s, enc, false);
-        if (pk_ok(r)) goto decrypted;
+    for (;;) {
+        if (!cached) {
+            ticket = pk_rows_ticket(pk_secrets_rows(st));
+            PK_TRY(pk_secret_read(h, id, &s, &raw));
+        }
+        pk_secret_ctx_set(op, sc, s.ns, id, sc->conn[0] ? sc->conn : NULL);
+        PK_TRY(pk_secret_authorize(op, s.cmk, "kms:Decrypt", true, &k));
+        if (!cached) break;
+        if (pk_ok(pk_secret_open(h, &s, enc, false))) goto decrypted;
         /* Report from what the store holds now (and with its MAC): forget the row and read it again. */
         pk_rows_forget(pk_secrets_rows(st), id);
         pk_key_release(h, k);
         k = NULL;
         pk_secret_clear(&s);
-        ticket = pk_rows_ticket(pk_secrets_rows(st));
-        PK_TRY(pk_secret_read(h, id, &s, &raw));
-        pk_secret_ctx_set(op, sc, s.ns, id, sc->conn[0] ? sc->conn : NULL);
-        PK_TRY(pk_secret_authorize(op, s.cmk, "kms:Decrypt", true, &k));
         cached = false;
     }
     PK_TRY(open_checked(h, &s, &raw, enc));
