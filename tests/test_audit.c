@@ -1101,6 +1101,59 @@ static void test_audit_sync_batch_flushes_and_seals_in_the_background(void)
     free_lines(&l);
 }
 
+/* A writer in another process (here: another handle) blocked behind our lease. */
+typedef struct {
+    pk_audit *a;
+    volatile int done;
+    pk_result r;
+} blocked_writer;
+
+static void *blocked_writer_main(void *arg)
+{
+    blocked_writer *w = arg;
+    w->r = write_event(w->a, "other-process", 1);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/*
+ * A check before a change takes the flock and keeps it for one lease. The
+ * lease must end on time even when no record follows (the change may itself
+ * wait for another process, which waits for this flock): else two processes
+ * deadlock, one on the store's lock and one on the trail's.
+ */
+static void test_audit_sync_batch_check_lease_ends_on_time(void)
+{
+    char path[512];
+    pk_audit *a, *b;
+    blocked_writer w;
+    pthread_t th;
+    int waited_ms = 0;
+
+    log_path("lease.log", path, sizeof(path));
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    b = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_TRUE(pk_ok(write_event(a, "this-process", 0)));
+    CU_ASSERT_TRUE(pk_ok(pk_audit_flush(a))); /* sealed and synced: no timer is due */
+    usleep(50 * 1000); /* the flusher has ended that lease; it now sleeps with nothing to do */
+    CU_ASSERT_TRUE(pk_ok(pk_audit_check(a)));
+    memset(&w, 0, sizeof(w));
+    w.a = b;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, blocked_writer_main, &w), 0);
+    while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE) && waited_ms < 3000) {
+        usleep(10 * 1000);
+        waited_ms += 10;
+    }
+    CU_ASSERT_TRUE(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)); /* still blocked: the lease never ended */
+    close_log(a); /* releases the flock either way, so the writer finishes */
+    pthread_join(th, NULL);
+    CU_ASSERT_TRUE(pk_ok(w.r));
+    close_log(b);
+    ASSERT_VERIFIED(verify_series(path, 0));
+}
+
 static void test_audit_sync_seal_every_n(void)
 {
     char path[512];
@@ -1239,6 +1292,7 @@ int main(void)
                                            T(test_audit_concurrency_always_mode)};
     static const test_def sync[] = {T(test_audit_sync_always_seals_and_flushes_each_record),
                                     T(test_audit_sync_batch_flushes_and_seals_in_the_background),
+                                    T(test_audit_sync_batch_check_lease_ends_on_time),
                                     T(test_audit_sync_seal_every_n), T(test_audit_sync_disabled_records_nothing),
                                     T(test_audit_sync_config_settings)};
     int rc;

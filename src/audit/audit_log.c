@@ -351,6 +351,13 @@ static pk_result lock_and_follow(pk_audit *a)
     if (a->lease_ms > 0) {
         a->leased = true;
         a->lease_since_ms = mono_ms();
+        /*
+         * Only the flusher ends a lease when no record follows, and it may be
+         * asleep with nothing due. Without this wake-up a check before a
+         * change that then waits for another process's store lock would keep
+         * the flock from that process until it gave up: a deadlock.
+         */
+        if (a->flusher_started) pthread_cond_signal(&a->flush_cv);
     }
     return r;
 }
@@ -766,7 +773,7 @@ pk_result pk_audit_write(pk_audit *a, const pk_audit_event *ev, char request_id_
     char rid[PK_AUDIT_REQUEST_ID_MAX + 1];
     pk_buf body = {0};
     uint64_t ticket;
-    bool wake, had_lease;
+    bool wake;
     pk_result r = PK_OK;
 
     PK_ENSURE_REF(a);
@@ -784,11 +791,10 @@ pk_result pk_audit_write(pk_audit *a, const pk_audit_event *ev, char request_id_
     /* Serialise outside the locks; only numbering, hashing and write(2) happen inside. */
     PK_TRY(pk_audit_event_body(&body, ev, rid));
     pthread_mutex_lock(&a->mu);
-    had_lease = a->leased;
     r = lock_and_follow(a);
     if (pk_ok(r)) {
-        /* The flusher sleeps until something needs it: a first dirty line or a new lease to end. */
-        wake = a->dirty_since_ms == 0 || (a->leased && !had_lease);
+        /* The flusher sleeps until something needs it: here a first dirty line (a new lease woke it already). */
+        wake = a->dirty_since_ms == 0;
         r = write_event_inlock(a, &body);
         if (pk_failed(r))
             drop_lock(a); /* check everything again next time */
