@@ -15,9 +15,22 @@ for log in tests/*.log tests/cli/*.log; do
     grep -E '^ *(tests|asserts) |passed, [0-9]+ failed' "$log" | tr -s ' ' | tr '\n' ' '
     echo
 done
-[ $status -eq 0 ] || { echo "make check failed" >&2; exit $status; }
+# show_failures DIR: the end of the log of each test that failed under DIR.
+show_failures() {
+    for trs in $(grep -l -E '^:test-result: (FAIL|ERROR)' "$1"/tests/*.trs "$1"/tests/cli/*.trs 2>/dev/null); do
+        echo "---- ${trs%.trs}.log" >&2
+        tail -n 60 "${trs%.trs}.log" >&2
+    done
+}
+[ $status -eq 0 ] || { show_failures .; echo "make check failed" >&2; exit $status; }
 if [ "${P11KMS_SKIP_DISTCHECK:-}" = "" ]; then
-    make -j"$(nproc)" distcheck >/dev/null 2>distcheck.err || { cat distcheck.err >&2; echo "make distcheck failed" >&2; exit 1; }
+    if ! make -j"$(nproc)" distcheck >/dev/null 2>distcheck.err; then
+        cat distcheck.err >&2
+        # distcheck leaves its build tree behind on failure.
+        for dir in p11kms-*/_build/sub; do show_failures "$dir"; done
+        echo "make distcheck failed" >&2
+        exit 1
+    fi
     rm -f distcheck.err
     echo "make distcheck: ok"
 fi

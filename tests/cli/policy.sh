@@ -182,5 +182,5 @@ check "lint without a file" 2 "" "p11kms: usage: policy lint FILE (see p11kms --
 check "unknown policy subcommand" 2 "" "p11kms: usage: policy: unknown subcommand 'show' (eval, lint) (see p11kms --help)" -- \
     "$P11KMS" policy show
 
-echo "policy.sh: $ran checks, $failures failed"
+echo "$((ran - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]
