@@ -729,6 +729,272 @@ static void test_store_list_callback_may_reenter(void)
     pk_store_close(s);
 }
 
+/* ---- durability: commit tickets, sync, group commit --------------------- */
+
+static pk_store_stats stats_of(pk_store *s)
+{
+    pk_store_stats st;
+    memset(&st, 0xff, sizeof(st));
+    s->ops->stats(s, &st);
+    return st;
+}
+
+/* Commits take tickets; a commit is durable only once `sync` covers it, and a sync with nothing new is free. */
+static void test_store_sync_tickets(void)
+{
+    pk_store *s = open_new("sync.db");
+    pk_store_stats st = stats_of(s);
+    uint64_t t = 99;
+
+    /* Creating the schema was a commit, made durable before open returned. */
+    CU_ASSERT_EQUAL(st.commits, 1);
+    CU_ASSERT_EQUAL(st.synced, 1);
+    CU_ASSERT_EQUAL(st.syncs, 1);
+
+    OK(pk_store_begin(s, true));
+    insert(s, "key", "a", "", 0);
+    OK(s->ops->commit(s, &t));
+    CU_ASSERT_EQUAL(t, 2);
+    st = stats_of(s);
+    CU_ASSERT_EQUAL(st.commits, 2);
+    CU_ASSERT_EQUAL(st.synced, 1); /* committed, visible, not yet durable */
+    OK(s->ops->sync(s, t));
+    st = stats_of(s);
+    CU_ASSERT_EQUAL(st.synced, 2);
+    CU_ASSERT_EQUAL(st.syncs, 2);
+    OK(s->ops->sync(s, t));
+    OK(s->ops->sync(s, PK_STORE_SYNC_ALL));
+    CU_ASSERT_EQUAL(stats_of(s).syncs, 2);
+    /* A ticket that was never issued waits for nothing. */
+    OK(s->ops->sync(s, 1000));
+    CU_ASSERT_EQUAL(stats_of(s).syncs, 2);
+
+    /* Writes outside a transaction commit by themselves and count. */
+    insert(s, "key", "b", "", 0);
+    OK(s->ops->del(s, "key", "a"));
+    st = stats_of(s);
+    CU_ASSERT_EQUAL(st.commits, 4);
+    CU_ASSERT_EQUAL(st.synced, 2);
+    OK(s->ops->sync(s, PK_STORE_SYNC_ALL));
+    st = stats_of(s);
+    CU_ASSERT_EQUAL(st.synced, 4);
+    CU_ASSERT_EQUAL(st.syncs, 3);
+
+    /* Read transactions and rolled back writes take no ticket. */
+    OK(pk_store_begin(s, false));
+    OK(s->ops->commit(s, &t));
+    CU_ASSERT_EQUAL(t, 0);
+    OK(pk_store_begin(s, true));
+    insert(s, "key", "c", "", 0);
+    pk_store_rollback(s);
+    CU_ASSERT_EQUAL(stats_of(s).commits, 4);
+    pk_store_close(s);
+}
+
+#define SYNC_THREADS 6
+#define SYNC_COMMITS 60
+
+typedef struct sync_arg {
+    pk_store *s;
+    pthread_mutex_t *tx_lock; /* what core's store_lock does: one transaction at a time */
+    int n;
+    unsigned late;            /* sync returned before its ticket was durable */
+    p11kms_rc rc;
+} sync_arg;
+
+static void *sync_thread(void *p)
+{
+    sync_arg *a = p;
+    for (int i = 0; i < SYNC_COMMITS && a->rc == P11KMS_OK; i++) {
+        pk_record rec = mkrec("secret", "", "", 0, 1, "value");
+        uint64_t t = 0;
+        pk_result r;
+        snprintf(rec.id, sizeof(rec.id), "t%d-%d", a->n, i);
+        pthread_mutex_lock(a->tx_lock);
+        r = pk_store_begin(a->s, true);
+        if (pk_ok(r)) r = a->s->ops->put(a->s, &rec, 0);
+        if (pk_ok(r)) r = a->s->ops->commit(a->s, &t);
+        else pk_store_rollback(a->s);
+        pthread_mutex_unlock(a->tx_lock);
+        /* The flush runs without the transaction lock: the other threads commit meanwhile. */
+        if (pk_ok(r)) r = a->s->ops->sync(a->s, t);
+        if (pk_ok(r) && stats_of(a->s).synced < t) a->late++;
+        a->rc = r.code;
+        pk_record_clear(&rec);
+    }
+    return NULL;
+}
+
+/* Threads share flushes (fewer fdatasyncs than commits), and each sync returns only once its commit is durable. */
+static void test_store_sync_group_commit(void)
+{
+    pk_store *s = open_new("group.db");
+    pthread_mutex_t tx_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_t th[SYNC_THREADS];
+    sync_arg args[SYNC_THREADS];
+    pk_store_stats before = stats_of(s), after;
+
+    for (int i = 0; i < SYNC_THREADS; i++) {
+        args[i] = (sync_arg){s, &tx_lock, i, 0, P11KMS_OK};
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, sync_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < SYNC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(args[i].rc, P11KMS_OK);
+        CU_ASSERT_EQUAL(args[i].late, 0);
+    }
+    after = stats_of(s);
+    CU_ASSERT_EQUAL(after.commits - before.commits, SYNC_THREADS * SYNC_COMMITS);
+    CU_ASSERT_EQUAL(after.synced, after.commits);
+    CU_ASSERT_TRUE(after.syncs - before.syncs < after.commits - before.commits);
+    printf("\n  group commit: %llu commits, %llu fdatasyncs\n", (unsigned long long)(after.commits - before.commits),
+           (unsigned long long)(after.syncs - before.syncs));
+    pk_store_close(s);
+}
+
+/* A handle inherited by a forked child refuses to flush (the WAL and its locks belong to the parent). */
+static void test_store_sync_refused_after_fork(void)
+{
+    pk_store *s = open_new("forksync.db");
+    char path[256], want[512];
+    pid_t pid;
+    int status = -1;
+
+    insert(s, "key", "k", "", 0);
+    path_of("forksync.db", path, sizeof(path));
+    snprintf(want, sizeof(want), "store %s: handle opened by process %ld; open a new one after fork", path,
+             (long)getpid());
+    fflush(NULL);
+    pid = fork();
+    CU_ASSERT_TRUE_FATAL(pid >= 0);
+    if (pid == 0) {
+        /* Not closed here: a child's close leaks the connection by design, which valgrind would count. */
+        pk_result r = s->ops->sync(s, PK_STORE_SYNC_ALL);
+        _exit(!(r.code == P11KMS_ERR_STORE && strcmp(p11kms_last_error(), want) == 0));
+    }
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    OK(s->ops->sync(s, PK_STORE_SYNC_ALL));
+    pk_store_close(s);
+}
+
+/* About `pages` pages of log (one 3000-byte record per 4 KiB page), in commits of 50. */
+static void write_pages(pk_store *s, const char *prefix, unsigned pages)
+{
+    char big[3000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    OK(pk_store_begin(s, true));
+    for (unsigned i = 0; i < pages; i++) {
+        pk_record rec = mkrec("blob", "", "", 0, 1, big);
+        snprintf(rec.id, sizeof(rec.id), "%s-%06u", prefix, i);
+        OK(s->ops->put(s, &rec, 0));
+        pk_record_clear(&rec);
+        /* One commit per 50 records: about 50 pages each, as a stream of small commits would add up. */
+        if (i % 50 == 49) {
+            OK(pk_store_commit(s));
+            OK(pk_store_begin(s, true));
+        }
+    }
+    OK(pk_store_commit(s));
+}
+
+/*
+ * A real failed fdatasync, no mock: the store lives on ext4 in a loop
+ * device whose backing file sits on a 16 MiB tmpfs. Once the tmpfs is full
+ * the loop device fails writes, so writeback of the WAL fails and
+ * fdatasync reports it (ENOSPC, or EIO on other kernels). The file system
+ * is initialised in full up front: ext4's lazy inode-table zeroing would
+ * punch holes in the backing file later (the loop device turns zeroing into
+ * hole punching), freeing tmpfs space behind the test's back. Needs root,
+ * losetup, mkfs.ext4 and mount; otherwise skipped with a note.
+ */
+static bool sh(const char *dir, const char *script)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "cd '%s' && { %s; } >/dev/null 2>&1", dir, script);
+    return system(cmd) == 0;
+}
+
+static void test_store_failed_fdatasync_refuses_writes(void)
+{
+    char dir[] = "/tmp/p11kms-fsync-XXXXXX", uri[320], path[300], want_nospc[1024], want_eio[1024];
+    const char *err;
+    pk_store *s = NULL;
+    pk_record rec, got;
+    pk_result r;
+    bool found = false;
+    uint64_t synced;
+
+    if (geteuid() != 0) {
+        printf("\n  skipped: a loop device needs root\n");
+        return;
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    if (!sh(dir, "mkdir backing mnt && mount -t tmpfs -o size=16m tmpfs backing && truncate -s 64M backing/img && "
+                 "losetup -f --show backing/img >loopdev && "
+                 "mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard \"$(cat loopdev)\" && "
+                 "mount -o noinit_itable \"$(cat loopdev)\" mnt")) {
+        printf("\n  skipped: cannot make a loop-device file system (losetup, mkfs.ext4, mount)\n");
+        goto cleanup;
+    }
+    snprintf(path, sizeof(path), "%s/mnt/s.db", dir);
+    snprintf(uri, sizeof(uri), "sqlite:%s", path);
+    OK(pk_store_open(uri, true, &s));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    insert(s, "key", "before", "", 0);
+    OK(s->ops->sync(s, PK_STORE_SYNC_ALL));
+
+    CU_ASSERT_TRUE(sh(dir, "dd if=/dev/zero of=backing/fill bs=1M; df backing | grep -q ' 100%'"));
+    /*
+     * Commits succeed: the pages are in the page cache. Far more pages than
+     * the few blocks freed so far (backed already, so they could take the
+     * writes), and fewer than a checkpoint's 1000 (SQLite's own fsync would
+     * fail first).
+     */
+    write_pages(s, "doomed", 800);
+    synced = stats_of(s).synced;
+    for (int i = 0; i < 2; i++) {
+        const char *why = i == 0 ? "No space left on device" : "Input/output error";
+        snprintf(i == 0 ? want_nospc : want_eio, sizeof(want_nospc),
+                 "store %s: fdatasync of %s-wal failed (%s): commits since the last good sync may not be on disk; "
+                 "refusing writes until the store is reopened",
+                 path, path, why);
+    }
+    r = s->ops->sync(s, PK_STORE_SYNC_ALL);
+    err = p11kms_last_error();
+    CU_ASSERT_EQUAL(r.code, P11KMS_ERR_STORE);
+    CU_ASSERT_TRUE(strcmp(err, want_nospc) == 0 || strcmp(err, want_eio) == 0);
+    if (strcmp(err, want_nospc) != 0 && strcmp(err, want_eio) != 0) fprintf(stderr, "\n  got: %s\n", err);
+    CU_ASSERT_EQUAL(stats_of(s).synced, synced);
+
+    /* Every later write says the same, whichever way it comes; reads go on. */
+    {
+        char want[1024];
+        snprintf(want, sizeof(want), "%s", err);
+        FAILS(s->ops->sync(s, PK_STORE_SYNC_ALL), P11KMS_ERR_STORE, want);
+        FAILS(pk_store_begin(s, true), P11KMS_ERR_STORE, want);
+        rec = mkrec("key", "after", "", 0, 1, "x");
+        FAILS(s->ops->put(s, &rec, 0), P11KMS_ERR_STORE, want);
+        pk_record_clear(&rec);
+        FAILS(s->ops->del(s, "key", "before"), P11KMS_ERR_STORE, want);
+        OK(s->ops->get(s, "key", "before", &got, &found));
+        CU_ASSERT_TRUE(found);
+        pk_record_clear(&got);
+        OK(pk_store_begin(s, false));
+        OK(pk_store_commit(s));
+    }
+    pk_store_close(s);
+cleanup:
+    (void)sh(dir, "umount mnt || umount -l mnt; [ -s loopdev ] && losetup -d \"$(cat loopdev)\"; "
+                  "umount backing || umount -l backing; true");
+    {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        CU_ASSERT_EQUAL(system(cmd), 0);
+    }
+}
+
 /* ---- timing (P11KMS_STORE_BENCH=1) ---------------------------------------- */
 
 static double now_us(void)
@@ -821,6 +1087,10 @@ int main(void)
     CU_add_test(s, "test_store_two_process_optimistic_puts", test_store_two_process_optimistic_puts);
     CU_add_test(s, "test_store_threads_share_a_handle", test_store_threads_share_a_handle);
     CU_add_test(s, "test_store_list_callback_may_reenter", test_store_list_callback_may_reenter);
+    CU_add_test(s, "test_store_sync_tickets", test_store_sync_tickets);
+    CU_add_test(s, "test_store_sync_group_commit", test_store_sync_group_commit);
+    CU_add_test(s, "test_store_sync_refused_after_fork", test_store_sync_refused_after_fork);
+    CU_add_test(s, "test_store_failed_fdatasync_refuses_writes", test_store_failed_fdatasync_refuses_writes);
     CU_add_test(s, "test_store_bench_get_and_changed", test_store_bench_get_and_changed);
     return pk_run_suites();
 }

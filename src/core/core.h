@@ -73,8 +73,14 @@ PK_MUST_USE pk_result pk_record_save(p11kms *h, pk_record *rec, uint64_t expecte
  */
 PK_MUST_USE pk_result pk_op_precommit(p11kms *h);
 
-/* Run fn inside a write transaction under store_lock; rolls back on failure. */
+/*
+ * Run fn inside a write transaction under store_lock; rolls back on
+ * failure. After the commit, with store_lock released, the change is made
+ * durable (store `sync`, shared with concurrent callers) before returning.
+ */
 typedef pk_result (*pk_tx_fn)(p11kms *h, void *ctx);
 PK_MUST_USE pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx);
+/* The commit ticket of this thread's last write transaction through pk_with_write_tx (tests). */
+uint64_t pk_store_last_ticket(void);
 
 #endif

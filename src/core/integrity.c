@@ -73,17 +73,26 @@ pk_result pk_record_save(p11kms *h, pk_record *rec, uint64_t expected_rev)
     return h->store->ops->put(h->store, rec, expected_rev);
 }
 
+static __thread uint64_t tl_ticket;
+
+uint64_t pk_store_last_ticket(void) { return tl_ticket; }
+
+/* The sync runs after store_lock is released, so other threads commit while this one waits for the disk. */
 pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx)
 {
     pk_result r;
+    uint64_t ticket = 0;
+
     pthread_mutex_lock(&h->store_lock);
     r = pk_store_begin(h->store, true);
     if (pk_ok(r)) {
         r = fn(h, ctx);
         if (pk_ok(r)) r = pk_op_precommit(h);
-        if (pk_ok(r)) r = pk_store_commit(h->store);
+        if (pk_ok(r)) r = h->store->ops->commit(h->store, &ticket);
         if (pk_failed(r)) pk_store_rollback(h->store);
     }
     pthread_mutex_unlock(&h->store_lock);
-    return r;
+    PK_GUARD(r);
+    tl_ticket = ticket;
+    return h->store->ops->sync(h->store, ticket);
 }

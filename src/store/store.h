@@ -14,6 +14,11 @@
  * concurrency on top. Backends retry internally on contention (SQLite:
  * busy timeout + BEGIN IMMEDIATE retries) and never surface "database is
  * locked" to callers.
+ *
+ * Durability: a commit is atomic and visible at once, but not necessarily
+ * on disk; `sync` makes every commit so far durable, and commits reach the
+ * disk in commit order (a later durable commit never survives without an
+ * earlier one). Callers decide when to pay for it (core/store_flush.c).
  */
 #ifndef PK_STORE_STORE_H
 #define PK_STORE_STORE_H
@@ -42,6 +47,16 @@ void pk_record_clear(pk_record *r);
 
 typedef struct pk_store pk_store;
 
+/* Counters of one handle, for tests and benchmarks. */
+typedef struct pk_store_stats {
+    uint64_t commits; /* write commits (transactions and autocommit writes); the last commit's ticket */
+    uint64_t synced;  /* every commit with a ticket up to this one is durable */
+    uint64_t syncs;   /* fdatasync calls (group commit: fewer than commits under concurrency) */
+} pk_store_stats;
+
+/* `sync` target: everything committed on the handle so far. */
+#define PK_STORE_SYNC_ALL UINT64_MAX
+
 /* Called for each listed record; return false to stop early. The record is only valid during the call. */
 typedef bool (*pk_record_cb)(const pk_record *rec, void *ctx);
 
@@ -49,7 +64,12 @@ typedef struct pk_store_ops {
     const char *name; /* "sqlite" */
     /* Start a transaction. write=true takes the write lock up front. Not nestable. */
     pk_result (*begin)(pk_store *s, bool write);
-    pk_result (*commit)(pk_store *s);
+    /*
+     * Commit. A write transaction gets the next commit ticket in *ticket
+     * (may be NULL; 0 for a read transaction), to pass to `sync`. The commit
+     * is visible at once; it is durable only once `sync` covers its ticket.
+     */
+    pk_result (*commit)(pk_store *s, uint64_t *ticket);
     void (*rollback)(pk_store *s);
     /* Fetch one record; *found=false (and PK_OK) when absent. */
     pk_result (*get)(pk_store *s, const char *kind, const char *id, pk_record *out, bool *found);
@@ -74,6 +94,18 @@ typedef struct pk_store_ops {
      * call on every operation; lets callers keep verified records cached.
      */
     pk_result (*changed)(pk_store *s, bool *changed);
+    /*
+     * Make every commit with a ticket up to `upto` (PK_STORE_SYNC_ALL: every
+     * commit so far) durable. Thread-safe and meant to be called without
+     * the caller's transaction lock: concurrent callers share one flush
+     * (group commit) while other threads go on committing. A failed flush
+     * fails this call and every later write on the handle (P11KMS_ERR_STORE):
+     * after a failed fsync the kernel may have dropped the pages, so nothing
+     * written since the last good flush can be trusted to be on disk.
+     */
+    pk_result (*sync)(pk_store *s, uint64_t upto);
+    void (*stats)(pk_store *s, pk_store_stats *out);
+    /* Syncs what is committed (a failure cannot be reported), then closes. */
     void (*close)(pk_store *s);
 } pk_store_ops;
 
@@ -92,7 +124,7 @@ PK_MUST_USE pk_result pk_store_open(const char *uri, bool create, pk_store **out
 PK_MUST_USE pk_result pk_store_sqlite_open(const char *path, bool create, pk_store **out);
 
 static inline pk_result pk_store_begin(pk_store *s, bool write) { return s->ops->begin(s, write); }
-static inline pk_result pk_store_commit(pk_store *s) { return s->ops->commit(s); }
+static inline pk_result pk_store_commit(pk_store *s) { return s->ops->commit(s, NULL); }
 static inline void pk_store_rollback(pk_store *s) { s->ops->rollback(s); }
 static inline void pk_store_close(pk_store *s) { if (s != NULL) s->ops->close(s); }
 
