@@ -31,6 +31,7 @@ static const struct {
     {"token", false},       /* RFC 7512 URI */
     {"pin", false},         /* file:PATH or env:NAME */
     {"store", false},       /* sqlite:PATH */
+    {"store_sync", false},  /* always | batch */
     {"audit", true},        /* audit log path */
     {"audit_sync", false},  /* always | batch */
     {"audit_max_bytes", false},

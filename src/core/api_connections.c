@@ -154,7 +154,7 @@ P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c,
     } else {
         PK_TRY(pk_ns_ensure(h, ns, k));
     }
-    PK_TRY(pk_with_write_tx(h, conn_tx, &j));
+    PK_TRY(pk_with_write_tx_batched(h, conn_tx, &j));
 out:
     pk_key_release(h, k);
     pk_secret_clear(&s);
@@ -261,7 +261,7 @@ static pk_result alter_once(pk_op *op_, pk_secret_ctx *scp, const char *name, co
         j.enc = pk_bytes_of(enc.data, enc.len);
         pk_secret_ctx_set(op_, scp, conn.ns, conn.secret_id, name);
     }
-    r = pk_with_write_tx(h, conn_tx, &j);
+    r = pk_with_write_tx_batched(h, conn_tx, &j);
     *conflict = j.conflict;
     PK_TRY(r);
     forget_secret(h, old_sid);
@@ -314,7 +314,7 @@ P11KMS_API p11kms_rc p11kms_connection_drop(p11kms *h, const p11kms_caller *c, c
     j.expected_rev = conn.rev;
     j.drop_conn = true;
     j.drop_secret = conn.secret_id[0] ? conn.secret_id : NULL;
-    PK_TRY(pk_with_write_tx(h, conn_tx, &j));
+    PK_TRY(pk_with_write_tx_batched(h, conn_tx, &j));
     forget_secret(h, conn.secret_id);
 out:
     pk_key_release(h, k);

@@ -188,7 +188,7 @@ P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const 
     op.key_version = k->nversions;
     j.s = &s;
     j.enc = pk_bytes_of(enc.data, enc.len);
-    PK_TRY(pk_with_write_tx(h, put_tx, &j));
+    PK_TRY(pk_with_write_tx_batched(h, put_tx, &j));
     *id = strdup(sid);
     PK_CHECK_ALLOC(*id);
 out:
@@ -326,7 +326,7 @@ static pk_result update_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     j.cmk = k->id;
     PK_TRY(pk_ns_take_nonce(h, s.ns, k, &j.nsv));
     op->key_version = k->nversions;
-    PK_TRY(pk_with_write_tx(h, update_tx, &j));
+    PK_TRY(pk_with_write_tx_batched(h, update_tx, &j));
     pk_cache_forget(st, id);
 out:
     pk_key_release(h, k);
@@ -392,7 +392,7 @@ P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, con
     PK_TRY(pk_secret_authorize(&op, s.cmk, op.action, false, &k));
     j.id = id;
     j.rev = s.rev;
-    PK_TRY(pk_with_write_tx(h, remove_tx, &j));
+    PK_TRY(pk_with_write_tx_batched(h, remove_tx, &j));
     pk_cache_forget(st, id);
 out:
     pk_key_release(h, k);
@@ -705,7 +705,7 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
         j.ns = a.items[i].ns;
         j.k = k;
         j.add_version = reencrypt != 0;
-        PK_TRY(pk_with_write_tx(h, rewrap_tx, &j));
+        PK_TRY(pk_with_write_tx_batched(h, rewrap_tx, &j));
         pk_ns_forget(h, j.ns, k->id);
         new_versions[i] = j.new_version;
         total_rewrapped += j.rewrapped;
@@ -738,7 +738,7 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
             rj.id = secrets[i].id;
             rj.min_nsv = new_versions[ci];
             PK_TRY(pk_ns_take_nonce(h, secrets[i].ns, k, &rj.nsv));
-            r = pk_with_write_tx(h, reenc_tx, &rj);
+            r = pk_with_write_tx_batched(h, reenc_tx, &rj);
             /* An undecryptable secret (tampered, or its key lost) must not stop the others. */
             if (r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_INTEGRITY) {
                 if (nfailed++ == 0) memcpy(first_failed, secrets[i].id, sizeof(first_failed));

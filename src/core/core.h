@@ -16,6 +16,7 @@
 
 struct pk_keycache;
 struct pk_audit;
+typedef struct pk_store_flush pk_store_flush;
 
 struct p11kms {
     const p11kms_config *cfg; /* borrowed: must outlive the handle */
@@ -23,6 +24,7 @@ struct p11kms {
     pk_store *store;
     /* The store handle runs one transaction at a time (store.h contract). */
     pthread_mutex_t store_lock;
+    pk_store_flush *flush;    /* when commits are synced (store_flush.c) */
     struct pk_keycache *keys;
     struct pk_audit *audit;   /* NULL when auditing is off (benchmarks only) */
     char account[16];
@@ -76,11 +78,41 @@ PK_MUST_USE pk_result pk_op_precommit(p11kms *h);
 /*
  * Run fn inside a write transaction under store_lock; rolls back on
  * failure. After the commit, with store_lock released, the change is made
- * durable (store `sync`, shared with concurrent callers) before returning.
+ * durable before returning, whatever store_sync says: key management, nonce
+ * reservations, namespace keys, init and purge go through here.
  */
 typedef pk_result (*pk_tx_fn)(p11kms *h, void *ctx);
 PK_MUST_USE pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx);
-/* The commit ticket of this thread's last write transaction through pk_with_write_tx (tests). */
+/*
+ * The same for secret and connection changes: durable before returning with
+ * store_sync = always, within the batch window with store_sync = batch.
+ */
+PK_MUST_USE pk_result pk_with_write_tx_batched(p11kms *h, pk_tx_fn fn, void *ctx);
+/* The commit ticket of this thread's last write transaction through the two above (tests). */
 uint64_t pk_store_last_ticket(void);
+
+/* ---- Store durability (core/store_flush.c) ---- */
+/*
+ * store_sync in p11kms.conf. Key changes are always durable before they
+ * return; this decides for secret and connection changes.
+ */
+typedef enum pk_store_sync {
+    PK_STORE_SYNC_ALWAYS = 0, /* fdatasync (group commit) before returning */
+    PK_STORE_SYNC_BATCH       /* return after the commit; a flusher syncs within 2 ms (docs/STORE.md) */
+} pk_store_sync;
+
+/* Read store_sync (P11KMS_ERR_CONFIG when malformed). The handle starts in always mode. */
+PK_MUST_USE pk_result pk_store_flush_new(const p11kms_config *cfg, pk_store_flush **out);
+/* Apply the configured mode (p11kms_open): starts the flusher thread in batch mode. */
+PK_MUST_USE pk_result pk_store_flush_start(p11kms *h);
+/*
+ * Switch the mode of an open handle (benchmarks and tests). Batch starts the
+ * flusher if needed; always first syncs what batch mode left unsynced.
+ */
+PK_MUST_USE pk_result pk_store_set_sync(p11kms *h, pk_store_sync mode);
+/* After a commit with this ticket: sync now, or (batch_ok, batch mode) leave it to the flusher. */
+PK_MUST_USE pk_result pk_store_durable(p11kms *h, uint64_t ticket, bool batch_ok);
+/* Stop the flusher and sync what is left (p11kms_close, before the store closes). */
+void pk_store_flush_close(p11kms *h);
 
 #endif

@@ -85,6 +85,7 @@ static pk_result open_common(const p11kms_config *cfg, bool create_store, p11kms
     h->store_checked_at = INT64_MIN / 2;
     PK_TRY(read_identity(h));
     PK_TRY(pk_conf_uint(cfg, "sessions", 4, 1, 256, &sessions));
+    PK_TRY(pk_store_flush_new(cfg, &h->flush));
     memset(&o, 0, sizeof(o));
     o.module = p11kms_config_get(cfg, "module");
     o.token_uri = p11kms_config_get(cfg, "token");
@@ -192,6 +193,7 @@ P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
     /* No operation without its audit trail: a trail that cannot be opened stops the handle. */
     if (pk_ok(r)) r = pk_audit_open_conf(cfg, h->p11, &h->audit);
     if (pk_ok(r)) r = purge_at_open(h);
+    if (pk_ok(r)) r = pk_store_flush_start(h);
     if (pk_failed(r)) {
         p11kms_close(h);
         return r.code;
@@ -209,6 +211,7 @@ P11KMS_API void p11kms_close(p11kms *h)
     /* Wipes the decrypted-secret cache before the handle goes away. */
     pk_secrets_detach(h);
     pk_keycache_free(h->keys);
+    pk_store_flush_close(h);
     pk_store_close(h->store);
     pk_p11_close(h->p11);
     pthread_mutex_destroy(&h->store_lock);

@@ -78,7 +78,7 @@ static __thread uint64_t tl_ticket;
 uint64_t pk_store_last_ticket(void) { return tl_ticket; }
 
 /* The sync runs after store_lock is released, so other threads commit while this one waits for the disk. */
-pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx)
+static pk_result write_tx(p11kms *h, pk_tx_fn fn, void *ctx, bool batch_ok)
 {
     pk_result r;
     uint64_t ticket = 0;
@@ -94,5 +94,15 @@ pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx)
     pthread_mutex_unlock(&h->store_lock);
     PK_GUARD(r);
     tl_ticket = ticket;
-    return h->store->ops->sync(h->store, ticket);
+    return pk_store_durable(h, ticket, batch_ok);
+}
+
+pk_result pk_with_write_tx(p11kms *h, pk_tx_fn fn, void *ctx)
+{
+    return write_tx(h, fn, ctx, false);
+}
+
+pk_result pk_with_write_tx_batched(p11kms *h, pk_tx_fn fn, void *ctx)
+{
+    return write_tx(h, fn, ctx, true);
 }
