@@ -729,7 +729,7 @@ static void test_store_list_callback_may_reenter(void)
     pk_store_close(s);
 }
 
-/* ---- durability: commit tickets, sync, group commit --------------------- */
+/* ---- durability: commit tickets, sync, group commit, checkpoints --------- */
 
 static pk_store_stats stats_of(pk_store *s)
 {
@@ -878,6 +878,14 @@ static void test_store_sync_refused_after_fork(void)
     pk_store_close(s);
 }
 
+static off_t wal_size(const char *name)
+{
+    char path[300];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s-wal", tmpdir, name);
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
 /* About `pages` pages of log (one 3000-byte record per 4 KiB page), in commits of 50. */
 static void write_pages(pk_store *s, const char *prefix, unsigned pages)
 {
@@ -897,6 +905,46 @@ static void write_pages(pk_store *s, const char *prefix, unsigned pages)
         }
     }
     OK(pk_store_commit(s));
+}
+
+#define FRAME_BYTES (4096 + 24)
+
+/*
+ * By default commits checkpoint by themselves at 1000 log pages, so the
+ * log restarts and stays small. In the background mode they leave it to
+ * `checkpoint`; if nobody calls it, a commit still checkpoints at 10,000.
+ */
+static void test_store_checkpoints_in_the_background(void)
+{
+    pk_store *s = open_new("ckpt.db");
+    off_t size;
+
+    /* Inline: about 3000 pages written, the log never grows much past the mark. */
+    write_pages(s, "inline", 3000);
+    size = wal_size("ckpt.db");
+    CU_ASSERT_TRUE(size > 0 && size < 1200 * FRAME_BYTES);
+    CU_ASSERT_EQUAL(stats_of(s).checkpoints, 0);
+    pk_store_close(s);
+
+    s = open_new("ckpt2.db");
+    s->ops->set_checkpoint_background(s, true);
+    write_pages(s, "bg", 1100);
+    CU_ASSERT_TRUE(wal_size("ckpt2.db") > 1100 * FRAME_BYTES); /* nobody checkpointed */
+    OK(s->ops->checkpoint(s));
+    CU_ASSERT_EQUAL(stats_of(s).checkpoints, 1);
+    OK(s->ops->checkpoint(s)); /* copied already: not due again until the log grows by the mark */
+    CU_ASSERT_EQUAL(stats_of(s).checkpoints, 1);
+    /* Left alone, the log is bounded by the backstop: a commit checkpoints and the log restarts. */
+    write_pages(s, "more", 12000);
+    size = wal_size("ckpt2.db");
+    CU_ASSERT_TRUE(size > 0 && size < 10200 * FRAME_BYTES);
+    if (size >= 10200 * FRAME_BYTES) fprintf(stderr, "\n  wal size %lld\n", (long long)size);
+    {
+        uint64_t n = 0;
+        OK(s->ops->count(s, "blob", NULL, &n));
+        CU_ASSERT_EQUAL(n, 13100);
+    }
+    pk_store_close(s);
 }
 
 /*
@@ -1090,6 +1138,7 @@ int main(void)
     CU_add_test(s, "test_store_sync_tickets", test_store_sync_tickets);
     CU_add_test(s, "test_store_sync_group_commit", test_store_sync_group_commit);
     CU_add_test(s, "test_store_sync_refused_after_fork", test_store_sync_refused_after_fork);
+    CU_add_test(s, "test_store_checkpoints_in_the_background", test_store_checkpoints_in_the_background);
     CU_add_test(s, "test_store_failed_fdatasync_refuses_writes", test_store_failed_fdatasync_refuses_writes);
     CU_add_test(s, "test_store_bench_get_and_changed", test_store_bench_get_and_changed);
     return pk_run_suites();

@@ -21,6 +21,13 @@
  * because the store flushes in commit order: syncing a key change also
  * makes every earlier batched change durable.
  *
+ * Batch mode also moves the store's checkpoints (copying the log into the
+ * database: two fsyncs and a few ms every 1000 log pages) off the
+ * committing threads, onto a checkpointer thread that the flusher wakes
+ * after each sync. It is a thread of its own so that a checkpoint never
+ * delays a sync past the window. In always mode commits keep checkpointing
+ * themselves: next to an fdatasync per change, that costs little.
+ *
  * Locking: f->mu guards the flusher's state and is never held while the
  * store syncs. The mode is read without it on the commit path (atomic).
  * Fork: a child inherits the handle's memory but not its thread; it never
@@ -40,14 +47,16 @@
 #define FLUSH_INTERVAL_US 2000
 
 struct pk_store_flush {
-    p11kms *h;               /* the thread's argument is this struct: h->flush is cleared before it stops */
+    p11kms *h;               /* the threads' argument is this struct: h->flush is cleared before they stop */
     pk_store_sync conf_mode; /* from p11kms.conf, applied by pk_store_flush_start */
     int mode;                /* pk_store_sync now in force; atomic loads on the commit path */
     unsigned long fork_gen;
     pthread_mutex_t mu;      /* guards everything below */
-    pthread_cond_t cv;       /* CLOCK_MONOTONIC */
-    pthread_t thread;
-    bool started, stop;
+    pthread_cond_t cv;       /* the flusher's; CLOCK_MONOTONIC */
+    pthread_cond_t ck_cv;    /* the checkpointer's */
+    pthread_t thread, ck_thread;
+    bool started, ck_started, stop;
+    bool ck_wanted;          /* a sync happened since the checkpointer last looked */
     int64_t dirty_since_us;  /* monotonic time of the first commit not yet synced; 0: none */
 };
 
@@ -103,6 +112,10 @@ pk_result pk_store_flush_new(const p11kms_config *cfg, pk_store_flush **out)
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     rc = pthread_cond_init(&f->cv, &a);
     pthread_condattr_destroy(&a);
+    if (rc == 0 && pthread_cond_init(&f->ck_cv, NULL) != 0) {
+        pthread_cond_destroy(&f->cv);
+        rc = -1;
+    }
     if (rc != 0) {
         free(f);
         return pk_fail(P11KMS_ERR_INTERNAL, "store flusher: cannot create a condition variable");
@@ -120,8 +133,9 @@ static void wait_until(pk_store_flush *f, int64_t deadline_us)
 
 /*
  * Sleep until a commit makes the store dirty, then until the window since
- * that commit has passed, then sync everything committed by then. A failed
- * sync marks the store broken; the next write reports it.
+ * that commit has passed, then sync everything committed by then and let
+ * the checkpointer look. A failed sync marks the store broken; the next
+ * write reports it.
  */
 static void *flusher_main(void *arg)
 {
@@ -145,19 +159,54 @@ static void *flusher_main(void *arg)
         pthread_mutex_unlock(&f->mu);
         PK_IGNORE(h->store->ops->sync(h->store, PK_STORE_SYNC_ALL));
         pthread_mutex_lock(&f->mu);
+        if (!f->ck_wanted) {
+            f->ck_wanted = true;
+            pthread_cond_signal(&f->ck_cv);
+        }
     }
     pthread_mutex_unlock(&f->mu);
     return NULL;
 }
 
-/* The flusher, once. */
-static pk_result start_thread_inlock(p11kms *h, pk_store_flush *f)
+/*
+ * The store checkpoints only once its log has grown enough, so most wakes
+ * return at once. A failed checkpoint is left to the next one (or to the
+ * commits' backstop): it loses nothing, the log only stays longer.
+ */
+static void *checkpointer_main(void *arg)
+{
+    pk_store_flush *f = arg;
+    p11kms *h = f->h;
+
+    pthread_mutex_lock(&f->mu);
+    while (!f->stop) {
+        if (!f->ck_wanted) {
+            pthread_cond_wait(&f->ck_cv, &f->mu);
+            continue;
+        }
+        f->ck_wanted = false;
+        pthread_mutex_unlock(&f->mu);
+        PK_IGNORE(h->store->ops->checkpoint(h->store));
+        pthread_mutex_lock(&f->mu);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* Both threads, once; the checkpointer first, so commits hand checkpoints over only when it runs. */
+static pk_result start_threads_inlock(p11kms *h, pk_store_flush *f)
 {
     f->h = h;
-    if (f->started) return PK_OK;
-    PK_ENSURE(pthread_create(&f->thread, NULL, flusher_main, f) == 0, P11KMS_ERR_INTERNAL,
-              "cannot start the store flusher thread");
-    f->started = true;
+    if (!f->ck_started) {
+        PK_ENSURE(pthread_create(&f->ck_thread, NULL, checkpointer_main, f) == 0, P11KMS_ERR_INTERNAL,
+                  "cannot start the store checkpointer thread");
+        f->ck_started = true;
+    }
+    if (!f->started) {
+        PK_ENSURE(pthread_create(&f->thread, NULL, flusher_main, f) == 0, P11KMS_ERR_INTERNAL,
+                  "cannot start the store flusher thread");
+        f->started = true;
+    }
     return PK_OK;
 }
 
@@ -171,8 +220,11 @@ pk_result pk_store_set_sync(p11kms *h, pk_store_sync mode)
     PK_ENSURE(!inherited(f), P11KMS_ERR_INVALID_ARGUMENT,
               "store_sync: this handle was opened by the parent process; open a new one after fork");
     pthread_mutex_lock(&f->mu);
-    if (mode == PK_STORE_SYNC_BATCH) r = start_thread_inlock(h, f);
-    if (pk_ok(r)) __atomic_store_n(&f->mode, (int)mode, __ATOMIC_RELEASE);
+    if (mode == PK_STORE_SYNC_BATCH) r = start_threads_inlock(h, f);
+    if (pk_ok(r)) {
+        h->store->ops->set_checkpoint_background(h->store, mode == PK_STORE_SYNC_BATCH);
+        __atomic_store_n(&f->mode, (int)mode, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&f->mu);
     PK_GUARD(r);
     /* From now on "always" must hold for what was returned before the switch too. An idle flusher stays. */
@@ -218,11 +270,14 @@ void pk_store_flush_close(p11kms *h)
     pthread_mutex_lock(&f->mu);
     f->stop = true;
     pthread_cond_signal(&f->cv);
+    pthread_cond_signal(&f->ck_cv);
     pthread_mutex_unlock(&f->mu);
     if (f->started) pthread_join(f->thread, NULL);
+    if (f->ck_started) pthread_join(f->ck_thread, NULL);
     /* The end of the window: nothing committed through this handle stays unsynced. */
     if (h->store != NULL) PK_IGNORE(h->store->ops->sync(h->store, PK_STORE_SYNC_ALL));
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
+    pthread_cond_destroy(&f->ck_cv);
     free(f);
 }

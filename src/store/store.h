@@ -52,6 +52,7 @@ typedef struct pk_store_stats {
     uint64_t commits; /* write commits (transactions and autocommit writes); the last commit's ticket */
     uint64_t synced;  /* every commit with a ticket up to this one is durable */
     uint64_t syncs;   /* fdatasync calls (group commit: fewer than commits under concurrency) */
+    uint64_t checkpoints; /* run by `checkpoint` */
 } pk_store_stats;
 
 /* `sync` target: everything committed on the handle so far. */
@@ -104,6 +105,17 @@ typedef struct pk_store_ops {
      * written since the last good flush can be trusted to be on disk.
      */
     pk_result (*sync)(pk_store *s, uint64_t upto);
+    /*
+     * A checkpoint copies the log into the database file (SQLite: two
+     * fsyncs and the copy, once the WAL holds 1000 pages). By default the
+     * commit that crosses that mark runs it, on its caller's time. With
+     * background=true commits leave it to `checkpoint`, which a thread of the
+     * caller's own must then call regularly; should it fall behind, a commit
+     * still checkpoints at 10 times the mark, so the log stays bounded.
+     */
+    void (*set_checkpoint_background)(pk_store *s, bool background);
+    /* Checkpoint if the mark is reached; never blocks committing threads. */
+    pk_result (*checkpoint)(pk_store *s);
     void (*stats)(pk_store *s, pk_store_stats *out);
     /* Syncs what is committed (a failure cannot be reported), then closes. */
     void (*close)(pk_store *s);

@@ -65,6 +65,8 @@
 #define RETRY_DEADLINE_MS 30000
 #define RETRY_MAX_SLEEP_MS 100
 #define CACHE_SIZE "-32768" /* KiB, per handle */
+#define CKPT_FRAMES 1000            /* checkpoint mark: SQLite's default wal_autocheckpoint */
+#define CKPT_BACKSTOP_FRAMES 10000  /* background checkpoints fell behind: a commit runs one */
 
 /*
  * Schema migrations, in order: entry i takes a store from version i to
@@ -158,6 +160,15 @@ typedef struct sq_store {
     dev_t wal_dev;
     ino_t wal_ino;
     char *wal_path;
+
+    /* Checkpoints: see wal_hook and sq_checkpoint. */
+    int wal_frames;    /* WAL size in frames after this handle's last commit; atomic */
+    bool ck_background; /* commits leave checkpoints to sq_checkpoint; atomic */
+    uint64_t checkpoints; /* atomic */
+    pthread_mutex_t ck_mu; /* guards ck_db */
+    bool ck_ready;
+    sqlite3 *ck_db;    /* a second connection, for checkpoints only */
+    int ck_copied;     /* frames of the log already in the database, as of our last checkpoint */
     char path[]; /* for messages */
 } sq_store;
 
@@ -533,6 +544,100 @@ static void sq_stats(pk_store *base, pk_store_stats *out)
     out->synced = s->synced;
     out->syncs = s->syncs;
     pthread_mutex_unlock(&s->sync_mu);
+    out->checkpoints = __atomic_load_n(&s->checkpoints, __ATOMIC_RELAXED);
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+/*
+ * SQLite calls this after every commit on the main connection with the
+ * WAL's size in frames. It replaces SQLite's automatic checkpoint (itself
+ * a WAL hook, run inside the commit that reaches the mark) with the same
+ * rule, unless checkpoints run in the background: then only past the
+ * backstop. A failed checkpoint here is SQLite's usual benign case (it is
+ * retried at the next mark); the commit has succeeded either way.
+ */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    sq_store *s = arg;
+    bool background = __atomic_load_n(&s->ck_background, __ATOMIC_RELAXED);
+
+    __atomic_store_n(&s->wal_frames, frames, __ATOMIC_RELAXED);
+    if (frames >= (background ? CKPT_BACKSTOP_FRAMES : CKPT_FRAMES))
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+static void sq_set_checkpoint_background(pk_store *base, bool background)
+{
+    __atomic_store_n(&sq(base)->ck_background, background, __ATOMIC_RELAXED);
+}
+
+/*
+ * The checkpoint connection. Its first read opens the WAL (a checkpoint
+ * on a connection that has not read yet does nothing). It never writes, so
+ * its own automatic checkpoint never fires; its checkpoints sync the log
+ * before copying and the database after, in NORMAL as in FULL.
+ */
+static pk_result open_checkpointer_inlock(sq_store *s)
+{
+    int rc = sqlite3_open_v2(s->path, &s->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+
+    if (rc == SQLITE_OK) {
+        (void)sqlite3_extended_result_codes(s->ck_db, 1);
+        (void)sqlite3_busy_timeout(s->ck_db, BUSY_TIMEOUT_MS);
+        (void)sqlite3_db_config(s->ck_db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+        rc = sqlite3_exec(s->ck_db, "PRAGMA synchronous = NORMAL; PRAGMA user_version", NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) return PK_OK;
+    {
+        pk_result r = pk_fail(map_rc(rc), "store %s: checkpoint connection: %s", s->path,
+                              s->ck_db != NULL ? sqlite3_errmsg(s->ck_db) : sqlite3_errstr(rc));
+        (void)sqlite3_close(s->ck_db);
+        s->ck_db = NULL;
+        return r;
+    }
+}
+
+/*
+ * A PASSIVE checkpoint on the checkpoint connection, once the log has grown
+ * by CKPT_FRAMES since the last one: it copies what no reader still needs,
+ * without waiting for anyone, while the main connection goes on committing
+ * (writers append past the frames being copied). BUSY means another
+ * connection is checkpointing: our work is being done.
+ *
+ * SQLite restarts the log from its beginning only when a write transaction
+ * starts with every frame copied, which a checkpoint racing a steady stream
+ * of commits rarely leaves behind. So under load the log grows until the
+ * backstop, where the commit's own checkpoint has little left to copy and
+ * the next transaction restarts the log. A restart we notice late (the log
+ * is smaller than what we copied) delays one checkpoint by one mark at most.
+ */
+static pk_result sq_checkpoint(pk_store *base)
+{
+    sq_store *s = sq(base);
+    pk_result r = PK_OK;
+    int frames = __atomic_load_n(&s->wal_frames, __ATOMIC_RELAXED);
+    int log = 0, copied = 0, rc;
+
+    PK_ENSURE(s->pid == getpid(), P11KMS_ERR_STORE, "store %s: handle opened by process %ld; open a new one after fork",
+              s->path, (long)s->pid);
+    pthread_mutex_lock(&s->ck_mu);
+    /* A log smaller than what was copied has restarted from its beginning. */
+    if (frames < s->ck_copied) s->ck_copied = 0;
+    if (frames - s->ck_copied < CKPT_FRAMES) goto out;
+    if (s->ck_db == NULL) PK_TRY(open_checkpointer_inlock(s));
+    rc = sqlite3_wal_checkpoint_v2(s->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+    if (rc == SQLITE_OK) {
+        __atomic_add_fetch(&s->checkpoints, 1, __ATOMIC_RELAXED);
+        s->ck_copied = copied;
+    } else {
+        PK_CHECK((rc & 0xff) == SQLITE_BUSY, map_rc(rc), "store %s: checkpoint: %s", s->path,
+                 sqlite3_errmsg(s->ck_db));
+    }
+out:
+    pthread_mutex_unlock(&s->ck_mu);
+    return r;
 }
 
 /* ---- operations ------------------------------------------------------------ */
@@ -895,6 +1000,9 @@ static void free_own(sq_store *s)
 
 static void destroy(sq_store *s)
 {
+    /* The main connection closes last: as the last one it checkpoints and removes the WAL. */
+    if (s->ck_db != NULL) (void)sqlite3_close(s->ck_db);
+    if (s->ck_ready) pthread_mutex_destroy(&s->ck_mu);
     if (s->db != NULL) {
         for (size_t i = 0; i < PK_ARRAY_LEN(s->stmt); i++) (void)sqlite3_finalize(s->stmt[i]);
         /* Closing with a transaction open rolls it back. */
@@ -940,6 +1048,8 @@ static const pk_store_ops sqlite_ops = {
     .count = sq_count,
     .changed = sq_changed,
     .sync = sq_sync,
+    .set_checkpoint_background = sq_set_checkpoint_background,
+    .checkpoint = sq_checkpoint,
     .stats = sq_stats,
     .close = sq_close,
 };
@@ -1023,6 +1133,7 @@ static pk_result connect_inlock(sq_store *s)
     (void)sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     /* Refuse SQL that could corrupt the file on purpose (writable_schema and the like). */
     (void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    (void)sqlite3_wal_hook(s->db, wal_hook, s);
     return PK_OK;
 }
 
@@ -1134,6 +1245,8 @@ static pk_result init_lock(sq_store *s)
         return pk_fail(P11KMS_ERR_INTERNAL, "store: cannot create a condition variable");
     }
     s->sync_ready = true;
+    PK_ENSURE(pthread_mutex_init(&s->ck_mu, NULL) == 0, P11KMS_ERR_INTERNAL, "store: cannot create a mutex");
+    s->ck_ready = true;
     return PK_OK;
 }
 
