@@ -454,10 +454,11 @@ static pk_result resolve_into(pk_op *op, const char *name, p11kms_secret_map **o
     *out = m;
     m = NULL;
 out:
-    /* sc lives on this frame. */
+    /* sc lives on this frame: nothing in op may point into it once we return. */
     op->ctx = NULL;
     op->nctx = 0;
     op->secret_id = NULL;
+    op->connection = name;
     pk_map_free(m);
     pk_key_release(op->h, k);
     pk_conn_clear(&conn);
