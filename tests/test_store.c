@@ -383,6 +383,39 @@ static void test_store_changed_across_handles(void)
     pk_store_close(a);
 }
 
+/*
+ * A write lock held past the wait fails with a message that says so (and
+ * what to do), not SQLite's "database is locked"; nothing else is affected.
+ */
+static void test_store_lock_held_past_the_wait(void)
+{
+    char uri[256], path[256], want[512];
+    pk_store *a = open_new("locked.db");
+    pk_store *b = NULL;
+    pk_record got = {0};
+    bool found = false;
+
+    uri_of("locked.db", uri, sizeof(uri));
+    path_of("locked.db", path, sizeof(path));
+    OK(pk_store_open(uri, false, &b));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    insert(a, "key", "k1", "", 0);
+    pk_store_sqlite_set_lock_wait(b, 200);
+    OK(pk_store_begin(a, true));
+    snprintf(want, sizeof(want), "store begin: %s stayed locked by another process for more than 0.2 s; try again later",
+             path);
+    FAILS(pk_store_begin(b, true), P11KMS_ERR_STORE, want);
+    /* Readers are not blocked by a writer (WAL), and the failed handle still works. */
+    OK(b->ops->get(b, "key", "k1", &got, &found));
+    CU_ASSERT_TRUE(found);
+    pk_record_clear(&got);
+    pk_store_rollback(a);
+    OK(pk_store_begin(b, true));
+    OK(pk_store_commit(b));
+    pk_store_close(b);
+    pk_store_close(a);
+}
+
 static void test_store_transactions(void)
 {
     pk_store *s = open_new("tx.db");
@@ -1128,6 +1161,7 @@ int main(void)
     CU_add_test(s, "test_store_list_and_count", test_store_list_and_count);
     CU_add_test(s, "test_store_list_due", test_store_list_due);
     CU_add_test(s, "test_store_changed_across_handles", test_store_changed_across_handles);
+    CU_add_test(s, "test_store_lock_held_past_the_wait", test_store_lock_held_past_the_wait);
     CU_add_test(s, "test_store_transactions", test_store_transactions);
     CU_add_test(s, "test_store_refuses_non_sqlite_file", test_store_refuses_non_sqlite_file);
     CU_add_test(s, "test_store_refuses_other_schema_versions", test_store_refuses_other_schema_versions);

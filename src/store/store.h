@@ -134,6 +134,8 @@ PK_MUST_USE pk_result pk_store_open(const char *uri, bool create, pk_store **out
 
 /* Backends. */
 PK_MUST_USE pk_result pk_store_sqlite_open(const char *path, bool create, pk_store **out);
+/* How long contention (another process's write lock) is waited out before failing; 30 s unless set (tests). */
+void pk_store_sqlite_set_lock_wait(pk_store *s, unsigned ms);
 
 static inline pk_result pk_store_begin(pk_store *s, bool write) { return s->ops->begin(s, write); }
 static inline pk_result pk_store_commit(pk_store *s) { return s->ops->commit(s, NULL); }

@@ -27,7 +27,9 @@
  * to BUSY_TIMEOUT_MS, and our own retry loop (with jittered exponential
  * backoff, up to RETRY_DEADLINE_MS) covers the cases where SQLite returns
  * BUSY/LOCKED without calling the handler (WAL recovery, lock upgrades).
- * Callers never see "database is locked" under ordinary contention.
+ * Callers never see "database is locked" under ordinary contention; a
+ * lock held longer than the wait (lock_wait_ms, 30 s) fails with a message
+ * that says so.
  *
  * Threads. One handle may be shared by the threads of one process. A
  * recursive mutex guards the connection and the cached statements (so the
@@ -145,6 +147,7 @@ typedef struct sq_store {
     bool dv_seen;
     int64_t dv; /* PRAGMA data_version at the last `changed` */
     pid_t pid;
+    unsigned lock_wait_ms; /* how long contention is retried before giving up */
     uint64_t commits; /* the last commit ticket; written under lock, read atomically */
 
     /* Group commit: sync_mu is never held together with lock, nor across fdatasync. */
@@ -174,6 +177,16 @@ typedef struct sq_store {
 
 static sq_store *sq(pk_store *base) { return (sq_store *)base; }
 
+void pk_store_sqlite_set_lock_wait(pk_store *base, unsigned ms)
+{
+    sq_store *s = sq(base);
+
+    pthread_mutex_lock(&s->lock);
+    s->lock_wait_ms = ms;
+    (void)sqlite3_busy_timeout(s->db, ms < BUSY_TIMEOUT_MS ? (int)ms : BUSY_TIMEOUT_MS);
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* ---- errors ------------------------------------------------------------ */
 
 static p11kms_rc map_rc(int rc)
@@ -202,12 +215,14 @@ static pk_result fail_rec(sq_store *s, int rc, const char *op, const char *kind,
 
 typedef struct retry {
     unsigned attempt;
+    unsigned deadline_ms;
     struct timespec start;
 } retry;
 
-static void retry_init(retry *t)
+static void retry_init(retry *t, const sq_store *s)
 {
     t->attempt = 0;
+    t->deadline_ms = s->lock_wait_ms;
     clock_gettime(CLOCK_MONOTONIC, &t->start);
 }
 
@@ -253,7 +268,7 @@ static bool retry_after(retry *t, int rc)
     unsigned cap_us;
     struct timespec ts;
 
-    if (!is_busy(rc) || elapsed_ms(&t->start) >= RETRY_DEADLINE_MS) return false;
+    if (!is_busy(rc) || elapsed_ms(&t->start) >= t->deadline_ms) return false;
     cap_us = t->attempt < 7 ? 1000u << t->attempt : RETRY_MAX_SLEEP_MS * 1000u;
     if (cap_us > RETRY_MAX_SLEEP_MS * 1000u) cap_us = RETRY_MAX_SLEEP_MS * 1000u;
     cap_us = cap_us / 2 + jitter(cap_us / 2);
@@ -264,18 +279,25 @@ static bool retry_after(retry *t, int rc)
     return true;
 }
 
+/* Contention outlasted every retry: say so, not SQLite's "database is locked". */
+static pk_result fail_locked(const sq_store *s, const char *op)
+{
+    return pk_fail(P11KMS_ERR_STORE, "store %s: %s stayed locked by another process for more than %.1f s; try again later", op,
+                   s->path, s->lock_wait_ms / 1000.0);
+}
+
 /*
  * Step a statement. With may_retry, contention resets the statement and
  * tries again; only safe where nothing has run yet: outside a transaction,
  * for BEGIN, and for COMMIT (a COMMIT that failed with BUSY leaves the
  * transaction open and may be repeated).
  */
-static int step_inlock(sqlite3_stmt *st, bool may_retry)
+static int step_inlock(sq_store *s, sqlite3_stmt *st, bool may_retry)
 {
     retry t;
     int rc;
 
-    retry_init(&t);
+    retry_init(&t, s);
     while ((rc = sqlite3_step(st)) != SQLITE_ROW && rc != SQLITE_DONE) {
         if (!may_retry || !retry_after(&t, rc)) break;
         (void)sqlite3_reset(st);
@@ -317,7 +339,11 @@ static pk_result run_inlock(sq_store *s, enum stmt_id id, bool may_retry, const 
     int rc;
 
     PK_TRY(acquire_inlock(s, id, &st));
-    rc = step_inlock(st, may_retry);
+    rc = step_inlock(s, st, may_retry);
+    if (may_retry && is_busy(rc)) {
+        r = fail_locked(s, op);
+        goto out;
+    }
     PK_CHECK(rc == SQLITE_DONE || rc == SQLITE_ROW, map_rc(rc), "store %s: %s (SQLite %d)", op, sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db));
 out:
     release_inlock(s, id, st);
@@ -651,14 +677,17 @@ static pk_result begin_read_inlock(sq_store *s)
     int rc;
 
     PK_TRY(acquire_inlock(s, ST_DATA_VERSION, &st));
-    for (retry_init(&t);;) {
+    for (retry_init(&t, s);;) {
         PK_TRY(run_inlock(s, ST_BEGIN_READ, true, "begin"));
         rc = sqlite3_step(st);
         (void)sqlite3_reset(st);
         if (rc == SQLITE_ROW) break;
         r = pk_fail(map_rc(rc), "store begin: %s", sqlite3_errmsg(s->db));
         (void)run_inlock(s, ST_ROLLBACK, false, "rollback");
-        if (!retry_after(&t, rc)) goto out;
+        if (!retry_after(&t, rc)) {
+            if (is_busy(rc)) r = fail_locked(s, "begin");
+            goto out;
+        }
         r = PK_OK;
     }
 out:
@@ -735,7 +764,7 @@ static pk_result get_inlock(sq_store *s, const char *kind, const char *id, pk_re
 
     PK_TRY(acquire_inlock(s, ST_GET, &st));
     rc = bind_key(st, kind, id);
-    if (rc == SQLITE_OK) rc = step_inlock(st, s->tx == TX_NONE);
+    if (rc == SQLITE_OK) rc = step_inlock(s, st, s->tx == TX_NONE);
     if (rc == SQLITE_ROW) {
         PK_TRY(row_to_record(st, out));
         *found = true;
@@ -787,7 +816,7 @@ static pk_result write_inlock(sq_store *s, const pk_record *rec, uint64_t expect
     PK_TRY(acquire_inlock(s, id, &st));
     rc = bind_record(st, rec);
     if (rc == SQLITE_OK && id == ST_UPDATE) rc = sqlite3_bind_int64(st, 8, (sqlite3_int64)expected_rev);
-    if (rc == SQLITE_OK) rc = step_inlock(st, s->tx == TX_NONE);
+    if (rc == SQLITE_OK) rc = step_inlock(s, st, s->tx == TX_NONE);
     PK_CHECK(rc != SQLITE_CONSTRAINT_PRIMARYKEY, P11KMS_ERR_ALREADY_EXISTS, "record %s/%s already exists",
              rec->kind, rec->id);
     if (rc != SQLITE_DONE) {
@@ -835,7 +864,7 @@ static pk_result del_inlock(sq_store *s, const char *kind, const char *id)
     PK_CHECK(s->tx != TX_READ, P11KMS_ERR_INTERNAL, "store delete %s/%s: inside a read transaction", kind, id);
     PK_TRY(acquire_inlock(s, ST_DELETE, &st));
     rc = bind_key(st, kind, id);
-    if (rc == SQLITE_OK) rc = step_inlock(st, s->tx == TX_NONE);
+    if (rc == SQLITE_OK) rc = step_inlock(s, st, s->tx == TX_NONE);
     if (rc != SQLITE_DONE) r = fail_rec(s, rc, "delete", kind, id);
     else if (s->tx == TX_NONE) count_commit_inlock(s, NULL);
 out:
@@ -867,7 +896,7 @@ static pk_result each_row_inlock(sq_store *s, sqlite3_stmt *st, const char *op, 
     int rc;
 
     memset(&rec, 0, sizeof(rec));
-    for (retry_init(&t);;) {
+    for (retry_init(&t, s);;) {
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             may_retry = false;
@@ -941,7 +970,7 @@ static pk_result scalar_inlock(sq_store *s, enum stmt_id id, const char *op, con
 
     PK_TRY(acquire_inlock(s, id, &st));
     if (kind != NULL) rc = bind_key(st, kind, ref);
-    if (rc == SQLITE_OK) rc = step_inlock(st, s->tx == TX_NONE);
+    if (rc == SQLITE_OK) rc = step_inlock(s, st, s->tx == TX_NONE);
     PK_CHECK(rc == SQLITE_ROW, map_rc(rc), "store %s: %s", op, sqlite3_errmsg(s->db));
     *out = sqlite3_column_int64(st, 0);
 out:
@@ -1105,7 +1134,7 @@ static pk_result once_inlock(sq_store *s, const char *sql, const char *op, int64
     retry t;
     int rc;
 
-    for (retry_init(&t);;) {
+    for (retry_init(&t, s);;) {
         rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_step(st);
         if (rc == SQLITE_ROW && out != NULL) *out = sqlite3_column_int64(st, 0);
@@ -1113,7 +1142,7 @@ static pk_result once_inlock(sq_store *s, const char *sql, const char *op, int64
             snprintf(text, text_len, "%s", (const char *)sqlite3_column_text(st, 0));
         if (rc == SQLITE_ROW || rc == SQLITE_DONE) break;
         if (!retry_after(&t, rc)) {
-            pk_result r = fail_db(s, rc, op);
+            pk_result r = is_busy(rc) ? fail_locked(s, op) : fail_db(s, rc, op);
             (void)sqlite3_finalize(st);
             return r;
         }
@@ -1130,7 +1159,7 @@ static pk_result connect_inlock(sq_store *s)
 
     if (rc != SQLITE_OK) return fail_db(s, rc, "open");
     (void)sqlite3_extended_result_codes(s->db, 1);
-    (void)sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    (void)sqlite3_busy_timeout(s->db, s->lock_wait_ms < BUSY_TIMEOUT_MS ? (int)s->lock_wait_ms : BUSY_TIMEOUT_MS);
     /* Refuse SQL that could corrupt the file on purpose (writable_schema and the like). */
     (void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     (void)sqlite3_wal_hook(s->db, wal_hook, s);
@@ -1277,6 +1306,7 @@ pk_result pk_store_sqlite_open(const char *path, bool create, pk_store **out)
     memcpy(s->path, path, n + 1);
     s->base.ops = &sqlite_ops;
     s->pid = getpid();
+    s->lock_wait_ms = RETRY_DEADLINE_MS;
     s->wal_fd = -1;
     if (asprintf(&s->wal_path, "%s-wal", path) < 0) s->wal_path = NULL;
     PK_CHECK_ALLOC(s->wal_path);
