@@ -85,8 +85,8 @@ static void expect_value(const char *id, const char *k, const char *v)
     p11kms_secret_map_free(m);
 }
 
-/* A key whose policy gives ADM administration and OPR use. */
-static char *make_key(void)
+/* A key on handle `on` whose policy gives ADM administration and OPR use. */
+static char *make_key_on(p11kms *on)
 {
     const char *admins[] = {ADM}, *ops[] = {OPR};
     p11kms_key_spec spec;
@@ -96,9 +96,11 @@ static char *make_key(void)
     spec.nadmins = 1;
     spec.operators = ops;
     spec.noperators = 1;
-    PK_ASSERT_RC(p11kms_key_create(h, adm, &spec, &id), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_key_create(on, adm, &spec, &id), P11KMS_OK, NULL);
     return id;
 }
+
+static char *make_key(void) { return make_key_on(h); }
 
 static void test_secrets_store_get_update_remove_list(void)
 {
@@ -811,20 +813,13 @@ static void test_secrets_store_sync_batch(void)
     char path[600], *id = NULL, *key = NULL;
     p11kms_config *cfg = conf_with("sync-batch.conf", "store_sync = batch\n", path, sizeof(path));
     p11kms *hb = open_with(cfg);
-    const char *admins[] = {ADM}, *ops[] = {OPR};
-    p11kms_key_spec spec;
     p11kms_connection_spec cs;
     p11kms_secret_map *opts = NULL;
     bool returned_unsynced = false;
     uint64_t t = 0;
 
     /* Key management ignores batch mode. */
-    memset(&spec, 0, sizeof(spec));
-    spec.admins = admins;
-    spec.nadmins = 1;
-    spec.operators = ops;
-    spec.noperators = 1;
-    PK_ASSERT_RC(p11kms_key_create(hb, adm, &spec, &key), P11KMS_OK, NULL);
+    key = make_key_on(hb);
     CU_ASSERT_TRUE(pk_store_last_ticket() > 0 && stats_of(hb).synced >= pk_store_last_ticket());
 
     /*
