@@ -109,6 +109,21 @@ static void test_util_json_out_escapes(void)
     pk_buf_free(&b);
 }
 
+/* Bytes that are not UTF-8 never reach the output: it must stay JSON a strict parser reads back. */
+static void test_util_json_escape_keeps_output_valid(void)
+{
+    static const char in[] = "ok \xc3\xa9 \xff \xe2\x82 \xed\xa0\x80 \xf0\x9f\x94\x91\x7f|";
+    pk_buf b = {0};
+    CU_ASSERT_TRUE(pk_ok(pk_json_escape(&b, in, sizeof(in) - 1)));
+    /* An embedded NUL within the length is escaped, and a sequence cut by the length is not read past it. */
+    CU_ASSERT_TRUE(pk_ok(pk_json_escape(&b, "a\0b\xc3", 4)));
+    CU_ASSERT_TRUE(pk_ok(pk_buf_cstr(&b)));
+    CU_ASSERT_STRING_EQUAL((char *)b.data, "\"ok \xc3\xa9 \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd "
+                                           "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xf0\x9f\x94\x91\\u007f|\""
+                                           "\"a\\u0000b\xef\xbf\xbd\"");
+    pk_buf_free(&b);
+}
+
 static void test_util_error_names_and_exit_codes(void)
 {
     CU_ASSERT_STRING_EQUAL(p11kms_rc_name(P11KMS_ERR_DISABLED), "P11KMS_ERR_DISABLED");
@@ -169,6 +184,7 @@ int main(void)
     CU_add_test(s, "test_util_secbuf_grows_and_wipes", test_util_secbuf_grows_and_wipes);
     CU_add_test(s, "test_util_secmem_reuses_wiped_chunks", test_util_secmem_reuses_wiped_chunks);
     CU_add_test(s, "test_util_json_out_escapes", test_util_json_out_escapes);
+    CU_add_test(s, "test_util_json_escape_keeps_output_valid", test_util_json_escape_keeps_output_valid);
     CU_add_test(s, "test_util_error_names_and_exit_codes", test_util_error_names_and_exit_codes);
     CU_add_test(s, "test_util_ct_equal_and_kwp_vector", test_util_ct_equal_and_kwp_vector);
     CU_add_test(s, "test_util_sha256_digest_reuses_context", test_util_sha256_digest_reuses_context);

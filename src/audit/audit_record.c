@@ -14,6 +14,7 @@
 #include "audit/audit_impl.h"
 #include "json/json_in.h"
 #include "util/codec.h"
+#include "util/json_out.h"
 
 const char *pk_audit_decision_name(pk_audit_decision d)
 {
@@ -57,72 +58,10 @@ void pk_audit_now(char out[PK_AUDIT_TIME_LEN + 1])
     put_digits(out + 20, (unsigned)(ts.tv_nsec / 1000000), 3);
 }
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    size_t n;
-    uint32_t cp;
-    if (s[0] < 0x80) return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) n = 2, cp = s[0] & 0x1fu;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef) n = 3, cp = s[0] & 0x0fu;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4) n = 4, cp = s[0] & 0x07u;
-    else return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/*
- * A JSON string literal (RFC 8259 section 7). Runs of plain characters are
- * copied at once; bytes that are not UTF-8 become U+FFFD, so a record is
- * always JSON the verifier can read back. (util/json_out escapes byte by
- * byte, which costs more than the rest of the record; records are written
- * here directly, in a fixed member order.)
- */
+/* A JSON string literal; bytes that are not UTF-8 become U+FFFD, so a record is always JSON the verifier reads back. */
 static pk_result put_str(pk_buf *b, const char *s)
 {
-    static const char hexd[] = "0123456789abcdef";
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, run = 0;
-
-    PK_GUARD(pk_buf_reserve(b, strlen(s) + 2));
-    PK_GUARD(pk_buf_append(b, "\"", 1));
-    for (;;) {
-        unsigned char c = u[i];
-        size_t k;
-        char esc[6];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            i++;
-            continue;
-        }
-        if (i > run) PK_GUARD(pk_buf_append(b, u + run, i - run));
-        if (c == '\0') break;
-        if (c >= 0x80) {
-            k = utf8_seq(u + i);
-            PK_GUARD(k != 0 ? pk_buf_append(b, u + i, k) : pk_buf_append(b, "\xef\xbf\xbd", 3));
-            i += k != 0 ? k : 1;
-        } else {
-            switch (c) {
-            case '"': PK_GUARD(pk_buf_append(b, "\\\"", 2)); break;
-            case '\\': PK_GUARD(pk_buf_append(b, "\\\\", 2)); break;
-            case '\n': PK_GUARD(pk_buf_append(b, "\\n", 2)); break;
-            case '\r': PK_GUARD(pk_buf_append(b, "\\r", 2)); break;
-            case '\t': PK_GUARD(pk_buf_append(b, "\\t", 2)); break;
-            default:
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hexd[c >> 4];
-                esc[5] = hexd[c & 15];
-                PK_GUARD(pk_buf_append(b, esc, 6));
-            }
-            i++;
-        }
-        run = i;
-    }
-    return pk_buf_append(b, "\"", 1);
+    return pk_json_escape(b, s, strlen(s));
 }
 
 /* ,"key":"value" (or "key":"value" when first). */

@@ -54,27 +54,69 @@ void pk_jo_obj_end(pk_json_out *j) { jo_close(j, '}'); }
 void pk_jo_arr_begin(pk_json_out *j) { jo_open(j, '['); }
 void pk_jo_arr_end(pk_json_out *j) { jo_close(j, ']'); }
 
+/* Length of the valid UTF-8 sequence at s, within avail bytes (RFC 3629), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
+{
+    size_t n;
+    uint32_t cp;
+    if (s[0] < 0x80) return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) n = 2, cp = s[0] & 0x1fu;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef) n = 3, cp = s[0] & 0x0fu;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4) n = 4, cp = s[0] & 0x07u;
+    else return 0;
+    if (n > avail) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/*
+ * Runs of plain characters are copied at once (the audit trail formats
+ * every record with this); bytes that are not UTF-8 become U+FFFD, so the
+ * output is always JSON that a strict parser reads back.
+ */
 pk_result pk_json_escape(pk_buf *b, const char *s, size_t n)
 {
+    static const char hexd[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0, k;
+    char esc[6];
+
+    PK_GUARD(pk_buf_reserve(b, n + 2));
     PK_GUARD(pk_buf_append(b, "\"", 1));
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[8];
-        switch (c) {
-        case '"': PK_GUARD(pk_buf_append(b, "\\\"", 2)); break;
-        case '\\': PK_GUARD(pk_buf_append(b, "\\\\", 2)); break;
-        case '\n': PK_GUARD(pk_buf_append(b, "\\n", 2)); break;
-        case '\r': PK_GUARD(pk_buf_append(b, "\\r", 2)); break;
-        case '\t': PK_GUARD(pk_buf_append(b, "\\t", 2)); break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                snprintf(esc, sizeof(esc), "\\u%04x", c);
-                PK_GUARD(pk_buf_append(b, esc, 6));
-            } else {
-                PK_GUARD(pk_buf_append(b, &s[i], 1));
-            }
+    while (i < n) {
+        unsigned char c = u[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            i++;
+            continue;
         }
+        if (i > run) PK_GUARD(pk_buf_append(b, u + run, i - run));
+        if (c >= 0x80) {
+            k = utf8_seq(u + i, n - i);
+            PK_GUARD(k != 0 ? pk_buf_append(b, u + i, k) : pk_buf_append(b, "\xef\xbf\xbd", 3));
+            i += k != 0 ? k : 1;
+        } else {
+            switch (c) {
+            case '"': PK_GUARD(pk_buf_append(b, "\\\"", 2)); break;
+            case '\\': PK_GUARD(pk_buf_append(b, "\\\\", 2)); break;
+            case '\n': PK_GUARD(pk_buf_append(b, "\\n", 2)); break;
+            case '\r': PK_GUARD(pk_buf_append(b, "\\r", 2)); break;
+            case '\t': PK_GUARD(pk_buf_append(b, "\\t", 2)); break;
+            default:
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hexd[c >> 4];
+                esc[5] = hexd[c & 15];
+                PK_GUARD(pk_buf_append(b, esc, 6));
+            }
+            i++;
+        }
+        run = i;
     }
+    if (i > run) PK_GUARD(pk_buf_append(b, u + run, i - run));
     return pk_buf_append(b, "\"", 1);
 }
 
