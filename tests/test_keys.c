@@ -149,6 +149,31 @@ static void test_keys_nonce_budget_rotates_before_the_bound(void)
     p11kms_free(id);
 }
 
+/* A name that is not an IAM ARN could never match a policy: refused up front. */
+static void test_keys_principal_must_be_an_arn(void)
+{
+    static const char *const bad[] = {
+        "flink-operator",                                  /* the short name the demo used to print */
+        "arn:aws:iam::1:role/anyone",                      /* account is not 12 digits */
+        "arn:aws:kms:local:111122223333:key/x",            /* not an IAM principal */
+        "arn:aws:iam:eu-west-1:111122223333:role/x",       /* IAM ARNs have no region */
+        "arn:aws:iam::111122223333:",                      /* no resource */
+        "arn:aws:iam::111122223333:role/*",                /* a pattern, not a caller */
+        "arn:aws:iam::111122223333:role/a b",              /* white space */
+    };
+    const char *want = "principal must be an IAM-style ARN (arn:aws:iam::ACCOUNT:...), e.g. "
+                       "arn:aws:iam::111122223333:role/flink-operator";
+    p11kms_caller *c = NULL;
+    for (size_t i = 0; i < PK_ARRAY_LEN(bad); i++) {
+        PK_ASSERT_RC(p11kms_caller_new(bad[i], &c), P11KMS_ERR_INVALID_ARGUMENT, want);
+        CU_ASSERT_PTR_NULL(c);
+    }
+    CU_ASSERT_EQUAL(p11kms_caller_new("arn:aws:iam::111122223333:root", &c), P11KMS_OK);
+    p11kms_caller_free(c);
+    CU_ASSERT_EQUAL(p11kms_caller_new("arn:aws-cn:sts::111122223333:assumed-role/flink/session-1", &c), P11KMS_OK);
+    p11kms_caller_free(c);
+}
+
 static void test_keys_purge_destroys_after_the_window(void)
 {
     char *id = new_key();
@@ -416,6 +441,7 @@ int main(void)
     CU_add_test(s, "test_keys_purge_destroys_after_the_window", test_keys_purge_destroys_after_the_window);
     CU_add_test(s, "test_keys_purge_rotates_past_the_period", test_keys_purge_rotates_past_the_period);
     CU_add_test(s, "test_keys_lockout_check", test_keys_lockout_check);
+    CU_add_test(s, "test_keys_principal_must_be_an_arn", test_keys_principal_must_be_an_arn);
     CU_add_test(s, "test_keys_missing_principal_refused", test_keys_missing_principal_refused);
     CU_add_test(s, "test_keys_service_key_is_default_and_protected", test_keys_service_key_is_default_and_protected);
     CU_add_test(s, "test_keys_threads_share_one_handle", test_keys_threads_share_one_handle);

@@ -20,6 +20,11 @@ P11KMS_API p11kms_rc p11kms_caller_new(const char *principal_arn, p11kms_caller 
         return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no principal: every operation needs the caller's ARN").code;
     if (strlen(principal_arn) > PRINCIPAL_MAX)
         return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "principal is longer than %d bytes", PRINCIPAL_MAX).code;
+    if (!pk_principal_arn_valid(principal_arn))
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT,
+                       "principal must be an IAM-style ARN (arn:aws:iam::ACCOUNT:...), e.g. "
+                       "arn:aws:iam::111122223333:role/flink-operator")
+            .code;
     c = calloc(1, sizeof(*c));
     if (c == NULL || (c->principal = strdup(principal_arn)) == NULL) {
         free(c);

@@ -98,6 +98,13 @@ PK_MUST_USE pk_result pk_policy_eval(const pk_policy *p, const pk_policy_request
  */
 bool pk_policy_parse_time(const char *s, int64_t *out_ms);
 
+/*
+ * Whether s names a caller the way IAM does: arn:PARTITION:iam::ACCOUNT:...
+ * or arn:PARTITION:sts::ACCOUNT:assumed-role/..., with a 12-digit account
+ * and no wildcard or white space.
+ */
+bool pk_principal_arn_valid(const char *s);
+
 /* ---- Actions -------------------------------------------------------- */
 
 typedef enum pk_action_class {

@@ -66,3 +66,35 @@ bool pol_arn_match(const pol_arn *pat, const pol_arn *subject)
     }
     return true;
 }
+
+static bool all_of(const char *s, size_t len, const char *set)
+{
+    for (size_t i = 0; i < len; i++)
+        if (strchr(set, s[i]) == NULL) return false;
+    return true;
+}
+
+/*
+ * A caller is named as IAM names principals: arn:PARTITION:iam::ACCOUNT:RES
+ * (or sts for assumed roles), with a 12-digit account and a printable
+ * resource. Anything else could never match a policy's Principal, so it is
+ * refused up front instead of being denied with a puzzling message.
+ */
+bool pk_principal_arn_valid(const char *s)
+{
+    pol_arn a;
+    size_t len = strlen(s);
+    if (!pol_arn_split(s, len, &a)) return false;
+    if (a.len[0] != 3 || memcmp(a.part[0], "arn", 3) != 0) return false;
+    if (a.len[1] == 0 || !all_of(a.part[1], a.len[1], "abcdefghijklmnopqrstuvwxyz-")) return false;
+    if (!((a.len[2] == 3 && memcmp(a.part[2], "iam", 3) == 0) || (a.len[2] == 3 && memcmp(a.part[2], "sts", 3) == 0)))
+        return false;
+    if (a.len[3] != 0) return false; /* IAM and STS ARNs have no region */
+    if (a.len[4] != 12 || !all_of(a.part[4], 12, "0123456789")) return false;
+    if (a.len[5] == 0) return false;
+    for (size_t i = 0; i < a.len[5]; i++) {
+        unsigned char ch = (unsigned char)a.part[5][i];
+        if (ch <= 0x20 || ch == 0x7f || ch == '*' || ch == '?') return false;
+    }
+    return true;
+}
