@@ -174,6 +174,50 @@ static void test_keys_principal_must_be_an_arn(void)
     p11kms_caller_free(c);
 }
 
+/* put-policy refuses what policy lint calls an error; warnings pass; the bypass flag overrides. */
+static void test_keys_put_policy_refuses_lint_errors(void)
+{
+    char *id = new_key();
+    char *got = NULL;
+    p11kms_key_spec spec;
+    char *id2 = NULL;
+#define ADMIN_STMT "{\"Sid\":\"Admin\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"" ADMIN "\"},\"Action\":\"kms:*\",\"Resource\":\"*\"}"
+    const char *typo = "{\"Version\":\"2012-10-17\",\"Statement\":[" ADMIN_STMT
+                       ",{\"Sid\":\"Use\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"" OPERATOR
+                       "\"},\"Action\":\"kms:Decrpyt\",\"Resource\":\"*\"}]}";
+    const char *bad_key = "{\"Version\":\"2012-10-17\",\"Statement\":[" ADMIN_STMT
+                          ",{\"Sid\":\"Use\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"" OPERATOR
+                          "\"},\"Action\":\"kms:Decrypt\",\"Resource\":\"*\",\"Condition\":{\"StringEquals\":"
+                          "{\"kms:EncryptionContxt:app\":\"x\"}}}]}";
+#undef ADMIN_STMT
+    PK_ASSERT_RC(p11kms_key_put_policy(h, admin, id, typo, 0), P11KMS_ERR_POLICY_INVALID,
+                 "policy lint: Statement[1] (Sid \"Use\"): unknown action \"kms:Decrpyt\"; fix the policy or pass "
+                 "--bypass-lint");
+    PK_ASSERT_RC(p11kms_key_put_policy(h, admin, id, bad_key, 0), P11KMS_ERR_POLICY_INVALID,
+                 "policy lint: Statement[1] (Sid \"Use\"): unknown condition key \"kms:EncryptionContxt:app\": a "
+                 "request never carries it; fix the policy or pass --bypass-lint");
+    /* Nothing was applied. */
+    CU_ASSERT_EQUAL(p11kms_key_get_policy(h, admin, id, &got), P11KMS_OK);
+    CU_ASSERT_PTR_NULL(strstr(got, "Decrpyt"));
+    p11kms_free(got);
+    /* The explicit bypass applies it (the WildcardAction warning never blocks). */
+    CU_ASSERT_EQUAL(p11kms_key_put_policy(h, admin, id, typo, P11KMS_POLICY_BYPASS_LINT), P11KMS_OK);
+    CU_ASSERT_EQUAL(p11kms_key_get_policy(h, admin, id, &got), P11KMS_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(got, "Decrpyt"));
+    p11kms_free(got);
+    /* key create with a policy: the same rule. */
+    memset(&spec, 0, sizeof(spec));
+    spec.policy_json = typo;
+    PK_ASSERT_RC(p11kms_key_create(h, admin, &spec, &id2), P11KMS_ERR_POLICY_INVALID,
+                 "policy lint: Statement[1] (Sid \"Use\"): unknown action \"kms:Decrpyt\"; fix the policy or pass "
+                 "--bypass-lint");
+    CU_ASSERT_PTR_NULL(id2);
+    spec.bypass_lint = 1;
+    CU_ASSERT_EQUAL(p11kms_key_create(h, admin, &spec, &id2), P11KMS_OK);
+    p11kms_free(id2);
+    p11kms_free(id);
+}
+
 static void test_keys_purge_destroys_after_the_window(void)
 {
     char *id = new_key();
@@ -442,6 +486,7 @@ int main(void)
     CU_add_test(s, "test_keys_purge_rotates_past_the_period", test_keys_purge_rotates_past_the_period);
     CU_add_test(s, "test_keys_lockout_check", test_keys_lockout_check);
     CU_add_test(s, "test_keys_principal_must_be_an_arn", test_keys_principal_must_be_an_arn);
+    CU_add_test(s, "test_keys_put_policy_refuses_lint_errors", test_keys_put_policy_refuses_lint_errors);
     CU_add_test(s, "test_keys_missing_principal_refused", test_keys_missing_principal_refused);
     CU_add_test(s, "test_keys_service_key_is_default_and_protected", test_keys_service_key_is_default_and_protected);
     CU_add_test(s, "test_keys_threads_share_one_handle", test_keys_threads_share_one_handle);

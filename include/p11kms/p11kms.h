@@ -173,6 +173,7 @@ typedef struct p11kms_key_spec {
     size_t noperators;
     unsigned rotation_days;           /* 0 = off, else 90..2560 */
     int bypass_lockout_check;         /* with policy_json: skip the lockout safety check */
+    int bypass_lint;                  /* with policy_json: accept lint errors (unknown actions, keys) */
 } p11kms_key_spec;
 
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_spec *spec,
@@ -192,8 +193,18 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_cancel_deletion(p11kms *h, const
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **report_json);
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_get_policy(p11kms *h, const p11kms_caller *c, const char *key,
                                                            char **policy_json);
+/*
+ * Replace a key's policy. Refused with P11KMS_ERR_POLICY_INVALID when the
+ * policy does not parse, or when the linter finds an error (an unknown
+ * action or condition key, which would silently grant or deny nothing);
+ * P11KMS_POLICY_BYPASS_LINT accepts such a policy and the audit record says
+ * so. P11KMS_POLICY_BYPASS_LOCKOUT_CHECK accepts a policy that would lock
+ * the caller out of kms:PutKeyPolicy.
+ */
+#define P11KMS_POLICY_BYPASS_LOCKOUT_CHECK 1u
+#define P11KMS_POLICY_BYPASS_LINT 2u
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, const char *key,
-                                                           const char *policy_json, int bypass_lockout_check);
+                                                           const char *policy_json, unsigned flags);
 
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_alias_create(p11kms *h, const p11kms_caller *c, const char *alias,
                                                          const char *key);

@@ -104,6 +104,11 @@ P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const 
         pk_policy *p = NULL;
         char arn_prefix[160];
         PK_TRY(pk_policy_compile(spec->policy_json, strlen(spec->policy_json), &p));
+        if (!spec->bypass_lint) {
+            r = pk_policy_lint_refuse_errors(p);
+            if (pk_failed(r)) pk_policy_free(p);
+            PK_TRY(r);
+        }
         /* The new key's ARN is not known yet; check the lockout against any key of this store. */
         snprintf(arn_prefix, sizeof(arn_prefix), "arn:aws:kms:%s:%s:key/00000000-0000-4000-8000-000000000000",
                  h->region, h->account);
@@ -304,7 +309,7 @@ out:
 typedef struct put_arg {
     const char *json;
     const char *principal;
-    int bypass;
+    unsigned flags; /* P11KMS_POLICY_BYPASS_* */
     const char *arn;
 } put_arg;
 
@@ -314,8 +319,10 @@ static pk_result do_put_policy(p11kms *h, const char *id, void *arg)
     pk_policy *pol = NULL;
     bool locked;
     PK_GUARD(pk_policy_compile(p->json, strlen(p->json), &pol));
-    locked = !p->bypass && pk_policy_would_lock_out(pol, p->principal, p->arn);
+    pk_result lint = (p->flags & P11KMS_POLICY_BYPASS_LINT) ? PK_OK : pk_policy_lint_refuse_errors(pol);
+    locked = !(p->flags & P11KMS_POLICY_BYPASS_LOCKOUT_CHECK) && pk_policy_would_lock_out(pol, p->principal, p->arn);
     pk_policy_free(pol);
+    PK_GUARD(lint);
     PK_ENSURE(!locked, P11KMS_ERR_INVALID_ARGUMENT,
               "the new policy would lock %s out of kms:PutKeyPolicy on key %s; fix the policy or pass "
               "--bypass-lockout-check",
@@ -324,7 +331,7 @@ static pk_result do_put_policy(p11kms *h, const char *id, void *arg)
 }
 
 P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, const char *key,
-                                           const char *policy_json, int bypass_lockout_check)
+                                           const char *policy_json, unsigned flags)
 {
     pk_op op;
     pk_result r = PK_OK;
@@ -336,7 +343,7 @@ P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, co
     PK_TRY(load_authorized(&op, key, op.action, &k));
     p.json = policy_json;
     p.principal = c->principal;
-    p.bypass = bypass_lockout_check;
+    p.flags = flags;
     p.arn = k->arn;
     PK_TRY(pk_op_preflight(&op));
     PK_TRY(do_put_policy(h, k->id, &p));

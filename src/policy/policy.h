@@ -129,11 +129,18 @@ typedef enum pk_lint_kind {
     PK_LINT_OVERLY_PERMISSIVE_CONDITION, /* ForAllValues on a single-valued key */
     PK_LINT_UNKNOWN_ACTION,        /* an action name or pattern matching no known action */
     PK_LINT_NO_ADMINISTRATOR,      /* nobody can call kms:PutKeyPolicy */
-    PK_LINT_POLICY_VARIABLE        /* "${" found: variables are not expanded */
+    PK_LINT_POLICY_VARIABLE,       /* "${" found: variables are not expanded */
+    PK_LINT_UNKNOWN_CONDITION_KEY  /* a condition key AWS KMS does not define: it never matches */
 } pk_lint_kind;
 
 /* Stable names: "SeparationOfDuties", "WildcardPrincipal", ... */
 const char *pk_lint_kind_name(pk_lint_kind k);
+/*
+ * Whether a finding of this kind makes a policy wrong rather than risky:
+ * an unknown action or condition key silently grants or denies nothing.
+ * put-policy and create refuse such policies unless the caller bypasses lint.
+ */
+bool pk_lint_kind_is_error(pk_lint_kind k);
 
 typedef struct pk_lint_finding {
     pk_lint_kind kind;
@@ -151,6 +158,12 @@ typedef struct pk_lint_report {
 /* Append the findings for p to report (which starts zeroed). */
 PK_MUST_USE pk_result pk_policy_lint(const pk_policy *p, pk_lint_report *report);
 void pk_lint_report_free(pk_lint_report *report);
+/*
+ * Lint p and fail with P11KMS_ERR_POLICY_INVALID naming the first error
+ * finding (pk_lint_kind_is_error) and the way out (--bypass-lint).
+ * Warnings do not fail.
+ */
+PK_MUST_USE pk_result pk_policy_lint_refuse_errors(const pk_policy *p);
 
 /* ---- Defaults and safety checks ------------------------------------- */
 

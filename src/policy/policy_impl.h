@@ -212,5 +212,7 @@ bool pol_stmt_targets(const pol_stmt *s, const pol_req *r);
 bool pol_cond_eval(const pol_cond *c, const pol_req *r);
 /* Classify a condition key name (case-insensitive prefix rules). */
 pol_key_kind pol_key_classify(const char *key, size_t len, bool *multi_valued, bool *single_valued);
+/* Whether AWS defines a condition key of this name (global aws: keys, kms: keys, tag prefixes). */
+bool pol_key_known(const char *key, size_t len);
 
 #endif

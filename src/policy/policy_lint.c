@@ -26,10 +26,16 @@ const char *pk_lint_kind_name(pk_lint_kind k)
     case PK_LINT_WILDCARD_ACTION: return "WildcardAction";
     case PK_LINT_OVERLY_PERMISSIVE_CONDITION: return "OverlyPermissiveCondition";
     case PK_LINT_UNKNOWN_ACTION: return "UnknownAction";
+    case PK_LINT_UNKNOWN_CONDITION_KEY: return "UnknownConditionKey";
     case PK_LINT_NO_ADMINISTRATOR: return "NoKeyAdministrator";
     case PK_LINT_POLICY_VARIABLE: return "PolicyVariable";
     default: return "Unknown";
     }
+}
+
+bool pk_lint_kind_is_error(pk_lint_kind k)
+{
+    return k == PK_LINT_UNKNOWN_ACTION || k == PK_LINT_UNKNOWN_CONDITION_KEY;
 }
 
 static pk_result add(pk_lint_report *rep, pk_lint_kind kind, const pol_stmt *st, const char *fmt, ...)
@@ -225,6 +231,10 @@ static pk_result lint_statement(const pol_stmt *st, pk_lint_report *rep)
         const pol_cond *c = &st->conds[i];
         bool multi, single;
         (void)pol_key_classify(c->key, c->key_len, &multi, &single);
+        if (!pol_key_known(c->key, c->key_len)) {
+            PK_GUARD(add(rep, PK_LINT_UNKNOWN_CONDITION_KEY, st,
+                         "unknown condition key \"%.*s\": a request never carries it", (int)c->key_len, c->key));
+        }
         if (!st->deny && c->set == POL_SET_FOR_ALL && single) {
             PK_GUARD(add(rep, PK_LINT_OVERLY_PERMISSIVE_CONDITION, st,
                          "%s on single-valued key %s also matches when the key is absent; "
@@ -244,4 +254,21 @@ pk_result pk_policy_lint(const pk_policy *p, pk_lint_report *report)
     PK_ENSURE(p != NULL && report != NULL, P11KMS_ERR_INVALID_ARGUMENT, "policy lint: NULL argument");
     for (size_t i = 0; i < p->nstmts; i++) PK_GUARD(lint_statement(&p->stmts[i], report));
     return lint_roles(p, report);
+}
+
+pk_result pk_policy_lint_refuse_errors(const pk_policy *p)
+{
+    pk_lint_report rep = {0};
+    pk_result r = pk_policy_lint(p, &rep);
+    size_t nerr = 0, first = 0;
+    for (size_t i = 0; pk_ok(r) && i < rep.n; i++) {
+        if (!pk_lint_kind_is_error(rep.items[i].kind)) continue;
+        if (nerr++ == 0) first = i;
+    }
+    if (pk_ok(r) && nerr > 0) {
+        r = pk_fail(P11KMS_ERR_POLICY_INVALID, "policy lint: %s%s; fix the policy or pass --bypass-lint",
+                    rep.items[first].message, nerr > 1 ? " (and more: run p11kms policy lint)" : "");
+    }
+    pk_lint_report_free(&rep);
+    return r;
 }

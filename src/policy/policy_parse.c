@@ -404,6 +404,44 @@ pol_key_kind pol_key_classify(const char *key, size_t len, bool *multi_valued, b
     return POL_KEY_EXTRA;
 }
 
+/* Condition keys AWS documents besides the two lists above (IAM global keys, KMS keys). */
+static const char *const other_known_keys[] = {
+    "aws:PrincipalType", "aws:PrincipalOrgID", "aws:PrincipalIsAWSService", "aws:SourceAccount", "aws:SourceArn",
+    "aws:SourceOrgID", "aws:SourceOrgPaths", "aws:SourceIdentity", "aws:RequestedRegion", "aws:ResourceAccount",
+    "aws:ResourceOrgID", "aws:ResourceOrgPaths", "aws:MultiFactorAuthPresent", "aws:MultiFactorAuthAge",
+    "aws:TokenIssueTime", "aws:ViaAWSService", "aws:CalledViaFirst", "aws:CalledViaLast", "aws:UserAgent",
+    "aws:Referer", "aws:FederatedProvider", "aws:Ec2InstanceSourceVpc", "aws:Ec2InstanceSourcePrivateIPv4",
+    "aws:VpcSourceIp", "kms:BypassPolicyLockoutSafetyCheck", "kms:CustomerMasterKeySpec",
+    "kms:CustomerMasterKeyUsage", "kms:DataKeyPairSpec", "kms:ExpirationModel", "kms:GrantConstraintType",
+    "kms:GrantOperations", "kms:GranteePrincipal", "kms:KeyAgreementAlgorithm", "kms:MacAlgorithm",
+    "kms:MessageType", "kms:MultiRegion", "kms:MultiRegionKeyType", "kms:PrimaryRegion", "kms:ReplicaRegion",
+    "kms:RetiringPrincipal", "kms:RotationPeriodInDays", "kms:ScheduleKeyDeletionPendingWindowInDays",
+    "kms:SigningAlgorithm", "kms:ValidTo", "kms:WrappingAlgorithm", "kms:WrappingKeySpec",
+};
+/* Families whose last part is free: tags and attestation documents. */
+static const char *const known_key_prefixes[] = {
+    "aws:RequestTag/", "aws:ResourceTag/", "aws:PrincipalTag/", "kms:RecipientAttestation:",
+};
+
+static bool key_in(const char *key, size_t len, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (key_is(key, len, names[i])) return true;
+    return false;
+}
+
+bool pol_key_known(const char *key, size_t len)
+{
+    bool multi, single;
+    if (pol_key_classify(key, len, &multi, &single) != POL_KEY_EXTRA || multi || single) return true;
+    if (key_in(key, len, other_known_keys, PK_ARRAY_LEN(other_known_keys))) return true;
+    for (size_t i = 0; i < PK_ARRAY_LEN(known_key_prefixes); i++) {
+        size_t plen = strlen(known_key_prefixes[i]);
+        if (len > plen && strncasecmp(key, known_key_prefixes[i], plen) == 0) return true;
+    }
+    return false;
+}
+
 /* The text form of a JSON scalar condition value (AWS compares text). */
 static pk_result value_text(pctx *c, const pk_jv *e, const char **s, size_t *n)
 {
