@@ -218,6 +218,17 @@ static void test_keys_put_policy_refuses_lint_errors(void)
     p11kms_free(id);
 }
 
+/* key purge destroys keys: an operator may not run it. */
+static void test_keys_purge_needs_a_key_administrator(void)
+{
+    char *report = NULL;
+    PK_ASSERT_RC(p11kms_key_purge(h, oper, &report), P11KMS_ERR_ACCESS_DENIED, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(p11kms_last_error(), "kms:ScheduleKeyDeletion"));
+    CU_ASSERT_PTR_NULL(report);
+    CU_ASSERT_EQUAL(p11kms_key_purge(h, admin, &report), P11KMS_OK);
+    p11kms_free(report);
+}
+
 static void test_keys_purge_destroys_after_the_window(void)
 {
     char *id = new_key();
@@ -487,6 +498,7 @@ int main(void)
     CU_add_test(s, "test_keys_lockout_check", test_keys_lockout_check);
     CU_add_test(s, "test_keys_principal_must_be_an_arn", test_keys_principal_must_be_an_arn);
     CU_add_test(s, "test_keys_put_policy_refuses_lint_errors", test_keys_put_policy_refuses_lint_errors);
+    CU_add_test(s, "test_keys_purge_needs_a_key_administrator", test_keys_purge_needs_a_key_administrator);
     CU_add_test(s, "test_keys_missing_principal_refused", test_keys_missing_principal_refused);
     CU_add_test(s, "test_keys_service_key_is_default_and_protected", test_keys_service_key_is_default_and_protected);
     CU_add_test(s, "test_keys_threads_share_one_handle", test_keys_threads_share_one_handle);
