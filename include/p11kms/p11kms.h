@@ -7,8 +7,19 @@
  * or SQLite type appears here, so the library can change backends without
  * breaking callers.
  *
- * Threads: one p11kms handle may be shared by any number of threads. Error
- * details are kept per thread (p11kms_last_error).
+ * Threads: one p11kms handle may be shared by any number of threads, and so
+ * may a p11kms_caller and a p11kms_config (the library only reads them).
+ * Error details are kept per thread (p11kms_last_error).
+ *
+ * Conventions that hold for every function below:
+ * - Every _free function, p11kms_close and p11kms_free accept NULL and do
+ *   nothing with it.
+ * - On failure every out-parameter is set to NULL (or 0) and nothing needs
+ *   to be freed; on success the caller owns what it points to.
+ * - An encryption context is a set: the order of its pairs does not matter
+ *   (it is bound in canonical order, docs/FORMAT.md), and a key given twice,
+ *   an empty key or text that is not UTF-8 is refused with
+ *   P11KMS_ERR_INVALID_ARGUMENT.
  */
 #ifndef P11KMS_P11KMS_H
 #define P11KMS_P11KMS_H

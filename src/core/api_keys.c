@@ -228,7 +228,7 @@ P11KMS_API p11kms_rc p11kms_key_rotate(p11kms *h, const p11kms_caller *c, const 
 {
     uint32_t v = 0;
     p11kms_rc rc = managed(h, c, key, "kms:RotateKeyOnDemand", do_rotate, &v);
-    if (new_version) *new_version = v;
+    if (new_version) *new_version = rc == P11KMS_OK ? v : 0;
     return rc;
 }
 
@@ -248,7 +248,7 @@ P11KMS_API p11kms_rc p11kms_key_schedule_deletion(p11kms *h, const p11kms_caller
 {
     sched_arg s = {days ? days : PK_DELETION_DEFAULT_DAYS, 0};
     p11kms_rc rc = managed(h, c, key, "kms:ScheduleKeyDeletion", do_schedule, &s);
-    if (deletion_ms) *deletion_ms = s.when;
+    if (deletion_ms) *deletion_ms = rc == P11KMS_OK ? s.when : 0;
     return rc;
 }
 

@@ -69,6 +69,9 @@ P11KMS_API void p11kms_buf_free(p11kms_buf *b)
 
 P11KMS_API void p11kms_free(char *s)
 {
+    /* The header promises every returned buffer is wiped: ids and JSON can name what callers keep private. */
+    if (s == NULL) return;
+    pk_wipe(s, strlen(s));
     free(s);
 }
 
