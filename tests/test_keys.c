@@ -456,6 +456,31 @@ static void test_keys_second_handle_closes_cleanly(void)
     p11kms_free(id);
 }
 
+/* A fresh store needs the service key's operators named: no silent Principal "*". */
+static void test_keys_init_needs_operators(void)
+{
+    char conf[600], text[1024];
+    p11kms_config *cfg2 = NULL;
+    char *report = NULL;
+    static const char *const anyone[] = {"*"};
+    snprintf(text, sizeof(text),
+             "module = %s\ntoken = %s\npin = file:user.pin\nstore = sqlite:fresh.db\naudit = fresh-audit.log\n",
+             p11kms_config_get(fx.cfg, "module"), p11kms_config_get(fx.cfg, "token"));
+    pk_fixture_write(&fx, "fresh.conf", text, conf, sizeof(conf));
+    CU_ASSERT_EQUAL_FATAL(p11kms_config_load(conf, &cfg2), P11KMS_OK);
+    PK_ASSERT_RC(p11kms_init(cfg2, admin, NULL, 0, NULL, 0, &report), P11KMS_ERR_INVALID_ARGUMENT,
+                 "init: name the principals that may use the service key alias/p11kms/default (--operator ARN, "
+                 "repeatable; --operator '*' lets every principal use it)");
+    CU_ASSERT_PTR_NULL(report);
+    /* Explicitly "*" is allowed: the policy then says so in plain sight. */
+    CU_ASSERT_EQUAL(p11kms_init(cfg2, admin, NULL, 0, anyone, 1, &report), P11KMS_OK);
+    p11kms_free(report);
+    /* Once initialised, init is idempotent without operators. */
+    CU_ASSERT_EQUAL(p11kms_init(cfg2, admin, NULL, 0, NULL, 0, &report), P11KMS_OK);
+    p11kms_free(report);
+    p11kms_config_free(cfg2);
+}
+
 static void test_keys_init_refuses_another_token(void)
 {
     /* A second token with the same store: init must not take it over. */
@@ -505,6 +530,7 @@ int main(void)
     CU_add_test(s, "test_keys_processes_share_the_store", test_keys_processes_share_the_store);
     CU_add_test(s, "test_keys_alias_cache_follows_changes", test_keys_alias_cache_follows_changes);
     CU_add_test(s, "test_keys_second_handle_closes_cleanly", test_keys_second_handle_closes_cleanly);
+    CU_add_test(s, "test_keys_init_needs_operators", test_keys_init_needs_operators);
     CU_add_test(s, "test_keys_init_refuses_another_token", test_keys_init_refuses_another_token);
     return pk_run_suites();
 }

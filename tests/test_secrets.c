@@ -33,7 +33,9 @@ static int suite_init(void)
     if (p11kms_caller_new(ADM, &adm) != P11KMS_OK || p11kms_caller_new(OPR, &opr) != P11KMS_OK ||
         p11kms_caller_new(OTHER, &other) != P11KMS_OK)
         return 1;
-    if (p11kms_init(fx.cfg, adm, NULL, 0, NULL, 0, &report) != P11KMS_OK) {
+    /* Every principal may use the service key, so OTHER can read what the service key protects. */
+    static const char *const anyone[] = {"*"};
+    if (p11kms_init(fx.cfg, adm, NULL, 0, anyone, 1, &report) != P11KMS_OK) {
         fprintf(stderr, "init: %s\n", p11kms_last_error());
         return 1;
     }

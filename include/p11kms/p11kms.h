@@ -160,7 +160,8 @@ P11KMS_API void p11kms_close(p11kms *h);
 /*
  * Create the store, the system keys (store integrity, audit seals) and the
  * p11kms service key (alias/p11kms/default), administered by `admins`
- * (default: the caller) and usable by `operators` (default: any principal).
+ * (default: the caller) and usable by `operators`, which a fresh store
+ * requires (P11KMS_ERR_INVALID_ARGUMENT without; "*" means every principal).
  * Idempotent; refuses a store that belongs to another token.
  * *report_json describes what was done (p11kms_free it).
  */

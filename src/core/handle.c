@@ -230,38 +230,6 @@ static pk_result ensure_system_key(p11kms *h, const char *id_text, const char *l
     return pk_p11_generate_key(h->p11, PK_KEY_HMAC, &id, label);
 }
 
-/* The service key's policy: administered by admins, usable by operators or, by default, anyone. */
-static pk_result service_policy(const char *const *admins, size_t nadmins, const char *const *operators,
-                                size_t noperators, pk_buf *out)
-{
-    const char *star[] = {"*"};
-    pk_json_out j;
-    if (noperators > 0) return pk_policy_default(admins, nadmins, operators, noperators, out);
-    PK_GUARD(pk_policy_default(admins, nadmins, NULL, 0, out));
-    /* Splice an "anyone may use it" statement, the analogue of an AWS-owned key, before the final "]}". */
-    while (out->len > 0 && out->data[out->len - 1] != ']') out->len--;
-    PK_ENSURE(out->len > 0, P11KMS_ERR_INTERNAL, "unexpected default policy shape");
-    out->len--;
-    PK_GUARD(pk_buf_append_str(out, ","));
-    pk_jo_init(&j, out);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "Sid", "ServiceKeyUse");
-    pk_jo_kstr(&j, "Effect", "Allow");
-    pk_jo_kstr(&j, "Principal", star[0]);
-    pk_jo_key(&j, "Action");
-    pk_jo_arr_begin(&j);
-    pk_jo_str(&j, "kms:Encrypt");
-    pk_jo_str(&j, "kms:Decrypt");
-    pk_jo_str(&j, "kms:ReEncrypt*");
-    pk_jo_str(&j, "kms:GenerateDataKey*");
-    pk_jo_str(&j, "kms:DescribeKey");
-    pk_jo_arr_end(&j);
-    pk_jo_kstr(&j, "Resource", "*");
-    pk_jo_obj_end(&j);
-    PK_GUARD(pk_jo_result(&j));
-    return pk_buf_append_str(out, "]}");
-}
-
 typedef struct meta_job {
     const pk_p11_info *info;
     const char *service_key;
@@ -305,7 +273,7 @@ static pk_result init_fresh(p11kms *h, const p11kms_caller *caller, const char *
         admins = self;
         nadmins = 1;
     }
-    PK_TRY(service_policy(admins, nadmins, operators, noperators, &policy));
+    PK_TRY(pk_policy_default(admins, nadmins, operators, noperators, &policy));
     PK_TRY(pk_buf_cstr(&policy));
     memset(&a, 0, sizeof(a));
     a.description = "p11kms service key: used when a caller names no key";
@@ -337,6 +305,14 @@ P11KMS_API p11kms_rc p11kms_init(const p11kms_config *cfg, const p11kms_caller *
     PK_CHECK(caller != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no principal: every operation needs the caller's ARN");
     PK_TRY(open_common(cfg, true, &h));
     PK_TRY(check_binding(h, &found, service));
+    /*
+     * A service key usable by "*" unasked is what policy-report flags, so
+     * a fresh init must say who uses it; "*" stays possible, explicitly.
+     */
+    PK_CHECK(found || noperators > 0, P11KMS_ERR_INVALID_ARGUMENT,
+             "init: name the principals that may use the service key %s (--operator ARN, repeatable; "
+             "--operator '*' lets every principal use it)",
+             PK_SERVICE_ALIAS);
     if (!found) PK_TRY(ensure_system_key(h, PK_STORE_MAC_KEY_ID, PK_STORE_MAC_KEY_LABEL, &new_store_key));
     PK_TRY(ensure_system_key(h, PK_AUDIT_KEY_ID, PK_AUDIT_KEY_LABEL, &new_audit_key));
     if (!found) PK_TRY(init_fresh(h, caller, admins, nadmins, operators, noperators, service));
