@@ -63,6 +63,21 @@ expect_out_has "key report for token 'p11kms': 1 keys, 0 unknown token objects, 
 run $ENV p11kms-policy-report
 expect_rc 0 "installed p11kms-policy-report"; expect_out_has "policy report: 1 keys, 0 findings" "policy-report summary"
 
+# examples/envelope.c builds against the installed header and p11kms.pc alone
+# (the sysroot variable maps the .pc's paths into the DESTDIR), and runs.
+pcdir=$(dirname "$(find "$D" -name p11kms.pc | head -n 1)")
+run env PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$D" pkg-config --cflags --libs p11kms
+expect_rc 0 "pkg-config finds the installed p11kms.pc"
+flags=$(cat "$OUT")
+run ${CC:-cc} -Wall -Wextra -Werror -o "$WORK/envelope" "$S/examples/envelope.c" $flags
+expect_rc 0 "examples/envelope.c builds against the installed header and pkg-config file"
+run $ENV "$WORK/envelope" "$OPR" alias/p11kms/default "hello from the example"
+expect_rc 0 "example runs"
+expect_out_has "decrypts to: hello from the example" "example round trip"
+run $ENV "$WORK/envelope" "$ADM" alias/p11kms/default "x"
+expect_rc 4 "example: the administrator may not encrypt"
+expect_err_has "envelope: encrypt: access denied" "example reports the denial"
+
 # Without p11kms on PATH, a script runs the p11kms installed next to it.
 run env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$P/lib" P11KMS_CONFIG="$T/p11kms.conf" SOFTHSM2_CONF="$T/softhsm2.conf" \
     "$B/p11kms-audit-report"
