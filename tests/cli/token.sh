@@ -190,4 +190,28 @@ else
     echo "SKIP: ownership checks need root"
 fi
 
+# Module and token failures exit 3 and say what to check.
+E=$WORK/emptytok; mkdir -p "$E/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\n' "$E" >"$E/softhsm2.conf"
+run env SOFTHSM2_CONF="$E/softhsm2.conf" "$P11KMS" --config "$T/p11kms.conf" token info
+expect_rc 3 "no tokens present"
+expect_err "p11kms: no token matches pkcs11:token=p11kms (tokens present: none; is SOFTHSM2_CONF set to the token's softhsm2.conf?)" "no tokens present"
+FAKE=$P11KMS_TOP_BUILDDIR/tests/lib/.libs/libfakep11.so
+mk fake.conf "module = $FAKE" "token = pkcs11:token=p11kms" "pin = file:$T/user.pin"
+run env FAKE_P11_INIT_RV=0x0A "$P11KMS" --config "$WORK/fake.conf" token info
+expect_rc 3 "CKR_CANT_LOCK"
+expect_err "p11kms: C_Initialize: CKR_CANT_LOCK: the module cannot use OS locking, which p11kms needs (see tokens/README.md)" "CKR_CANT_LOCK"
+run env FAKE_P11_INIT_RV=0x06 "$P11KMS" --config "$WORK/fake.conf" token info
+expect_rc 3 "CKR_FUNCTION_FAILED at C_Initialize"; expect_err "p11kms: C_Initialize: CKR_FUNCTION_FAILED" "C_Initialize failure"
+NSS_MOD=/usr/lib/x86_64-linux-gnu/libsoftokn3.so
+if [ -r "$NSS_MOD" ]; then
+    # NSS softokn without its configdir arguments answers CKR_ARGUMENTS_BAD.
+    mk nss.conf "module = $NSS_MOD" "token = pkcs11:token=NSS%20Certificate%20DB" "pin = file:$T/user.pin"
+    run "$P11KMS" --config "$WORK/nss.conf" token info
+    expect_rc 3 "CKR_ARGUMENTS_BAD"
+    expect_err "p11kms: C_Initialize: CKR_ARGUMENTS_BAD: the module rejected its initialisation arguments; does it need module_args in p11kms.conf? (see tokens/README.md)" "CKR_ARGUMENTS_BAD"
+else
+    echo "SKIP: $NSS_MOD absent (scripts/install-deps.sh installs libnss3)"
+fi
+
 finish
