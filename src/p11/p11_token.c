@@ -49,6 +49,11 @@ pk_result p11_init_fail(CK_RV rv)
         return pk_fail(P11KMS_ERR_TOKEN,
                        "C_Initialize: CKR_ARGUMENTS_BAD: the module rejected its initialisation arguments; "
                        "does it need module_args in p11kms.conf? (see tokens/README.md)");
+    if (rv >= CKR_VENDOR_DEFINED)
+        return pk_fail(P11KMS_ERR_TOKEN,
+                       "C_Initialize: %s: the module could not start; check module_args in p11kms.conf "
+                       "(for NSS softokn: does configdir name an NSS database?)",
+                       pk_ckr_name(rv));
     return pk_recode(r, P11KMS_ERR_TOKEN);
 }
 
