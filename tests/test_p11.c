@@ -372,7 +372,8 @@ static void test_p11_open_refuses_bad_pin(void)
                  "PIN environment variable P11KMS_TEST_NO_SUCH_VAR is not set");
     snprintf(text, sizeof(text), "module = %s\ntoken = pkcs11:token=p11kms-test\npin = 1234\n", module);
     PK_ASSERT_RC(open_with(text, "p5.conf"), P11KMS_ERR_CONFIG, NULL);
-    CU_ASSERT_PTR_NOT_NULL(strstr(p11kms_last_error(), "p5.conf:3: pin: must be file:PATH or env:NAME (a literal PIN is not accepted)"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(p11kms_last_error(), "p5.conf:3: pin: must be file:PATH or env:NAME (a literal PIN is not accepted)"));
 }
 
 static void test_p11_config_errors_name_the_line(void)

@@ -356,7 +356,8 @@ static pk_result run_inlock(sq_store *s, enum stmt_id id, bool may_retry, const 
         r = fail_locked(s, op);
         goto out;
     }
-    PK_CHECK(rc == SQLITE_DONE || rc == SQLITE_ROW, map_rc(rc), "store %s: %s (SQLite %d)", op, db_error(s, s->db), sqlite3_extended_errcode(s->db));
+    PK_CHECK(rc == SQLITE_DONE || rc == SQLITE_ROW, map_rc(rc), "store %s: %s (SQLite %d)", op, db_error(s, s->db),
+             sqlite3_extended_errcode(s->db));
 out:
     release_inlock(s, id, st);
     return r;
