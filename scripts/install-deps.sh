@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config
       libp11-kit-dev p11-kit softhsm2 libssl-dev libjansson-dev libcunit1-dev
-      libsqlite3-dev sqlite3 opensc valgrind faketime mandoc"
+      libsqlite3-dev sqlite3 opensc valgrind faketime mandoc libnss3 libnss3-tools"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -18,5 +18,12 @@ tests_test_keys_LDADD = $(TEST_LDADD)
 
 CLI_SCENARIOS = tests/cli/token.sh tests/cli/keys.sh tests/cli/roles.sh tests/cli/layering.sh tests/cli/exports.sh
 CLI_SCENARIOS += tests/cli/help.sh tests/cli/install.sh
+CLI_SCENARIOS += tests/cli/fulldisk.sh tests/cli/nss.sh
 TESTS += $(UNIT_TESTS) $(CLI_SCENARIOS)
 EXTRA_DIST += $(CLI_SCENARIOS) tests/cli/lib.sh tests/vectors tests/valgrind.supp
+
+# A stub PKCS#11 module whose C_Initialize fails on demand (tests/cli/token.sh).
+check_LTLIBRARIES = tests/lib/libfakep11.la
+tests_lib_libfakep11_la_SOURCES = tests/lib/fake_p11.c
+tests_lib_libfakep11_la_CFLAGS = $(AM_CFLAGS) $(P11KIT_CFLAGS)
+tests_lib_libfakep11_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere

@@ -41,6 +41,23 @@ static void test_util_base64_rejects_malformed(void)
     CU_ASSERT_EQUAL(n, 3);
 }
 
+/* "Zg==" is "f"; "Zh==" and "Zm9=" carry non-zero pad bits and must not decode too. */
+static void test_util_base64_rejects_nonzero_pad_bits(void)
+{
+    uint8_t out[16];
+    size_t n = 0;
+    const char *bad[] = {"Zh==", "Zv==", "Zm9=", "Zm9vYe==", "Zm9vYmF="};
+    for (size_t i = 0; i < PK_ARRAY_LEN(bad); i++) {
+        pk_result r = pk_base64_decode(bad[i], strlen(bad[i]), out, &n);
+        CU_ASSERT_EQUAL(r.code, P11KMS_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_STRING_EQUAL(p11kms_last_error(), "invalid base64: non-zero bits after the last byte");
+    }
+    CU_ASSERT_TRUE(pk_ok(pk_base64_decode("Zg==", 4, out, &n)));
+    CU_ASSERT_TRUE(n == 1 && out[0] == 'f');
+    CU_ASSERT_TRUE(pk_ok(pk_base64_decode("Zm8=", 4, out, &n)));
+    CU_ASSERT_TRUE(n == 2 && memcmp(out, "fo", 2) == 0);
+}
+
 static void test_util_uuid_format_and_parse(void)
 {
     uint8_t id[PK_UUID_LEN], back[PK_UUID_LEN];
@@ -180,6 +197,7 @@ int main(void)
     s = CU_add_suite("util", NULL, NULL);
     CU_add_test(s, "test_util_base64_round_trip", test_util_base64_round_trip);
     CU_add_test(s, "test_util_base64_rejects_malformed", test_util_base64_rejects_malformed);
+    CU_add_test(s, "test_util_base64_rejects_nonzero_pad_bits", test_util_base64_rejects_nonzero_pad_bits);
     CU_add_test(s, "test_util_uuid_format_and_parse", test_util_uuid_format_and_parse);
     CU_add_test(s, "test_util_secbuf_grows_and_wipes", test_util_secbuf_grows_and_wipes);
     CU_add_test(s, "test_util_secmem_reuses_wiped_chunks", test_util_secmem_reuses_wiped_chunks);

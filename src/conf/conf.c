@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,26 +23,48 @@
 #define MAX_ENTRIES 64
 #define PIN_MAX 256
 
+/*
+ * A key's value is checked when the file is loaded, naming the line, so a
+ * bad value fails every command alike instead of the first one that reads
+ * it. Consumers may parse again; these rules must stay at least as strict.
+ */
+typedef pk_result (*value_rule)(const char *where, const char *key, const char *v);
+
+static pk_result rule_any(const char *where, const char *key, const char *v);
+static pk_result rule_module(const char *where, const char *key, const char *v);
+static pk_result rule_token(const char *where, const char *key, const char *v);
+static pk_result rule_pin(const char *where, const char *key, const char *v);
+static pk_result rule_store(const char *where, const char *key, const char *v);
+static pk_result rule_sync(const char *where, const char *key, const char *v);
+static pk_result rule_account(const char *where, const char *key, const char *v);
+static pk_result rule_region(const char *where, const char *key, const char *v);
+static pk_result rule_names(const char *where, const char *key, const char *v);
+static pk_result rule_uint(const char *where, const char *key, const char *v);
+
 /* Every key p11kms understands; `path` keys resolve relative to the file. */
 static const struct {
     const char *name;
     bool path;
+    value_rule rule;
+    unsigned long min, max; /* for rule_uint; must match the consumer's range */
+    const char *unit;       /* for rule_uint messages */
 } known_keys[] = {
-    {"module", false},      /* absolute path or p11-kit module name */
-    {"token", false},       /* RFC 7512 URI */
-    {"pin", false},         /* file:PATH or env:NAME */
-    {"store", false},       /* sqlite:PATH */
-    {"store_sync", false},  /* always | batch */
-    {"audit", true},        /* audit log path */
-    {"audit_sync", false},  /* always | batch */
-    {"audit_max_bytes", false},
-    {"sessions", false},    /* PKCS#11 session pool size */
-    {"account", false},     /* account id used in key ARNs */
-    {"region", false},      /* region used in key ARNs */
-    {"sensitive_options", false}, /* extra connection option names kept secret */
-    {"cache_ttl_s", false},
-    {"cache_max_entries", false},
-    {"cache_max_uses", false},
+    {"module", false, rule_module, 0, 0, NULL},   /* absolute path or p11-kit module name */
+    {"module_args", false, rule_any, 0, 0, NULL}, /* C_Initialize pReserved string (tokens/README.md) */
+    {"token", false, rule_token, 0, 0, NULL},     /* RFC 7512 URI */
+    {"pin", false, rule_pin, 0, 0, NULL},         /* file:PATH or env:NAME */
+    {"store", false, rule_store, 0, 0, NULL},     /* sqlite:PATH */
+    {"store_sync", false, rule_sync, 0, 0, NULL}, /* always | batch */
+    {"audit", true, rule_any, 0, 0, NULL},        /* audit log path */
+    {"audit_sync", false, rule_sync, 0, 0, NULL}, /* always | batch */
+    {"audit_max_bytes", false, rule_uint, 0, (unsigned long)INT64_MAX, "bytes"},
+    {"sessions", false, rule_uint, 1, 256, "sessions"},  /* PKCS#11 session pool size */
+    {"account", false, rule_account, 0, 0, NULL},        /* account id used in key ARNs */
+    {"region", false, rule_region, 0, 0, NULL},          /* region used in key ARNs */
+    {"sensitive_options", false, rule_names, 0, 0, NULL}, /* extra connection option names kept secret */
+    {"cache_ttl_s", false, rule_uint, 0, 7 * 86400UL, "seconds"},
+    {"cache_max_entries", false, rule_uint, 1, 1000000, "entries"},
+    {"cache_max_uses", false, rule_uint, 0, UINT32_MAX, "uses"},
 };
 
 struct entry {
@@ -57,6 +80,143 @@ struct p11kms_config {
     struct entry entries[MAX_ENTRIES];
     size_t n;
 };
+
+static pk_result rule_any(const char *where, const char *key, const char *v)
+{
+    (void)where, (void)key, (void)v;
+    return PK_OK;
+}
+
+static pk_result rule_module(const char *where, const char *key, const char *v)
+{
+    PK_ENSURE(v[0] == '/' || strchr(v, '/') == NULL, P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' must be an absolute path or a p11-kit module name", where, key, v);
+    return PK_OK;
+}
+
+static bool is_hex(char c)
+{
+    return isxdigit((unsigned char)c) != 0;
+}
+
+/* RFC 7512: pkcs11: then NAME=VALUE attributes split by ';', a query after '?'. */
+static pk_result rule_token(const char *where, const char *key, const char *v)
+{
+    const char *p = v + 7;
+    PK_ENSURE(strncmp(v, "pkcs11:", 7) == 0, P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' is not a PKCS#11 URI (expected pkcs11:token=LABEL, RFC 7512)", where, key, v);
+    for (; *p != '\0'; p++) {
+        if (*p == '%') {
+            PK_ENSURE(is_hex(p[1]) && is_hex(p[2]), P11KMS_ERR_CONFIG,
+                      "%s: %s: malformed token URI '%s': '%%' must be followed by two hex digits", where, key, v);
+            p += 2;
+            continue;
+        }
+        PK_ENSURE(isgraph((unsigned char)*p), P11KMS_ERR_CONFIG,
+                  "%s: %s: malformed token URI '%s': spaces and control characters must be %%-encoded", where, key,
+                  v);
+    }
+    for (p = v + 7; *p != '\0' && *p != '?';) {
+        size_t n = strcspn(p, ";?");
+        const char *eq = memchr(p, '=', n);
+        PK_ENSURE(n == 0 || (eq != NULL && eq > p), P11KMS_ERR_CONFIG,
+                  "%s: %s: malformed token URI '%s': '%.*s' is not NAME=VALUE", where, key, v, (int)n, p);
+        p += n;
+        if (*p == ';') p++;
+    }
+    return PK_OK;
+}
+
+/* The PIN's value is never echoed: a literal PIN here is exactly what we refuse. */
+static pk_result rule_pin(const char *where, const char *key, const char *v)
+{
+    if (strncmp(v, "file:", 5) == 0) {
+        PK_ENSURE(v[5] != '\0', P11KMS_ERR_CONFIG, "%s: %s: file: needs a path (file:PATH)", where, key);
+        return PK_OK;
+    }
+    if (strncmp(v, "env:", 4) == 0) {
+        const char *n = v + 4;
+        PK_ENSURE((isalpha((unsigned char)n[0]) || n[0] == '_') &&
+                      strspn(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == strlen(n),
+                  P11KMS_ERR_CONFIG, "%s: %s: env: needs an environment variable name (env:NAME)", where, key);
+        return PK_OK;
+    }
+    return pk_fail(P11KMS_ERR_CONFIG, "%s: %s: must be file:PATH or env:NAME (a literal PIN is not accepted)", where,
+                   key);
+}
+
+/* Only the scheme of another URI is echoed: a database URI may carry a password. */
+static pk_result rule_store(const char *where, const char *key, const char *v)
+{
+    const char *colon = strchr(v, ':');
+    if (strncmp(v, "sqlite:", 7) == 0) {
+        PK_ENSURE(v[7] != '\0', P11KMS_ERR_CONFIG, "%s: %s: sqlite: needs a path (sqlite:PATH)", where, key);
+        return PK_OK;
+    }
+    if (colon != NULL)
+        return pk_fail(P11KMS_ERR_CONFIG, "%s: %s: unsupported store '%.*s:...': use sqlite:PATH", where, key,
+                       (int)(colon - v), v);
+    return pk_fail(P11KMS_ERR_CONFIG, "%s: %s: '%s' is not a store URI: use sqlite:PATH", where, key, v);
+}
+
+static pk_result rule_sync(const char *where, const char *key, const char *v)
+{
+    PK_ENSURE(strcmp(v, "always") == 0 || strcmp(v, "batch") == 0, P11KMS_ERR_CONFIG,
+              "%s: %s: must be always or batch, not '%s'", where, key, v);
+    return PK_OK;
+}
+
+static pk_result rule_account(const char *where, const char *key, const char *v)
+{
+    PK_ENSURE(strlen(v) == 12 && strspn(v, "0123456789") == 12, P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' is not a 12-digit account id", where, key, v);
+    return PK_OK;
+}
+
+/* Same alphabet and length as the handle's region buffer (src/core/core.h). */
+static pk_result rule_region(const char *where, const char *key, const char *v)
+{
+    PK_ENSURE(strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(v), P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' must be lower-case letters, digits and '-'", where, key, v);
+    PK_ENSURE(strlen(v) < 32, P11KMS_ERR_CONFIG, "%s: %s: '%s' is longer than 31 characters", where, key, v);
+    return PK_OK;
+}
+
+/* a, b, c: option names, each non-empty. */
+static pk_result rule_names(const char *where, const char *key, const char *v)
+{
+    const char *p = v;
+    for (int item = 1;; item++) {
+        size_t n = strcspn(p, ",");
+        size_t lead = strspn(p, " \t");
+        size_t len = n > lead ? n - lead : 0;
+        while (len > 0 && isspace((unsigned char)p[lead + len - 1])) len--;
+        PK_ENSURE(len > 0, P11KMS_ERR_CONFIG, "%s: %s: item %d of the list is empty", where, key, item);
+        PK_ENSURE(strspn(p + lead, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") >= len,
+                  P11KMS_ERR_CONFIG, "%s: %s: '%.*s' is not an option name (letters, digits, '.', '_', '-')", where,
+                  key, (int)len, p + lead);
+        if (p[n] == '\0') return PK_OK;
+        p += n + 1;
+    }
+}
+
+static int key_index(const char *k);
+
+static pk_result rule_uint(const char *where, const char *key, const char *v)
+{
+    int ki = key_index(key);
+    char *end = NULL;
+    unsigned long n;
+
+    errno = 0;
+    n = strtoul(v, &end, 10);
+    PK_ENSURE(isdigit((unsigned char)v[0]) && errno != ERANGE && *end == '\0', P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' is not a whole number of %s", where, key, v, known_keys[ki].unit);
+    PK_ENSURE(n >= known_keys[ki].min && n <= known_keys[ki].max, P11KMS_ERR_CONFIG,
+              "%s: %s: %s is out of range (%lu to %lu %s)", where, key, v, known_keys[ki].min, known_keys[ki].max,
+              known_keys[ki].unit);
+    return PK_OK;
+}
 
 static int key_index(const char *k)
 {
@@ -82,6 +242,33 @@ static char *join_path(const char *dir, const char *p)
     return out;
 }
 
+static pk_result check_value(const p11kms_config *c, int ki, const char *v, int line)
+{
+    char where[PATH_MAX + 16];
+    snprintf(where, sizeof(where), "%s:%d", c->path, line);
+    return known_keys[ki].rule(where, known_keys[ki].name, v);
+}
+
+/*
+ * The `module` line loads code into every p11kms process, so the file must
+ * be as trusted as the binary: owned by us or root, and written by no one else.
+ */
+static pk_result check_trusted(const p11kms_config *c, FILE *f)
+{
+    struct stat st;
+    PK_ENSURE(fstat(fileno(f), &st) == 0, P11KMS_ERR_CONFIG, "cannot stat configuration %s: %s", c->path,
+              strerror(errno));
+    PK_ENSURE((st.st_mode & 022) == 0, P11KMS_ERR_CONFIG,
+              "configuration %s is writable by group or others (mode %04o); its 'module' line loads code: "
+              "run chmod go-w %s",
+              c->path, (unsigned)(st.st_mode & 07777), c->path);
+    PK_ENSURE(st.st_uid == geteuid() || st.st_uid == 0, P11KMS_ERR_CONFIG,
+              "configuration %s is owned by uid %u, not by the running user (uid %u) or root; its 'module' line "
+              "loads code",
+              c->path, (unsigned)st.st_uid, (unsigned)geteuid());
+    return PK_OK;
+}
+
 static pk_result add_entry(p11kms_config *c, const char *k, const char *v, int line)
 {
     int ki = key_index(k);
@@ -93,6 +280,7 @@ static pk_result add_entry(p11kms_config *c, const char *k, const char *v, int l
                   "%s:%d: '%s' is already set on line %d", c->path, line, k, c->entries[i].line);
     PK_ENSURE(c->n < MAX_ENTRIES, P11KMS_ERR_CONFIG, "%s:%d: too many entries", c->path, line);
     PK_ENSURE(*v != '\0', P11KMS_ERR_CONFIG, "%s:%d: '%s' has an empty value", c->path, line, k);
+    PK_GUARD(check_value(c, ki, v, line));
     e = &c->entries[c->n];
     e->key = strdup(k);
     e->value = strdup(v);
@@ -159,6 +347,7 @@ P11KMS_API p11kms_rc p11kms_config_load(const char *path, p11kms_config **out)
     if (slash != NULL) *(slash == c->dir ? slash + 1 : slash) = '\0';
     f = fopen(c->path, "r");
     PK_CHECK(f != NULL, P11KMS_ERR_CONFIG, "cannot open configuration %s: %s", c->path, strerror(errno));
+    PK_TRY(check_trusted(c, f));
     PK_TRY(parse_file(c, f));
     PK_CHECK(p11kms_config_get(c, "module") != NULL, P11KMS_ERR_CONFIG, "%s: 'module' is not set", c->path);
     PK_CHECK(p11kms_config_get(c, "token") != NULL, P11KMS_ERR_CONFIG, "%s: 'token' is not set", c->path);
@@ -249,6 +438,9 @@ pk_result pk_conf_read_pin_file(const char *path, pk_secbuf *pin)
     PK_CHECK((st.st_mode & 077) == 0, P11KMS_ERR_CONFIG,
              "PIN file %s is accessible by group or others (mode %04o); run: chmod 600 %s", path,
              (unsigned)(st.st_mode & 07777), path);
+    PK_CHECK(st.st_uid == geteuid() || st.st_uid == 0, P11KMS_ERR_CONFIG,
+             "PIN file %s is owned by uid %u, not by the running user (uid %u) or root", path, (unsigned)st.st_uid,
+             (unsigned)geteuid());
     PK_TRY(pk_secbuf_alloc(pin, PIN_MAX + 1));
     n = read(fd, pin->data, PIN_MAX + 1);
     PK_CHECK(n >= 0, P11KMS_ERR_CONFIG, "cannot read PIN file %s: %s", path, strerror(errno));

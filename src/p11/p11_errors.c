@@ -39,11 +39,22 @@ static const struct {
 #undef R
 };
 
+/* Vendor-defined codes a supported module is known to return (NSS lib/softoken/pkcs11n.h). */
+static const struct {
+    CK_RV rv;
+    const char *name;
+} vendor_names[] = {
+    {0xCE534351UL, "CKR_NSS_CERTDB_FAILED"},
+    {0xCE534352UL, "CKR_NSS_KEYDB_FAILED"},
+};
+
 const char *pk_ckr_name(CK_RV rv)
 {
     static __thread char unknown[32];
     for (size_t i = 0; i < PK_ARRAY_LEN(ckr_names); i++)
         if (ckr_names[i].rv == rv) return ckr_names[i].name;
+    for (size_t i = 0; i < PK_ARRAY_LEN(vendor_names); i++)
+        if (vendor_names[i].rv == rv) return vendor_names[i].name;
     snprintf(unknown, sizeof(unknown), "CKR_0x%lx", (unsigned long)rv);
     return unknown;
 }

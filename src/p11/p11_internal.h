@@ -28,6 +28,7 @@ struct pk_p11 {
     bool owns_init; /* we called C_Initialize first, so we call C_Finalize */
     char *module;
     char *token_uri;
+    char *module_args; /* C_Initialize pReserved (NSS softokn needs one); NULL when unset */
     const p11kms_config *cfg;
     bool read_write;
     pk_p11_info info;
@@ -60,6 +61,10 @@ typedef struct p11_op {
     CK_SESSION_HANDLE s;
     uint64_t generation;
 } p11_op;
+
+/* C_Initialize with OS locking and module_args; failures via p11_init_fail (exit 3, with a hint). */
+CK_RV p11_initialize(pk_p11 *p);
+pk_result p11_init_fail(CK_RV rv);
 
 /* ---- errors (p11_errors.c) ---- */
 const char *pk_ckr_name(CK_RV rv);

@@ -125,7 +125,6 @@ void p11_pool_stop(pk_p11 *p)
  */
 static pk_result reconnect_inlock(pk_p11 *p, bool after_fork)
 {
-    CK_C_INITIALIZE_ARGS args;
     CK_RV rv;
 
     pthread_mutex_lock(&p->cache_lock);
@@ -137,16 +136,20 @@ static pk_result reconnect_inlock(pk_p11 *p, bool after_fork)
     } else {
         close_sessions_inlock(p);
     }
-    memset(&args, 0, sizeof(args));
-    args.flags = CKF_OS_LOCKING_OK;
-    rv = p->fn->C_Initialize(&args);
-    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) return pk_p11_rv_fail(rv, "C_Initialize");
+    rv = p11_initialize(p);
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) return p11_init_fail(rv);
     if (rv == CKR_OK) p->owns_init = true;
     p->pid = getpid();
     p->fork_gen = p11_fork_generation();
     p->generation++;
     p->stats.reconnects++;
     return connect_inlock(p, false);
+}
+
+/* While connecting, a slot or session the module refuses means the token is unusable (exit 3). */
+static pk_result token_failure(pk_result r)
+{
+    return r.code == P11KMS_ERR_HSM ? pk_recode(r, P11KMS_ERR_TOKEN) : r;
 }
 
 pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
@@ -158,6 +161,10 @@ pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
     PK_ENSURE_ALLOC(p);
     p->module = strdup(opts->module);
     p->token_uri = strdup(opts->token_uri);
+    if (opts->cfg != NULL && p11kms_config_get(opts->cfg, "module_args") != NULL) {
+        p->module_args = strdup(p11kms_config_get(opts->cfg, "module_args"));
+        PK_CHECK_ALLOC(p->module_args);
+    }
     p->cfg = opts->cfg;
     p->read_write = opts->read_write;
     pthread_once(&fork_once, register_fork_handler);
@@ -168,8 +175,8 @@ pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
     PK_TRY(p11_pool_start(p, opts->pool_size));
     PK_TRY(p11_cache_init(p));
     PK_TRY(p11_module_load(p));
-    PK_TRY(connect_inlock(p, !opts->require_login));
-    PK_TRY(p11_probe(p, p->sessions[0]));
+    PK_TRY(token_failure(connect_inlock(p, !opts->require_login)));
+    PK_TRY(token_failure(p11_probe(p, p->sessions[0])));
     *out = p;
     p = NULL;
 out:
@@ -200,6 +207,7 @@ void pk_p11_close(pk_p11 *p)
     p11_cache_free(p);
     free(p->module);
     free(p->token_uri);
+    free(p->module_args);
     free(p);
 }
 

@@ -23,21 +23,46 @@ void p11_copy_padded(char *dst, size_t dst_size, const unsigned char *src, size_
     dst[n] = '\0';
 }
 
-/* Initialise with OS locking: SoftHSM without it is not thread-safe. */
-static CK_RV initialize(CK_FUNCTION_LIST *fn)
+/*
+ * Initialise with OS locking: SoftHSM without it is not thread-safe.
+ * pReserved carries `module_args` (PKCS#11 v2.40 5.4: "reserved for future
+ * use"; NSS softokn reads its database parameters from it).
+ */
+CK_RV p11_initialize(pk_p11 *p)
 {
     CK_C_INITIALIZE_ARGS args;
     memset(&args, 0, sizeof(args));
     args.flags = CKF_OS_LOCKING_OK;
-    return fn->C_Initialize(&args);
+    args.pReserved = p->module_args;
+    return p->fn->C_Initialize(&args);
+}
+
+/* A module that will not start is a token failure (exit 3), with what to check. */
+pk_result p11_init_fail(CK_RV rv)
+{
+    pk_result r = pk_p11_rv_fail(rv, "C_Initialize");
+    if (rv == CKR_CANT_LOCK)
+        return pk_fail(P11KMS_ERR_TOKEN,
+                       "C_Initialize: CKR_CANT_LOCK: the module cannot use OS locking, which p11kms needs "
+                       "(see tokens/README.md)");
+    if (rv == CKR_ARGUMENTS_BAD)
+        return pk_fail(P11KMS_ERR_TOKEN,
+                       "C_Initialize: CKR_ARGUMENTS_BAD: the module rejected its initialisation arguments; "
+                       "does it need module_args in p11kms.conf? (see tokens/README.md)");
+    if (rv >= CKR_VENDOR_DEFINED)
+        return pk_fail(P11KMS_ERR_TOKEN,
+                       "C_Initialize: %s: the module could not start; check module_args in p11kms.conf "
+                       "(for NSS softokn: does configdir name an NSS database?)",
+                       pk_ckr_name(rv));
+    return pk_recode(r, P11KMS_ERR_TOKEN);
 }
 
 static pk_result load_by_path(pk_p11 *p)
 {
-    PK_ENSURE(access(p->module, R_OK) == 0, P11KMS_ERR_CONFIG, "PKCS#11 module %s not found or not readable",
+    PK_ENSURE(access(p->module, R_OK) == 0, P11KMS_ERR_TOKEN, "PKCS#11 module %s not found or not readable",
               p->module);
     p->fn = p11_kit_module_load(p->module, P11_KIT_MODULE_UNMANAGED);
-    PK_ENSURE(p->fn != NULL, P11KMS_ERR_CONFIG, "%s is not a loadable PKCS#11 module: %s", p->module,
+    PK_ENSURE(p->fn != NULL, P11KMS_ERR_TOKEN, "%s is not a loadable PKCS#11 module: %s", p->module,
               p11_kit_message() ? p11_kit_message() : "no C_GetFunctionList");
     return PK_OK;
 }
@@ -46,7 +71,7 @@ static pk_result load_by_name(pk_p11 *p)
 {
     char names[256] = "";
     p->registered = p11_kit_modules_load(NULL, P11_KIT_MODULE_UNMANAGED);
-    PK_ENSURE(p->registered != NULL, P11KMS_ERR_CONFIG, "cannot list p11-kit modules: %s",
+    PK_ENSURE(p->registered != NULL, P11KMS_ERR_TOKEN, "cannot list p11-kit modules: %s",
               p11_kit_message() ? p11_kit_message() : "unknown error");
     p->fn = p11_kit_module_for_name(p->registered, p->module);
     if (p->fn != NULL) return PK_OK;
@@ -58,7 +83,7 @@ static pk_result load_by_name(pk_p11 *p)
         }
         free(n);
     }
-    return pk_fail(P11KMS_ERR_CONFIG, "no PKCS#11 module is registered with p11-kit as '%s' (registered: %s)",
+    return pk_fail(P11KMS_ERR_TOKEN, "no PKCS#11 module is registered with p11-kit as '%s' (registered: %s)",
                    p->module, names[0] ? names : "none");
 }
 
@@ -73,12 +98,12 @@ pk_result p11_module_load(pk_p11 *p)
     else
         return pk_fail(P11KMS_ERR_CONFIG, "module '%s' must be an absolute path or a p11-kit module name",
                        p->module);
-    rv = initialize(p->fn);
+    rv = p11_initialize(p);
     /*
      * Another handle in this process may have initialised the module already;
      * then that handle finalises it, and we recover if it does so first.
      */
-    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) return pk_p11_rv_fail(rv, "C_Initialize");
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) return p11_init_fail(rv);
     p->owns_init = rv == CKR_OK;
     snprintf(p->info.module, sizeof(p->info.module), "%s", p->module);
     return PK_OK;
@@ -87,7 +112,7 @@ pk_result p11_module_load(pk_p11 *p)
 void p11_module_reinit(pk_p11 *p)
 {
     (void)p->fn->C_Finalize(NULL);
-    (void)initialize(p->fn);
+    (void)p11_initialize(p);
 }
 
 void p11_module_unload(pk_p11 *p)
@@ -163,7 +188,7 @@ static pk_result select_token_once(pk_p11 *p)
         }
     }
     PK_CHECK(nmatch > 0, P11KMS_ERR_TOKEN, "no token matches %s (tokens present: %s)", p->token_uri,
-             present[0] ? present : "none");
+             present[0] ? present : "none; is SOFTHSM2_CONF set to the token's softhsm2.conf?");
     PK_CHECK(nmatch == 1, P11KMS_ERR_TOKEN, "%d tokens match %s: %s; add serial=... to the URI to choose one",
              nmatch, p->token_uri, matches);
     p11_copy_padded(p->info.label, sizeof(p->info.label), chosen.label, sizeof(chosen.label));

@@ -134,6 +134,8 @@ PK_MUST_USE pk_result pk_store_open(const char *uri, bool create, pk_store **out
 
 /* Backends. */
 PK_MUST_USE pk_result pk_store_sqlite_open(const char *path, bool create, pk_store **out);
+/* The SQLite VFS stores open with: the default one, allocating the WAL index up front (store_vfs.c). */
+const char *pk_store_vfs(void);
 /* How long contention (another process's write lock) is waited out before failing; 30 s unless set (tests). */
 void pk_store_sqlite_set_lock_wait(pk_store *s, unsigned ms);
 

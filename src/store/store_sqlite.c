@@ -199,16 +199,28 @@ static p11kms_rc map_rc(int rc)
     }
 }
 
+/*
+ * SQLite's message, except that a full disk says so and names the store:
+ * "database or disk is full" does not tell which disk.
+ */
+static const char *db_error(const sq_store *s, sqlite3 *db)
+{
+    static __thread char msg[PATH_MAX + 80];
+    if ((sqlite3_errcode(db) & 0xff) != SQLITE_FULL) return sqlite3_errmsg(db);
+    snprintf(msg, sizeof(msg), "disk full: no space for %s or its -wal/-shm files", s->path);
+    return msg;
+}
+
 /* One line: the operation and SQLite's message. Never record bytes. */
 static pk_result fail_db(sq_store *s, int rc, const char *op)
 {
     if ((rc & 0xff) == SQLITE_NOTADB) return pk_fail(P11KMS_ERR_STORE, "store %s is not an SQLite database", s->path);
-    return pk_fail(map_rc(rc), "store %s: %s", op, s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    return pk_fail(map_rc(rc), "store %s: %s", op, s->db != NULL ? db_error(s, s->db) : sqlite3_errstr(rc));
 }
 
 static pk_result fail_rec(sq_store *s, int rc, const char *op, const char *kind, const char *id)
 {
-    return pk_fail(map_rc(rc), "store %s %s/%s: %s", op, kind, id, sqlite3_errmsg(s->db));
+    return pk_fail(map_rc(rc), "store %s %s/%s: %s", op, kind, id, db_error(s, s->db));
 }
 
 /* ---- retrying on contention ---------------------------------------------- */
@@ -344,7 +356,8 @@ static pk_result run_inlock(sq_store *s, enum stmt_id id, bool may_retry, const 
         r = fail_locked(s, op);
         goto out;
     }
-    PK_CHECK(rc == SQLITE_DONE || rc == SQLITE_ROW, map_rc(rc), "store %s: %s (SQLite %d)", op, sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db));
+    PK_CHECK(rc == SQLITE_DONE || rc == SQLITE_ROW, map_rc(rc), "store %s: %s (SQLite %d)", op, db_error(s, s->db),
+             sqlite3_extended_errcode(s->db));
 out:
     release_inlock(s, id, st);
     return r;
@@ -607,7 +620,7 @@ static void sq_set_checkpoint_background(pk_store *base, bool background)
  */
 static pk_result open_checkpointer_inlock(sq_store *s)
 {
-    int rc = sqlite3_open_v2(s->path, &s->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(s->path, &s->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, pk_store_vfs());
 
     if (rc == SQLITE_OK) {
         (void)sqlite3_extended_result_codes(s->ck_db, 1);
@@ -618,7 +631,7 @@ static pk_result open_checkpointer_inlock(sq_store *s)
     if (rc == SQLITE_OK) return PK_OK;
     {
         pk_result r = pk_fail(map_rc(rc), "store %s: checkpoint connection: %s", s->path,
-                              s->ck_db != NULL ? sqlite3_errmsg(s->ck_db) : sqlite3_errstr(rc));
+                              s->ck_db != NULL ? db_error(s, s->ck_db) : sqlite3_errstr(rc));
         (void)sqlite3_close(s->ck_db);
         s->ck_db = NULL;
         return r;
@@ -659,7 +672,7 @@ static pk_result sq_checkpoint(pk_store *base)
         s->ck_copied = copied;
     } else {
         PK_CHECK((rc & 0xff) == SQLITE_BUSY, map_rc(rc), "store %s: checkpoint: %s", s->path,
-                 sqlite3_errmsg(s->ck_db));
+                 db_error(s, s->ck_db));
     }
 out:
     pthread_mutex_unlock(&s->ck_mu);
@@ -682,7 +695,7 @@ static pk_result begin_read_inlock(sq_store *s)
         rc = sqlite3_step(st);
         (void)sqlite3_reset(st);
         if (rc == SQLITE_ROW) break;
-        r = pk_fail(map_rc(rc), "store begin: %s", sqlite3_errmsg(s->db));
+        r = pk_fail(map_rc(rc), "store begin: %s", db_error(s, s->db));
         (void)run_inlock(s, ST_ROLLBACK, false, "rollback");
         if (!retry_after(&t, rc)) {
             if (is_busy(rc)) r = fail_locked(s, "begin");
@@ -769,7 +782,7 @@ static pk_result get_inlock(sq_store *s, const char *kind, const char *id, pk_re
         PK_TRY(row_to_record(st, out));
         *found = true;
     } else {
-        PK_CHECK(rc == SQLITE_DONE, map_rc(rc), "store get %s/%s: %s", kind, id, sqlite3_errmsg(s->db));
+        PK_CHECK(rc == SQLITE_DONE, map_rc(rc), "store get %s/%s: %s", kind, id, db_error(s, s->db));
     }
 out:
     release_inlock(s, ST_GET, st);
@@ -906,7 +919,7 @@ static pk_result each_row_inlock(sq_store *s, sqlite3_stmt *st, const char *op, 
         }
         if (rc == SQLITE_DONE) break;
         if (!may_retry || !retry_after(&t, rc)) {
-            r = pk_fail(map_rc(rc), "store %s %s: %s", op, kind, sqlite3_errmsg(s->db));
+            r = pk_fail(map_rc(rc), "store %s %s: %s", op, kind, db_error(s, s->db));
             goto out;
         }
         (void)sqlite3_reset(st);
@@ -926,7 +939,7 @@ static pk_result query_inlock(sq_store *s, enum stmt_id id, const char *op, cons
     PK_TRY(acquire_inlock(s, id, &st));
     rc = bind_key(st, kind, ref);
     if (rc == SQLITE_OK && id == ST_LIST_DUE) rc = sqlite3_bind_int64(st, 2, now_ms);
-    PK_CHECK(rc == SQLITE_OK, map_rc(rc), "store %s %s: %s", op, kind, sqlite3_errmsg(s->db));
+    PK_CHECK(rc == SQLITE_OK, map_rc(rc), "store %s %s: %s", op, kind, db_error(s, s->db));
     PK_TRY(each_row_inlock(s, st, op, kind, cb, ctx));
 out:
     release_inlock(s, id, st);
@@ -971,7 +984,7 @@ static pk_result scalar_inlock(sq_store *s, enum stmt_id id, const char *op, con
     PK_TRY(acquire_inlock(s, id, &st));
     if (kind != NULL) rc = bind_key(st, kind, ref);
     if (rc == SQLITE_OK) rc = step_inlock(s, st, s->tx == TX_NONE);
-    PK_CHECK(rc == SQLITE_ROW, map_rc(rc), "store %s: %s", op, sqlite3_errmsg(s->db));
+    PK_CHECK(rc == SQLITE_ROW, map_rc(rc), "store %s: %s", op, db_error(s, s->db));
     *out = sqlite3_column_int64(st, 0);
 out:
     release_inlock(s, id, st);
@@ -1155,7 +1168,7 @@ static pk_result once_inlock(sq_store *s, const char *sql, const char *op, int64
 
 static pk_result connect_inlock(sq_store *s)
 {
-    int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, pk_store_vfs());
 
     if (rc != SQLITE_OK) return fail_db(s, rc, "open");
     (void)sqlite3_extended_result_codes(s->db, 1);
@@ -1212,7 +1225,7 @@ static pk_result migrate_intx(sq_store *s, bool create)
     for (; v < SCHEMA_VERSION; v++) {
         if (sqlite3_exec(s->db, migrations[v], NULL, NULL, &err) != SQLITE_OK) {
             pk_result r = pk_fail(P11KMS_ERR_STORE, "store %s: migration to schema version %lld failed: %s",
-                                  s->path, (long long)v + 1, err ? err : sqlite3_errmsg(s->db));
+                                  s->path, (long long)v + 1, err ? err : db_error(s, s->db));
             sqlite3_free(err);
             return r;
         }

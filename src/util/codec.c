@@ -59,6 +59,9 @@ pk_result pk_base64_decode(const char *in, size_t len, uint8_t *out, size_t *out
             PK_ENSURE(v[k] >= 0, P11KMS_ERR_INVALID_ARGUMENT, "invalid base64 character at offset %zu", i + k);
         }
         PK_ENSURE(!(pad == 1 && in[i + 2] == '='), P11KMS_ERR_INVALID_ARGUMENT, "invalid base64 padding");
+        /* RFC 4648 3.5: the bits the padding drops must be zero, else two texts decode to one blob. */
+        PK_ENSURE(!(pad == 1 && (v[2] & 0x3) != 0) && !(pad == 2 && (v[1] & 0xf) != 0), P11KMS_ERR_INVALID_ARGUMENT,
+                  "invalid base64: non-zero bits after the last byte");
         uint32_t w = ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) | ((uint32_t)v[2] << 6) | (uint32_t)v[3];
         out[o++] = (uint8_t)(w >> 16);
         if (pad < 2) out[o++] = (uint8_t)(w >> 8);

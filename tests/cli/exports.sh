@@ -24,5 +24,14 @@ if [ "$declared" != "$want" ]; then
     diff <(printf '%s\n' "$declared") <(printf '%s\n' "$want") || true
     echo "0 passed, 1 failed"; exit 1
 fi
+# A static link needs the dependency libraries: Libs.private lists them.
+pc=$top/p11kms.pc
+static=$(pkg-config --static --libs "$pc" 2>&1)
+for l in -lp11kms -lp11-kit -lcrypto -ljansson -lsqlite3; do
+    case " $static " in
+    *" $l "*) ;;
+    *) echo "FAIL: pkg-config --static --libs $pc lacks $l: $static"; echo "0 passed, 1 failed"; exit 1 ;;
+    esac
+done
 echo "exported: $(printf '%s\n' "$syms" | wc -l) p11kms_ symbols"
 echo "1 passed, 0 failed"
