@@ -10,6 +10,9 @@
 #include "util/timefmt.h"
 
 #define MAX_PRINCIPALS 16
+/* AWS KMS's key policy limit. */
+#define POLICY_MAX (32 * 1024)
+#define POLICY_LIMIT "a key policy is at most 32768 bytes"
 
 static int parse_uint(const char *opt, const char *v, unsigned *out)
 {
@@ -55,7 +58,10 @@ static int key_create(pk_cli *cli, int argc, char **argv)
     spec.admins = admins;
     spec.operators = operators;
     if (policy_file != NULL) {
-        if ((ex = pk_cli_read_file(policy_file, &policy)) != PK_EXIT_OK) return ex;
+        if ((ex = pk_cli_read_file(policy_file, POLICY_MAX, POLICY_LIMIT, &policy)) != PK_EXIT_OK) {
+            pk_buf_free(&policy);
+            return ex;
+        }
         spec.policy_json = (const char *)policy.data;
     }
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) {
@@ -276,7 +282,10 @@ static int key_put_policy(pk_cli *cli, int argc, char **argv)
         else return pk_cli_usage("key put-policy: unexpected '%s'", argv[i]);
     }
     if (npos != 2) return pk_cli_usage("key put-policy KEY FILE [--bypass-lockout-check]");
-    if ((ex = pk_cli_read_file(pos[1], &policy)) != PK_EXIT_OK) return ex;
+    if ((ex = pk_cli_read_file(pos[1], POLICY_MAX, POLICY_LIMIT, &policy)) != PK_EXIT_OK) {
+        pk_buf_free(&policy);
+        return ex;
+    }
     if ((ex = pk_cli_session_open(cli, &s)) == PK_EXIT_OK) {
         rc = p11kms_key_put_policy(s.h, s.caller, pos[0], (const char *)policy.data, bypass);
         if (rc != P11KMS_OK)

@@ -23,7 +23,7 @@
 static int add_pair(p11kms_secret_map *m, const char *arg)
 {
     const char *eq = strchr(arg, '=');
-    char *key;
+    char *key, *hint = NULL;
     p11kms_rc rc;
     /* Never echo the argument: it may be a mistyped secret. */
     if (eq == NULL || eq == arg) return pk_cli_usage("secret values are given as KEY=VALUE or KEY=@FILE");
@@ -31,26 +31,19 @@ static int add_pair(p11kms_secret_map *m, const char *arg)
     if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
     if (eq[1] == '@') {
         pk_secbuf v = PK_SECBUF_INIT;
-        int ex = pk_cli_read_secret(eq + 2, VALUE_FILE_MAX, &v);
+        int ex = pk_cli_read_value(key, eq + 2, VALUE_FILE_MAX, &v);
         if (ex != PK_EXIT_OK) {
             free(key);
             return ex;
         }
-        if (v.len > VALUE_FILE_MAX) {
-            pk_secbuf_free(&v);
-            free(key);
-            return pk_cli_usage("%s: file is larger than %d bytes", eq + 2, VALUE_FILE_MAX);
-        }
-        if (v.len > 0 && v.data[v.len - 1] == '\n') v.len--;
-        if (memchr(v.data, 0, v.len) != NULL) {
-            pk_secbuf_free(&v);
-            fprintf(stderr, "p11kms: the value of '%s' from %s is not text\n", key, eq + 2);
-            free(key);
-            return PK_EXIT_USAGE;
-        }
-        rc = pk_failed(pk_secbuf_cstr(&v)) ? P11KMS_ERR_NO_MEMORY : p11kms_secret_map_set(m, key, (const char *)v.data);
+        rc = p11kms_secret_map_set(m, key, (const char *)v.data);
         pk_secbuf_free(&v);
     } else {
+        /* argv is world-readable in /proc: say so, but keep working (scripts rely on it). */
+        if (eq[1] != '\0' && asprintf(&hint, "%s=@FILE or --from-json -", key) >= 0) {
+            pk_cli_warn_argv_secret(key, hint);
+            free(hint);
+        }
         rc = p11kms_secret_map_set(m, key, eq + 1);
     }
     free(key);
