@@ -133,6 +133,14 @@ static int print_list(const char *json)
     return PK_EXIT_OK;
 }
 
+/* "connection NAME created", or {"Name":..,"Result":"created"} with --json. */
+static int print_done(const pk_cli *cli, const char *name, const char *what)
+{
+    if (cli->json) return pk_cli_print_obj("Name", name, "Result", what, NULL);
+    printf("connection %s %s\n", name, what);
+    return PK_EXIT_OK;
+}
+
 int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
 {
     conn_args a;
@@ -160,17 +168,17 @@ int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
     if (strcmp(sub, "create") == 0) {
         p11kms_connection_spec spec = {a.type, a.comment, a.ns, a.key, a.opts};
         rc = p11kms_connection_create(s.h, s.caller, a.name, &spec);
-        if (rc == P11KMS_OK) printf("connection %s created\n", a.name);
+        if (rc == P11KMS_OK) ex = print_done(cli, a.name, "created");
     } else if (strcmp(sub, "alter") == 0) {
         if (p11kms_secret_map_count(a.opts) == 0 && a.nreset == 0 && a.comment == NULL) {
             ex = pk_cli_usage("connection alter NAME [--comment C] [opt=value]... [--reset opt]...");
             goto out;
         }
         rc = p11kms_connection_alter(s.h, s.caller, a.name, a.opts, a.reset, a.nreset, a.comment);
-        if (rc == P11KMS_OK) printf("connection %s altered\n", a.name);
+        if (rc == P11KMS_OK) ex = print_done(cli, a.name, "altered");
     } else if (strcmp(sub, "drop") == 0) {
         rc = p11kms_connection_drop(s.h, s.caller, a.name);
-        if (rc == P11KMS_OK) printf("connection %s dropped\n", a.name);
+        if (rc == P11KMS_OK) ex = print_done(cli, a.name, "dropped");
     } else if (strcmp(sub, "describe") == 0) {
         rc = p11kms_connection_describe(s.h, s.caller, a.name, &text);
     } else if (strcmp(sub, "show-create") == 0) {
@@ -185,6 +193,8 @@ int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
         ex = pk_cli_fail(rc);
     } else if (text != NULL && strcmp(sub, "list") == 0 && !cli->json) {
         ex = print_list(text);
+    } else if (text != NULL && strcmp(sub, "show-create") == 0 && cli->json) {
+        ex = pk_cli_print_obj("Name", a.name, "CreateStatement", text, NULL);
     } else if (text != NULL) {
         ex = pk_cli_print_json(cli, text);
         text = NULL;

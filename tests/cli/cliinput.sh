@@ -1,7 +1,7 @@
 #!/bin/bash
 # CLI input and output hardening: empty secret values, FIFOs and other
 # non-regular files, unbounded stdin, atomic 0600 output files, datakey
-# --out, the argv warning, non-dumpable process.
+# --out, the argv warning, non-dumpable process, --json on every command.
 # Every command that could block or eat memory runs under `timeout 10`, so
 # a regression fails instead of hanging.
 . "${P11KMS_TOP_SRCDIR:-.}/tests/cli/lib.sh"
@@ -171,6 +171,64 @@ if ls "$WORK/core-control" | grep -q '^core'; then
 else
     echo "note: this machine writes no core files (core_pattern $(cat /proc/sys/kernel/core_pattern)); dumpable check skipped"
 fi
+
+# --- --json on every command: one JSON document each.
+oper --json encrypt --key "$K" --in "$WORK/pw"
+expect_rc 0 "encrypt --json"; is_json "encrypt --json"
+[ "$(json_field KeyId)" = "$K" ] && ok || bad "encrypt --json KeyId"
+json_field CiphertextBlob >"$WORK/blob2"
+oper --json decrypt --in "$WORK/blob2"
+expect_rc 0 "decrypt --json"; is_json "decrypt --json"
+[ "$(json_field Plaintext | base64 -d)" = "$PW" ] && ok || bad "decrypt --json Plaintext is the base64 plaintext"
+[ "$(json_field KeyId)" = "$K" ] && ok || bad "decrypt --json KeyId"
+oper --json decrypt --in "$WORK/blob2" --out "$WORK/pt.json.out"
+expect_rc 0 "decrypt --json --out"; is_json "decrypt --json --out"; expect_out_lacks Plaintext "no plaintext with --out"
+oper --json re-encrypt --in "$WORK/blob2" --key "$K"
+expect_rc 0 "re-encrypt --json"; is_json "re-encrypt --json"
+oper --json datakey --key "$K"
+expect_rc 0 "datakey --json"; is_json "datakey --json"
+admin --json key create --alias alias/json
+expect_rc 0 "key create --json"; is_json "key create --json"; K2=$(json_field KeyId)
+for sub in disable enable rotate; do
+    admin --json key $sub "$K2"
+    expect_rc 0 "key $sub --json"; is_json "key $sub --json"
+done
+admin --json key schedule-deletion "$K2" --days 7
+expect_rc 0 "schedule-deletion --json"; is_json "schedule-deletion --json"
+admin --json key cancel-deletion "$K2"
+expect_rc 0 "cancel-deletion --json"; is_json "cancel-deletion --json"
+admin --json key get-policy "$K2"
+expect_rc 0 "get-policy"; cp "$OUT" "$WORK/pol.json"
+admin --json key put-policy "$K2" "$WORK/pol.json"
+expect_rc 0 "put-policy --json"; is_json "put-policy --json"
+admin --json alias create alias/json2 "$K2"
+expect_rc 0 "alias create --json"; is_json "alias create --json"
+admin --json alias delete alias/json2
+expect_rc 0 "alias delete --json"; is_json "alias delete --json"
+oper_in "$WORK/pw" --json secret put password=@-
+expect_rc 0 "secret put --json"; is_json "secret put --json"; SJ=$(json_field SecretId)
+oper_in "$WORK/pw" --json secret update "$SJ" password=@-
+expect_rc 0 "secret update --json"; is_json "secret update --json"
+oper --json secret get "$SJ" --field password
+expect_rc 0 "secret get --field --json"; is_json "secret get --field --json"
+[ "$(json_field password)" = "$PW" ] && ok || bad "secret get --field --json value"
+oper --json secret rm "$SJ"
+expect_rc 0 "secret rm --json"; is_json "secret rm --json"
+oper --json connection create c.json url=x
+expect_rc 0 "connection create --json"; is_json "connection create --json"
+oper --json connection alter c.json url=y
+expect_rc 0 "connection alter --json"; is_json "connection alter --json"
+oper --json connection show-create c.json
+expect_rc 0 "connection show-create --json"; is_json "connection show-create --json"
+oper --json connection drop c.json
+expect_rc 0 "connection drop --json"; is_json "connection drop --json"
+run "$P11KMS" --json audit files
+expect_rc 0 "audit files --json"; is_json "audit files --json"
+mod=$(sed -n 's/^module = //p' "$T/p11kms.conf")
+run "$P11KMS" --json token init --module "$mod" --label json-token --so-pin-file "$T/so.pin" --pin-file "$T/user.pin"
+expect_rc 0 "token init --json"; is_json "token init --json"
+admin --json report keys
+is_json "report keys --json"
 
 # Nothing secret on stderr.
 if grep -qF -e "$TTYPW" "$WORK/.all-stderr"; then bad "typed secret on stderr"; else ok; fi
