@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,10 +92,22 @@ int pk_cli_read_secret(const char *path, size_t max, pk_secbuf *out)
     return PK_EXIT_OK;
 }
 
+static struct termios tty_saved;
+static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+/* A signal while echo is off must not leave the terminal silent: restore it, then die of the signal. */
+static void tty_restore_and_die(int sig)
+{
+    (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &tty_saved);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 /* One line from the terminal with echo off (the value is typed, never shown). */
 static int read_tty_line(const char *key, size_t max, pk_secbuf *out)
 {
     struct termios old, quiet;
+    struct sigaction sa, prev[PK_ARRAY_LEN(tty_signals)];
     char c;
     ssize_t n;
 
@@ -106,6 +119,10 @@ static int read_tty_line(const char *key, size_t max, pk_secbuf *out)
     if (pk_failed(pk_secbuf_alloc(out, max + 1))) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
+    tty_saved = old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = tty_restore_and_die;
+    for (size_t i = 0; i < PK_ARRAY_LEN(tty_signals); i++) (void)sigaction(tty_signals[i], &sa, &prev[i]);
     fprintf(stderr, "p11kms: value for '%s' (not echoed): ", key);
     fflush(stderr);
     (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
@@ -116,6 +133,7 @@ static int read_tty_line(const char *key, size_t max, pk_secbuf *out)
     }
     c = 0;
     (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    for (size_t i = 0; i < PK_ARRAY_LEN(tty_signals); i++) (void)sigaction(tty_signals[i], &prev[i], NULL);
     fputc('\n', stderr);
     return PK_EXIT_OK;
 }

@@ -53,13 +53,24 @@ oper secret put note=
 expect_rc 0 "explicit empty value"; expect_err "" "no warning for an empty argv value"
 # From a terminal: a prompt, echo off; the typed value never appears on the terminal.
 TTYPW="typed-$RANDOM-lima"
-(sleep 1; printf '%s\n' "$TTYPW"; sleep 1) | script -qec "timeout 10 $P11KMS --as $OPR secret put password=@-" /dev/null \
+(sleep 2; printf '%s\n' "$TTYPW"; sleep 3) | script -qec "timeout 10 $P11KMS --as $OPR secret put password=@-" /dev/null \
     >"$WORK/tty.out" 2>&1
 grep -qF "p11kms: value for 'password' (not echoed): " "$WORK/tty.out" && ok || bad "terminal prompt: $(cat "$WORK/tty.out")"
 if grep -qF "$TTYPW" "$WORK/tty.out"; then bad "typed value echoed on the terminal"; else ok; fi
 S_TTY=$(tr -d '\r' <"$WORK/tty.out" | grep -Eo '^[0-9a-f]{8}-[0-9a-f-]{27}$')
 oper secret get "$S_TTY" --field password
 expect_rc 0 "get typed value"; expect_out "$TTYPW" "typed value stored"
+# Killed at the prompt: the terminal gets its echo back.
+ABS_P11KMS="$(cd "$(dirname "$P11KMS")" && pwd)/$(basename "$P11KMS")"
+cat >"$WORK/ttysig.sh" <<EOF
+"$ABS_P11KMS" --as "$OPR" secret put password=@- </dev/tty 2>/dev/null &
+p=\$!
+sleep 1
+kill -TERM \$p; wait \$p
+stty -a | tr ' ' '\n' | grep -x -- '-\?echo'
+EOF
+(sleep 4) | script -qec "sh $WORK/ttysig.sh" /dev/null >"$WORK/ttysig.out" 2>&1
+[ "$(tr -d '\r' <"$WORK/ttysig.out" | tail -1)" = echo ] && ok || bad "echo restored after SIGTERM at the prompt: $(cat "$WORK/ttysig.out")"
 
 # --- A secret value in argv: one warning line, and it still works.
 oper secret put "password=$PW"
@@ -141,7 +152,7 @@ admin key create --policy "$WORK/big-policy.json"
 expect_rc 2 "key create --policy of 40000 bytes"; expect_err_has "a key policy is at most 32768 bytes" "create bound"
 run_in /dev/zero timeout 10 "$P11KMS" --as "$OPR" secret put --from-json -
 expect_rc 2 "--from-json </dev/zero"
-# The memory bound itself: 64 MB of address space is plenty for a bounded reader.
+# The memory bound itself: 256 MiB of address space is plenty for a bounded reader.
 (ulimit -v 262144; timeout 10 "$P11KMS" --as "$OPR" decrypt </dev/zero >/dev/null 2>"$WORK/ulimit.err"); RC=$?
 expect_rc 2 "decrypt </dev/zero within 256 MiB of address space"
 
@@ -166,7 +177,7 @@ blocked_abort() {
 }
 blocked_abort "$WORK/core-control" cat
 if ls "$WORK/core-control" | grep -q '^core'; then
-    blocked_abort "$WORK/core-p11kms" "$(cd "$(dirname "$P11KMS")" && pwd)/$(basename "$P11KMS")" --as "$OPR" secret put --from-json -
+    blocked_abort "$WORK/core-p11kms" "$ABS_P11KMS" --as "$OPR" secret put --from-json -
     if ls "$WORK/core-p11kms" | grep -q '^core'; then bad "a core dump of p11kms holding a secret"; else ok; fi
 else
     echo "note: this machine writes no core files (core_pattern $(cat /proc/sys/kernel/core_pattern)); dumpable check skipped"
