@@ -18,52 +18,79 @@ export PATH="$top:$PATH"
 ADMIN=arn:aws:iam::111122223333:role/key-admin
 FLINK=arn:aws:iam::111122223333:role/flink-operator
 step() { printf '\n== %s\n' "$*"; }
-as_admin() { echo "\$ p11kms --as key-admin $*"; p11kms --as "$ADMIN" "$@"; }
-as_flink() { echo "\$ p11kms --as flink-operator $*"; p11kms --as "$FLINK" "$@"; }
+# quote ARG: ARG as the shell reads it back (single quotes when needed).
+quote() {
+    case $1 in
+    '' | *[!A-Za-z0-9_./:=@%+,-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
+# x CMD...: print exactly the command line it runs ("+ " first, full ARNs,
+# pasteable into a shell with this script's environment), then run it.
+x() {
+    printf '+'
+    for a in "$@"; do printf ' '; quote "$a"; done
+    printf '\n'
+    "$@"
+}
+# x_to FILE CMD...: the same, with stdout into FILE ("+ CMD > FILE").
+x_to() {
+    out=$1; shift
+    printf '+'
+    for a in "$@"; do printf ' '; quote "$a"; done
+    printf ' > '; quote "$out"; printf '\n'
+    "$@" >"$out"
+}
+# x_or_refused CMD...: a command expected to be refused; prints the exit code.
+x_or_refused() { x "$@" || echo "(refused, exit $?)"; }
+echo "+ export SOFTHSM2_CONF=$(quote "$SOFTHSM2_CONF") P11KMS_CONFIG=$(quote "$P11KMS_CONFIG") PATH=$(quote "$top"):\$PATH"
 
 step "1. The token p11kms found (SoftHSM in $demo/tokens)"
-p11kms token info
+x p11kms token info
 
 step "2. Initialise the store, the system keys and the service key"
-as_admin init --admin "$ADMIN" --operator "$FLINK"
+x p11kms --as "$ADMIN" init --admin "$ADMIN" --operator "$FLINK"
 
 step "3. The administrator creates a CMK for Flink checkpoints, with separation of duties"
-KEY=$(p11kms --as "$ADMIN" key create --alias alias/flink-checkpoints \
-      --description "Flink checkpoint data keys" --rotation-days 365 --admin "$ADMIN" --operator "$FLINK")
-echo "created $KEY (alias/flink-checkpoints)"
-as_admin key describe alias/flink-checkpoints
+x p11kms --as "$ADMIN" key create --alias alias/flink-checkpoints \
+    --description "Flink checkpoint data keys" --rotation-days 365 --admin "$ADMIN" --operator "$FLINK"
+x p11kms --as "$ADMIN" key describe alias/flink-checkpoints
 
 step "4. Flink encrypts and decrypts with an encryption context"
-BLOB=$(printf 'jdbc-password-demo' | p11kms --as "$FLINK" encrypt --key alias/flink-checkpoints --context job=orders)
-echo "ciphertext: $BLOB"
-printf '%s\n' "$BLOB" | p11kms --as "$FLINK" decrypt --context job=orders
+umask 077
+x_to "$demo/plain.txt" printf 'jdbc-password-demo'
+x_to "$demo/blob.b64" p11kms --as "$FLINK" encrypt --key alias/flink-checkpoints --context job=orders \
+    --in "$demo/plain.txt"
+echo "ciphertext: $(cat "$demo/blob.b64")"
+x p11kms --as "$FLINK" decrypt --context job=orders --in "$demo/blob.b64"
 echo
 echo "with the wrong context:"
-printf '%s\n' "$BLOB" | p11kms --as "$FLINK" decrypt --context job=payments || echo "(refused, exit $?)"
+x_or_refused p11kms --as "$FLINK" decrypt --context job=payments --in "$demo/blob.b64"
 
-step "5. Envelope encryption: a data key for a checkpoint file"
-as_flink datakey --key alias/flink-checkpoints --spec AES_256 --context purpose=checkpoint --no-plaintext
+step "5. Envelope encryption: a data key for a checkpoint file (plaintext key in a new 0600 file)"
+x p11kms --as "$FLINK" datakey --key alias/flink-checkpoints --spec AES_256 --context purpose=checkpoint \
+    --out "$demo/checkpoint.key"
+x ls -l "$demo/checkpoint.key"
 
 step "6. Separation of duties: neither role can do the other's job"
-printf '%s\n' "$BLOB" | p11kms --as "$ADMIN" decrypt --context job=orders || echo "(administrator refused, exit $?)"
-p11kms --as "$FLINK" key disable alias/flink-checkpoints || echo "(operator refused, exit $?)"
+x_or_refused p11kms --as "$ADMIN" decrypt --context job=orders --in "$demo/blob.b64"
+x_or_refused p11kms --as "$FLINK" key disable alias/flink-checkpoints
 
 step "7. Rotation: old ciphertexts still decrypt"
-as_admin key rotate alias/flink-checkpoints
-printf '%s\n' "$BLOB" | p11kms --as "$FLINK" decrypt --context job=orders
+x p11kms --as "$ADMIN" key rotate alias/flink-checkpoints
+x p11kms --as "$FLINK" decrypt --context job=orders --in "$demo/blob.b64"
 echo
 
 step "8. The key policy, checked by the linter"
-p11kms --as "$ADMIN" key get-policy alias/flink-checkpoints >"$demo/policy.json"
-p11kms policy lint "$demo/policy.json"
+x_to "$demo/policy.json" p11kms --as "$ADMIN" key get-policy alias/flink-checkpoints
+x p11kms policy lint "$demo/policy.json"
 
 step "9. Flink connection credentials: the password goes into the HSM-backed SecretStore"
-umask 077
 printf 's3cr3t-demo-db-password' >"$demo/db.password"
-as_flink connection create catalog1.sales.orders_db --type jdbc --key alias/flink-checkpoints \
+x p11kms --as "$FLINK" connection create catalog1.sales.orders_db --type jdbc --key alias/flink-checkpoints \
     url=jdbc:postgresql://db.internal:5432/orders username=flink password=@"$demo/db.password"
-rm -f "$demo/db.password"
-as_flink connection describe catalog1.sales.orders_db
+x rm -f "$demo/db.password"
+x p11kms --as "$FLINK" connection describe catalog1.sales.orders_db
 
 step "10. Render a Flink configuration: secrets resolved at deploy time, written 0600"
 cat >"$demo/flink-conf.template.yaml" <<'TEMPLATE'
@@ -72,22 +99,23 @@ table.connection.orders.url: ${connection:catalog1.sales.orders_db:url}
 table.connection.orders.username: ${connection:catalog1.sales.orders_db:username}
 table.connection.orders.password: ${connection:catalog1.sales.orders_db:password}
 TEMPLATE
-as_flink render "$demo/flink-conf.template.yaml" -o "$demo/flink-conf.yaml"
-ls -l "$demo/flink-conf.yaml"
+x p11kms --as "$FLINK" render "$demo/flink-conf.template.yaml" -o "$demo/flink-conf.yaml"
+x ls -l "$demo/flink-conf.yaml"
 echo "(the rendered file holds the password; the store, the audit log and this output do not)"
 
 step "11. The keys in the store"
-p11kms --as "$ADMIN" key list
+x p11kms --as "$ADMIN" key list
 
 step "12. The audit trail: every call above, chained and sealed in the HSM"
-tail -n 2 "$demo/audit.log"
-p11kms audit verify
+x tail -n 2 "$demo/audit.log"
+x p11kms audit verify
 
 step "13. Compliance reports an auditor runs from cron"
 export P11KMS_PRINCIPAL=arn:aws:iam::111122223333:role/auditor
-scripts/compliance/key-report
-scripts/compliance/policy-report
-scripts/compliance/audit-report
+echo "+ export P11KMS_PRINCIPAL=$P11KMS_PRINCIPAL"
+x scripts/compliance/key-report
+x scripts/compliance/policy-report
+x scripts/compliance/audit-report
 
 echo
 echo "demo folder: $demo (config: $P11KMS_CONFIG)"

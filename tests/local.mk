@@ -19,6 +19,7 @@ tests_test_keys_LDADD = $(TEST_LDADD)
 CLI_SCENARIOS = tests/cli/token.sh tests/cli/keys.sh tests/cli/roles.sh tests/cli/layering.sh tests/cli/exports.sh
 CLI_SCENARIOS += tests/cli/help.sh tests/cli/install.sh
 CLI_SCENARIOS += tests/cli/fulldisk.sh tests/cli/nss.sh
+CLI_SCENARIOS += tests/cli/cliinput.sh
 TESTS += $(UNIT_TESTS) $(CLI_SCENARIOS)
 EXTRA_DIST += $(CLI_SCENARIOS) tests/cli/lib.sh tests/vectors tests/valgrind.supp
 

@@ -38,10 +38,63 @@ int pk_cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write a finished pk_buf (JSON document or text) to stdout with a newline. */
 int pk_cli_print_buf(pk_buf *b);
 /*
- * Read a whole file ("-" for stdin) into a NUL-terminated buffer. For public
- * data only (policies, blobs); secret input uses the secrets reader.
+ * Read a whole file ("-" for stdin) of at most max bytes into a
+ * NUL-terminated buffer. For public data only (policies, blobs); secret
+ * input uses the secrets reader. More than max bytes is a usage error (exit
+ * 2): "p11kms: PATH is too large: LIMIT" with the caller's limit sentence.
+ * Only regular files are read (stdin may be a pipe or a terminal).
  */
-int pk_cli_read_file(const char *path, pk_buf *out);
+int pk_cli_read_file_max(const char *path, size_t max, const char *limit, pk_buf *out);
+/*
+ * pk_cli_read_file(path, max, limit, out) is the bounded reader.
+ * TRANSITION: the two-argument form pk_cli_read_file(path, out) is still
+ * accepted (unbounded) only for cmd_render.c; drop it once render passes
+ * its 1 MiB template limit.
+ */
+int pk_cli_read_file_unbounded(const char *path, pk_buf *out);
+#define PK_CLI_READ_FILE_SEL(_1, _2, _3, _4, name, ...) name
+#define pk_cli_read_file(...)                                                                            \
+    PK_CLI_READ_FILE_SEL(__VA_ARGS__, pk_cli_read_file_max, pk_cli_read_file_bad_args,                   \
+                         pk_cli_read_file_unbounded, pk_cli_read_file_bad_args)(__VA_ARGS__)
+/*
+ * Open an input file for reading: "-" or NULL is stdin; anything else must
+ * be a regular file (a FIFO or device would block or never end). Opened
+ * with O_NONBLOCK so a FIFO is refused instead of waited on. Prints the
+ * error and returns its exit code.
+ */
+int pk_cli_open_input(const char *path, int *fd);
+/* Write all of p to fd, looping on partial writes and EINTR; 0 or -1 (errno). */
+int pk_cli_write_fd(int fd, const void *p, size_t n);
+/*
+ * Write secret bytes to stdout with write(2): stdio would keep a copy in
+ * its buffer, which is never wiped. Flushes stdio first to keep the order.
+ */
+int pk_cli_write_stdout(const void *p, size_t n);
+/*
+ * Create path atomically with mode 0600: a temp file in the same folder
+ * (O_CREAT|O_EXCL, never following a link), fsync, rename over path, fsync
+ * of the folder. An existing path is replaced, never written into, so a
+ * file someone else prepared (a hard link, a file in a shared folder) never
+ * receives the data; an existing non-regular path (FIFO, device, link,
+ * folder) is refused (exit 2). On failure nothing is left behind.
+ */
+int pk_cli_write_file_atomic(const char *path, const uint8_t *data, size_t len);
+/*
+ * Keep secrets out of core dumps and away from ptrace by other processes of
+ * the same user: PR_SET_DUMPABLE 0. Idempotent; called before any secret
+ * is read or a handle opened.
+ */
+void pk_cli_harden(void);
+/*
+ * One-line warning that a secret value was given in argv (readable by every
+ * local user through /proc). `hint` is how to give it instead.
+ */
+void pk_cli_warn_argv_secret(const char *key, const char *hint);
+/* Print a finished JSON document (pk_jo_result checked) and free its buffer. */
+struct pk_json_out;
+int pk_cli_print_jo(struct pk_json_out *j);
+/* Print {"K1":"V1","K2":"V2",...} (NULL-terminated pairs) through the JSON writer. */
+int pk_cli_print_obj(const char *k1, ...) __attribute__((sentinel));
 
 /*
  * Match "--name VALUE" or "--name=VALUE" at argv[*i] (advancing *i past a

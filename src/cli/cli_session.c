@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli/cli_session.h"
@@ -25,6 +27,7 @@ int pk_cli_session_open(pk_cli *cli, pk_cli_session *s)
     int ex;
     p11kms_rc rc;
     memset(s, 0, sizeof(*s));
+    pk_cli_harden(); /* every command that opens a handle may handle secrets */
     if ((ex = pk_cli_caller(cli, &s->caller)) == PK_EXIT_OK && (ex = pk_cli_load_config(cli, &s->cfg)) == PK_EXIT_OK) {
         rc = p11kms_open(s->cfg, &s->h);
         ex = rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
@@ -65,12 +68,11 @@ void pk_cli_kv_free(pk_cli_kvs *kvs)
 
 int pk_cli_read_secret(const char *path, size_t max, pk_secbuf *out)
 {
-    int fd = (path == NULL || strcmp(path, "-") == 0) ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    int fd, ex;
     ssize_t n;
-    if (fd < 0) {
-        fprintf(stderr, "p11kms: cannot open %s: %s\n", path, strerror(errno));
-        return PK_EXIT_FAILED;
-    }
+
+    pk_cli_harden(); /* before the first secret byte is in memory */
+    if ((ex = pk_cli_open_input(path, &fd)) != PK_EXIT_OK) return ex;
     if (pk_failed(pk_secbuf_alloc(out, max + 1))) {
         if (fd != STDIN_FILENO) close(fd);
         return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
@@ -90,38 +92,83 @@ int pk_cli_read_secret(const char *path, size_t max, pk_secbuf *out)
     return PK_EXIT_OK;
 }
 
+static struct termios tty_saved;
+static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+/* A signal while echo is off must not leave the terminal silent: restore it, then die of the signal. */
+static void tty_restore_and_die(int sig)
+{
+    (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &tty_saved);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* One line from the terminal with echo off (the value is typed, never shown). */
+static int read_tty_line(const char *key, size_t max, pk_secbuf *out)
+{
+    struct termios old, quiet;
+    struct sigaction sa, prev[PK_ARRAY_LEN(tty_signals)];
+    char c;
+    ssize_t n;
+
+    pk_cli_harden();
+    if (tcgetattr(STDIN_FILENO, &old) != 0) {
+        fprintf(stderr, "p11kms: cannot read the terminal: %s\n", strerror(errno));
+        return PK_EXIT_FAILED;
+    }
+    if (pk_failed(pk_secbuf_alloc(out, max + 1))) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    tty_saved = old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = tty_restore_and_die;
+    for (size_t i = 0; i < PK_ARRAY_LEN(tty_signals); i++) (void)sigaction(tty_signals[i], &sa, &prev[i]);
+    fprintf(stderr, "p11kms: value for '%s' (not echoed): ", key);
+    fflush(stderr);
+    (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    while (out->len <= max && ((n = read(STDIN_FILENO, &c, 1)) == 1 || (n < 0 && errno == EINTR))) {
+        if (n < 0) continue;
+        if (c == '\n' || c == '\r') break;
+        out->data[out->len++] = (uint8_t)c;
+    }
+    c = 0;
+    (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    for (size_t i = 0; i < PK_ARRAY_LEN(tty_signals); i++) (void)sigaction(tty_signals[i], &prev[i], NULL);
+    fputc('\n', stderr);
+    return PK_EXIT_OK;
+}
+
+int pk_cli_read_value(const char *key, const char *path, size_t max, pk_secbuf *out)
+{
+    bool from_stdin = strcmp(path, "-") == 0;
+    const char *from = from_stdin ? "standard input" : path;
+    int ex = from_stdin && isatty(STDIN_FILENO) ? read_tty_line(key, max, out) : pk_cli_read_secret(path, max, out);
+
+    if (ex != PK_EXIT_OK) return ex;
+    if (out->len > max) {
+        ex = pk_cli_usage("%s: the value of '%s' is larger than %zu bytes", from, key, max);
+    } else {
+        if (out->len > 0 && out->data[out->len - 1] == '\n') out->len--;
+        if (memchr(out->data, 0, out->len) != NULL) {
+            fprintf(stderr, "p11kms: the value of '%s' from %s is not text\n", key, from);
+            ex = PK_EXIT_USAGE;
+        } else if (out->len == 0) {
+            /* An empty file or closed stdin is a mistake far more often than an empty secret. */
+            fprintf(stderr, "p11kms: the value of '%s' from %s is empty; refusing to store an empty secret\n", key,
+                    from);
+            ex = PK_EXIT_USAGE;
+        } else if (pk_failed(pk_secbuf_cstr(out))) {
+            ex = pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+        }
+    }
+    if (ex != PK_EXIT_OK) pk_secbuf_free(out);
+    return ex;
+}
+
 int pk_cli_write_secret(const char *path, const uint8_t *data, size_t len)
 {
-    FILE *f = stdout;
-    int fd = -1;
-    if (path != NULL && strcmp(path, "-") != 0) {
-        /* Plaintext files are private from the first byte: create with 0600, never widen. */
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0 || fchmod(fd, 0600) != 0) {
-            fprintf(stderr, "p11kms: cannot write %s: %s\n", path, strerror(errno));
-            if (fd >= 0) close(fd);
-            return PK_EXIT_FAILED;
-        }
-        for (size_t off = 0; off < len;) {
-            ssize_t n = write(fd, data + off, len - off);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                fprintf(stderr, "p11kms: cannot write %s: %s\n", path, strerror(errno));
-                close(fd);
-                unlink(path);
-                return PK_EXIT_FAILED;
-            }
-            off += (size_t)n;
-        }
-        if (fsync(fd) != 0 || close(fd) != 0) {
-            fprintf(stderr, "p11kms: cannot write %s: %s\n", path, strerror(errno));
-            unlink(path);
-            return PK_EXIT_FAILED;
-        }
-        return PK_EXIT_OK;
-    }
-    if (len > 0 && fwrite(data, 1, len, f) != len) return PK_EXIT_FAILED;
-    return fflush(f) == 0 ? PK_EXIT_OK : PK_EXIT_FAILED;
+    if (path != NULL && strcmp(path, "-") != 0) return pk_cli_write_file_atomic(path, data, len);
+    return pk_cli_write_stdout(data, len);
 }
 
 int pk_cli_print_json(pk_cli *cli, char *json)

@@ -30,7 +30,15 @@ void pk_cli_kv_free(pk_cli_kvs *kvs);
 
 /* Read at most max+1 bytes of secret input (file, or stdin for NULL/"-") into locked memory. */
 int pk_cli_read_secret(const char *path, size_t max, pk_secbuf *out);
-/* Write secret output to stdout, or to a new 0600 file. */
+/*
+ * The value of KEY=@PATH: the file's content (PATH "-" is stdin, read
+ * without echo from a terminal), one trailing newline removed, text only,
+ * at most max bytes, NUL-terminated. An empty value is refused (exit 2):
+ * an empty file or closed stdin is a mistake far more often than an empty
+ * secret; KEY= on the command line stores an empty value deliberately.
+ */
+int pk_cli_read_value(const char *key, const char *path, size_t max, pk_secbuf *out);
+/* Write secret output to stdout with write(2), or atomically to a new 0600 file. */
 int pk_cli_write_secret(const char *path, const uint8_t *data, size_t len);
 /* Print a library JSON string and free it. */
 int pk_cli_print_json(pk_cli *cli, char *json);

@@ -42,11 +42,11 @@ int pk_cmd_alias(pk_cli *cli, int argc, char **argv)
     if (strcmp(sub, "create") == 0) {
         rc = p11kms_alias_create(s.h, s.caller, pos[0], pos[1]);
         if (rc == P11KMS_OK && !cli->json) printf("alias %s -> %s\n", pos[0], pos[1]);
-        if (rc == P11KMS_OK && cli->json) printf("{\"AliasName\":\"%s\",\"Result\":\"created\"}\n", pos[0]);
+        if (rc == P11KMS_OK && cli->json) ex = pk_cli_print_obj("AliasName", pos[0], "Result", "created", NULL);
     } else if (strcmp(sub, "delete") == 0) {
         rc = p11kms_alias_delete(s.h, s.caller, pos[0]);
         if (rc == P11KMS_OK && !cli->json) printf("alias %s deleted\n", pos[0]);
-        if (rc == P11KMS_OK && cli->json) printf("{\"AliasName\":\"%s\",\"Result\":\"deleted\"}\n", pos[0]);
+        if (rc == P11KMS_OK && cli->json) ex = pk_cli_print_obj("AliasName", pos[0], "Result", "deleted", NULL);
     } else {
         rc = p11kms_alias_list(s.h, s.caller, pos[0], &json);
         if (rc == P11KMS_OK && cli->json) {

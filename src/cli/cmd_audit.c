@@ -203,7 +203,17 @@ static int audit_files(pk_cli *cli, int argc, char **argv)
         ex = pk_cli_fail(r.code);
         goto out;
     }
-    for (size_t i = 0; i < n; i++) printf("%s\n", series[i]);
+    if (cli->json) {
+        pk_buf b = {0};
+        pk_json_out j;
+        pk_jo_init(&j, &b);
+        pk_jo_arr_begin(&j);
+        for (size_t i = 0; i < n; i++) pk_jo_str(&j, series[i]);
+        pk_jo_arr_end(&j);
+        ex = pk_cli_print_jo(&j);
+    } else {
+        for (size_t i = 0; i < n; i++) printf("%s\n", series[i]);
+    }
 out:
     pk_audit_series_free(series, n);
     p11kms_config_free(cfg);

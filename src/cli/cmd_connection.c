@@ -8,36 +8,51 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli_session.h"
 #include "json/json_in.h"
+#include "secrets/secrets.h"
 
 #define VALUE_FILE_MAX (64 * 1024)
 #define MAX_RESET 64
 
+/* Flink's sensitive-key rule (lower-case substring match), for the argv warning. */
+static bool sensitive_name(const char *key)
+{
+    char lower[256];
+    size_t i;
+    for (i = 0; key[i] != '\0' && i + 1 < sizeof(lower); i++) lower[i] = (char)tolower((unsigned char)key[i]);
+    lower[i] = '\0';
+    return pk_conn_option_sensitive_builtin(lower);
+}
+
 static int add_opt(p11kms_secret_map *m, const char *arg)
 {
     const char *eq = strchr(arg, '=');
-    char *key;
+    char *key, *hint = NULL;
     p11kms_rc rc;
     if (eq == NULL || eq == arg) return pk_cli_usage("connection options are given as OPTION=VALUE or OPTION=@FILE");
     key = strndup(arg, (size_t)(eq - arg));
     if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
     if (eq[1] == '@') {
         pk_secbuf v = PK_SECBUF_INIT;
-        int ex = pk_cli_read_secret(eq + 2, VALUE_FILE_MAX, &v);
-        if (ex != PK_EXIT_OK || v.len > VALUE_FILE_MAX || memchr(v.data, 0, v.len) != NULL) {
-            pk_secbuf_free(&v);
+        int ex = pk_cli_read_value(key, eq + 2, VALUE_FILE_MAX, &v);
+        if (ex != PK_EXIT_OK) {
             free(key);
-            return ex != PK_EXIT_OK ? ex : pk_cli_usage("%s: not a text file of at most %d bytes", eq + 2, VALUE_FILE_MAX);
+            return ex;
         }
-        if (v.len > 0 && v.data[v.len - 1] == '\n') v.len--;
-        rc = pk_failed(pk_secbuf_cstr(&v)) ? P11KMS_ERR_NO_MEMORY : p11kms_secret_map_set(m, key, (const char *)v.data);
+        rc = p11kms_secret_map_set(m, key, (const char *)v.data);
         pk_secbuf_free(&v);
     } else {
+        /* argv is world-readable in /proc: say so for sensitive options, but keep working. */
+        if (eq[1] != '\0' && sensitive_name(key) && asprintf(&hint, "%s=@FILE", key) >= 0) {
+            pk_cli_warn_argv_secret(key, hint);
+            free(hint);
+        }
         rc = p11kms_secret_map_set(m, key, eq + 1);
     }
     free(key);
@@ -118,6 +133,14 @@ static int print_list(const char *json)
     return PK_EXIT_OK;
 }
 
+/* "connection NAME created", or {"Name":..,"Result":"created"} with --json. */
+static int print_done(const pk_cli *cli, const char *name, const char *what)
+{
+    if (cli->json) return pk_cli_print_obj("Name", name, "Result", what, NULL);
+    printf("connection %s %s\n", name, what);
+    return PK_EXIT_OK;
+}
+
 int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
 {
     conn_args a;
@@ -145,17 +168,17 @@ int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
     if (strcmp(sub, "create") == 0) {
         p11kms_connection_spec spec = {a.type, a.comment, a.ns, a.key, a.opts};
         rc = p11kms_connection_create(s.h, s.caller, a.name, &spec);
-        if (rc == P11KMS_OK) printf("connection %s created\n", a.name);
+        if (rc == P11KMS_OK) ex = print_done(cli, a.name, "created");
     } else if (strcmp(sub, "alter") == 0) {
         if (p11kms_secret_map_count(a.opts) == 0 && a.nreset == 0 && a.comment == NULL) {
             ex = pk_cli_usage("connection alter NAME [--comment C] [opt=value]... [--reset opt]...");
             goto out;
         }
         rc = p11kms_connection_alter(s.h, s.caller, a.name, a.opts, a.reset, a.nreset, a.comment);
-        if (rc == P11KMS_OK) printf("connection %s altered\n", a.name);
+        if (rc == P11KMS_OK) ex = print_done(cli, a.name, "altered");
     } else if (strcmp(sub, "drop") == 0) {
         rc = p11kms_connection_drop(s.h, s.caller, a.name);
-        if (rc == P11KMS_OK) printf("connection %s dropped\n", a.name);
+        if (rc == P11KMS_OK) ex = print_done(cli, a.name, "dropped");
     } else if (strcmp(sub, "describe") == 0) {
         rc = p11kms_connection_describe(s.h, s.caller, a.name, &text);
     } else if (strcmp(sub, "show-create") == 0) {
@@ -170,6 +193,8 @@ int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
         ex = pk_cli_fail(rc);
     } else if (text != NULL && strcmp(sub, "list") == 0 && !cli->json) {
         ex = print_list(text);
+    } else if (text != NULL && strcmp(sub, "show-create") == 0 && cli->json) {
+        ex = pk_cli_print_obj("Name", a.name, "CreateStatement", text, NULL);
     } else if (text != NULL) {
         ex = pk_cli_print_json(cli, text);
         text = NULL;

@@ -9,12 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli_session.h"
 #include "util/codec.h"
+#include "util/json_out.h"
 
 #define PLAINTEXT_MAX 4096
-#define BLOB_TEXT_MAX (64 * 1024)
+/* AWS KMS's ciphertext blob limit: 6144 bytes, 8192 base64 characters (+ a CRLF). */
+#define BLOB_MAX 6144
+#define BLOB_TEXT_MAX (((BLOB_MAX + 2) / 3) * 4 + 2)
 
 typedef struct crypto_args {
     const char *key;
@@ -69,15 +73,67 @@ static void args_free(crypto_args *a)
     pk_cli_kv_free(&a->new_ctx);
 }
 
-static int print_blob(const p11kms_buf *blob)
+/* The key id inside a blob (bytes 2..17, docs/FORMAT.md). */
+static void blob_key_id(const uint8_t *b, char id[PK_UUID_STR_LEN + 1])
+{
+    pk_uuid_format(b + 2, id);
+}
+
+/* The blob as one base64 line, or {"KeyId":..,"CiphertextBlob":..} with --json. */
+static int print_blob(const pk_cli *cli, const p11kms_buf *blob)
 {
     size_t n = p11kms_buf_len(blob);
-    char *b64 = malloc(pk_base64_len(n) + 1);
+    char *b64 = malloc(pk_base64_len(n) + 1), id[PK_UUID_STR_LEN + 1];
+    pk_buf out = {0};
+    pk_json_out j;
+    int ex;
+
     if (b64 == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
     pk_base64_encode(p11kms_buf_data(blob), n, b64);
-    puts(b64);
+    pk_jo_init(&j, &out);
+    if (cli->json) {
+        blob_key_id(p11kms_buf_data(blob), id);
+        pk_jo_obj_begin(&j);
+        pk_jo_kstr(&j, "KeyId", id);
+        pk_jo_kstr(&j, "CiphertextBlob", b64);
+        pk_jo_obj_end(&j);
+        ex = pk_cli_print_jo(&j);
+    } else {
+        puts(b64);
+        ex = fflush(stdout) == 0 ? PK_EXIT_OK : PK_EXIT_FAILED;
+    }
     free(b64);
-    return fflush(stdout) == 0 ? PK_EXIT_OK : PK_EXIT_FAILED;
+    return ex;
+}
+
+/*
+ * A JSON object whose last member is secret: the public head comes from
+ * the JSON writer (keys and values escaped), the secret is appended as
+ * base64 (nothing to escape) in locked memory and written with write(2).
+ * head is an object still open; secret NULL closes it without that member.
+ */
+static int print_secret_json(pk_json_out *head, const char *key, const uint8_t *secret, size_t n)
+{
+    pk_secbuf out = PK_SECBUF_INIT;
+    pk_result r = pk_jo_result(head);
+    int ex = PK_EXIT_FAILED;
+
+    if (pk_ok(r) && secret != NULL) pk_jo_key(head, key);
+    PK_TRY(pk_jo_result(head));
+    PK_TRY(pk_secbuf_alloc(&out, head->buf->len + pk_base64_len(n) + 8));
+    PK_TRY(pk_secbuf_append(&out, head->buf->data, head->buf->len));
+    if (secret != NULL) {
+        PK_TRY(pk_secbuf_append(&out, "\"", 1));
+        pk_base64_encode(secret, n, (char *)out.data + out.len);
+        out.len += pk_base64_len(n);
+        PK_TRY(pk_secbuf_append(&out, "\"", 1));
+    }
+    PK_TRY(pk_secbuf_append(&out, "}\n", 2));
+    ex = pk_cli_write_stdout(out.data, out.len);
+out:
+    pk_secbuf_free(&out);
+    pk_buf_free(head->buf);
+    return pk_ok(r) ? ex : pk_cli_fail(r.code);
 }
 
 /* Read a base64 blob (file or stdin). Bad base64 is just a bad ciphertext. */
@@ -85,12 +141,16 @@ static int read_blob(const char *in, pk_buf *blob)
 {
     pk_buf text = {0};
     size_t n = 0;
-    int ex = pk_cli_read_file(in ? in : "-", &text);
-    if (ex != PK_EXIT_OK) return ex;
+    int ex = pk_cli_read_file(in ? in : "-", BLOB_TEXT_MAX,
+                              "a ciphertext blob is at most 6144 bytes (8192 base64 characters)", &text);
+    if (ex != PK_EXIT_OK) {
+        pk_buf_free(&text);
+        return ex;
+    }
     while (text.len > 0 && (text.data[text.len - 1] == '\n' || text.data[text.len - 1] == '\r' ||
                             text.data[text.len - 1] == ' '))
         text.len--;
-    if (text.len > BLOB_TEXT_MAX || pk_failed(pk_buf_reserve(blob, text.len)) ||
+    if (pk_failed(pk_buf_reserve(blob, text.len)) ||
         pk_failed(pk_base64_decode((const char *)text.data, text.len, blob->data, &n))) {
         pk_buf_free(&text);
         fprintf(stderr, "p11kms: %s\n", p11kms_strerror(P11KMS_ERR_CIPHERTEXT_INVALID));
@@ -99,6 +159,18 @@ static int read_blob(const char *in, pk_buf *blob)
     blob->len = n;
     pk_buf_free(&text);
     return PK_EXIT_OK;
+}
+
+/* Over 4096 bytes: point to envelope encryption. Only max+1 bytes were read; a file's size is known. */
+static int too_large(const char *in)
+{
+    struct stat st;
+    if (in != NULL && strcmp(in, "-") != 0 && stat(in, &st) == 0)
+        fprintf(stderr, "p11kms: encrypt: plaintext is %lld bytes; ", (long long)st.st_size);
+    else
+        fprintf(stderr, "p11kms: encrypt: plaintext is more than %d bytes; ", PLAINTEXT_MAX);
+    fprintf(stderr, "encrypt takes at most %d bytes: use 'p11kms datakey' for envelope encryption\n", PLAINTEXT_MAX);
+    return PK_EXIT_USAGE;
 }
 
 static int cmd_encrypt(pk_cli *cli, int argc, char **argv)
@@ -116,9 +188,13 @@ static int cmd_encrypt(pk_cli *cli, int argc, char **argv)
         goto out;
     }
     if ((ex = pk_cli_read_secret(a.in, PLAINTEXT_MAX, &pt)) != PK_EXIT_OK) goto out;
+    if (pt.len > PLAINTEXT_MAX) {
+        ex = too_large(a.in);
+        goto out;
+    }
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
     rc = p11kms_encrypt(s.h, s.caller, a.key, a.ctx.kv, a.ctx.n, pt.data, pt.len, &blob);
-    ex = rc == P11KMS_OK ? print_blob(blob) : pk_cli_fail(rc);
+    ex = rc == P11KMS_OK ? print_blob(cli, blob) : pk_cli_fail(rc);
 out:
     p11kms_buf_free(blob);
     pk_secbuf_free(&pt);
@@ -127,21 +203,40 @@ out:
     return ex;
 }
 
+/* Plaintext to --out or stdout; with --json, {"KeyId":..,"Plaintext":base64} (no Plaintext with --out). */
+static int print_plaintext(const pk_cli *cli, const char *out, const char *key_id, const p11kms_buf *pt)
+{
+    bool to_file = out != NULL && strcmp(out, "-") != 0;
+    pk_buf head = {0};
+    pk_json_out j;
+    int ex;
+
+    if (!cli->json) return pk_cli_write_secret(out, p11kms_buf_data(pt), p11kms_buf_len(pt));
+    if (to_file && (ex = pk_cli_write_file_atomic(out, p11kms_buf_data(pt), p11kms_buf_len(pt))) != PK_EXIT_OK)
+        return ex;
+    pk_jo_init(&j, &head);
+    pk_jo_obj_begin(&j);
+    pk_jo_kstr(&j, "KeyId", key_id);
+    return print_secret_json(&j, "Plaintext", to_file ? NULL : p11kms_buf_data(pt), p11kms_buf_len(pt));
+}
+
 static int cmd_decrypt(pk_cli *cli, int argc, char **argv)
 {
     crypto_args a;
     pk_buf blob = {0};
     pk_cli_session s = {0};
     p11kms_buf *pt = NULL;
+    char *key_id = NULL;
     p11kms_rc rc;
     int ex;
 
     if ((ex = parse_args(cli, argc, argv, "--context --in --out", &a)) != PK_EXIT_OK) goto out;
     if ((ex = read_blob(a.in, &blob)) != PK_EXIT_OK) goto out;
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
-    rc = p11kms_decrypt(s.h, s.caller, a.ctx.kv, a.ctx.n, blob.data, blob.len, &pt, NULL);
-    ex = rc == P11KMS_OK ? pk_cli_write_secret(a.out, p11kms_buf_data(pt), p11kms_buf_len(pt)) : pk_cli_fail(rc);
+    rc = p11kms_decrypt(s.h, s.caller, a.ctx.kv, a.ctx.n, blob.data, blob.len, &pt, &key_id);
+    ex = rc == P11KMS_OK ? print_plaintext(cli, a.out, key_id, pt) : pk_cli_fail(rc);
 out:
+    p11kms_free(key_id);
     p11kms_buf_free(pt);
     pk_buf_free(&blob);
     pk_cli_session_close(&s);
@@ -167,33 +262,34 @@ static int datakey_size(const crypto_args *a, size_t *bytes)
     return PK_EXIT_OK;
 }
 
-/* {"KeyId":..,"KeyVersion":..,"CiphertextBlob":..,"Plaintext":..} built in locked memory. */
-static int print_datakey(const p11kms_buf *blob, const p11kms_buf *pt)
+/*
+ * {"KeyId":..,"KeyVersion":..,"CiphertextBlob":..,"Plaintext":..}; with
+ * --out the plaintext key goes (raw bytes) to a new 0600 file instead.
+ */
+static int print_datakey(const char *out, const p11kms_buf *blob, const p11kms_buf *pt)
 {
-    pk_secbuf out = PK_SECBUF_INIT;
-    char id[PK_UUID_STR_LEN + 1], head[128];
     const uint8_t *b = p11kms_buf_data(blob);
     size_t n = p11kms_buf_len(blob);
-    int ex = PK_EXIT_FAILED;
-    pk_result r = PK_OK;
+    char id[PK_UUID_STR_LEN + 1], *b64 = malloc(pk_base64_len(n) + 1);
+    pk_buf head = {0};
+    pk_json_out j;
+    int ex;
 
-    pk_uuid_format(b + 2, id);
-    snprintf(head, sizeof(head), "{\"KeyId\":\"%s\",\"KeyVersion\":%u,\"CiphertextBlob\":\"", id,
-             (unsigned)pk_load_be32(b + 2 + PK_UUID_LEN));
-    PK_TRY(pk_secbuf_alloc(&out, strlen(head) + pk_base64_len(n) + (pt ? pk_base64_len(p11kms_buf_len(pt)) : 0) + 64));
-    PK_TRY(pk_secbuf_append(&out, head, strlen(head)));
-    pk_base64_encode(b, n, (char *)out.data + out.len);
-    out.len += pk_base64_len(n);
-    if (pt != NULL) {
-        PK_TRY(pk_secbuf_append(&out, "\",\"Plaintext\":\"", 15));
-        pk_base64_encode(p11kms_buf_data(pt), p11kms_buf_len(pt), (char *)out.data + out.len);
-        out.len += pk_base64_len(p11kms_buf_len(pt));
+    if (b64 == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+    if (out != NULL && (ex = pk_cli_write_file_atomic(out, p11kms_buf_data(pt), p11kms_buf_len(pt))) != PK_EXIT_OK) {
+        free(b64);
+        return ex;
     }
-    PK_TRY(pk_secbuf_append(&out, "\"}\n", 3));
-    ex = pk_cli_write_secret(NULL, out.data, out.len);
-out:
-    pk_secbuf_free(&out);
-    return pk_ok(r) ? ex : pk_cli_fail(r.code);
+    blob_key_id(b, id);
+    pk_base64_encode(b, n, b64);
+    pk_jo_init(&j, &head);
+    pk_jo_obj_begin(&j);
+    pk_jo_kstr(&j, "KeyId", id);
+    pk_jo_kint(&j, "KeyVersion", pk_load_be32(b + 2 + PK_UUID_LEN));
+    pk_jo_kstr(&j, "CiphertextBlob", b64);
+    free(b64);
+    if (out != NULL || pt == NULL) return print_secret_json(&j, NULL, NULL, 0);
+    return print_secret_json(&j, "Plaintext", p11kms_buf_data(pt), p11kms_buf_len(pt));
 }
 
 static int cmd_datakey(pk_cli *cli, int argc, char **argv)
@@ -205,15 +301,21 @@ static int cmd_datakey(pk_cli *cli, int argc, char **argv)
     p11kms_rc rc;
     int ex;
 
-    if ((ex = parse_args(cli, argc, argv, "--key --context --spec --bytes --no-plaintext", &a)) != PK_EXIT_OK) goto out;
+    if ((ex = parse_args(cli, argc, argv, "--key --context --spec --bytes --no-plaintext --out", &a)) != PK_EXIT_OK)
+        goto out;
     if (a.key == NULL) {
-        ex = pk_cli_usage("datakey --key KEY [--spec AES_256|AES_128 | --bytes N] [--no-plaintext] [--context k=v]...");
+        ex = pk_cli_usage("datakey --key KEY [--spec AES_256|AES_128 | --bytes N] [--no-plaintext | --out FILE] "
+                          "[--context k=v]...");
+        goto out;
+    }
+    if (a.out != NULL && (a.no_plaintext || strcmp(a.out, "-") == 0)) {
+        ex = pk_cli_usage("datakey: --out FILE takes the plaintext key; it cannot be combined with --no-plaintext or -");
         goto out;
     }
     if ((ex = datakey_size(&a, &bytes)) != PK_EXIT_OK) goto out;
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
     rc = p11kms_generate_data_key(s.h, s.caller, a.key, a.ctx.kv, a.ctx.n, bytes, a.no_plaintext ? NULL : &pt, &blob);
-    ex = rc == P11KMS_OK ? print_datakey(blob, pt) : pk_cli_fail(rc);
+    ex = rc == P11KMS_OK ? print_datakey(a.out, blob, pt) : pk_cli_fail(rc);
 out:
     p11kms_buf_free(pt);
     p11kms_buf_free(blob);
@@ -240,7 +342,7 @@ static int cmd_reencrypt(pk_cli *cli, int argc, char **argv)
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto done;
     rc = p11kms_reencrypt(s.h, s.caller, blob.data, blob.len, a.ctx.kv, a.ctx.n, a.key, a.new_ctx.kv, a.new_ctx.n,
                           &out);
-    ex = rc == P11KMS_OK ? print_blob(out) : pk_cli_fail(rc);
+    ex = rc == P11KMS_OK ? print_blob(cli, out) : pk_cli_fail(rc);
 done:
     p11kms_buf_free(out);
     pk_buf_free(&blob);

@@ -7,9 +7,13 @@
 
 #include "cli/cli_session.h"
 #include "json/json_in.h"
+#include "util/json_out.h"
 #include "util/timefmt.h"
 
 #define MAX_PRINCIPALS 16
+/* AWS KMS's key policy limit. */
+#define POLICY_MAX (32 * 1024)
+#define POLICY_LIMIT "a key policy is at most 32768 bytes"
 
 static int parse_uint(const char *opt, const char *v, unsigned *out)
 {
@@ -55,7 +59,10 @@ static int key_create(pk_cli *cli, int argc, char **argv)
     spec.admins = admins;
     spec.operators = operators;
     if (policy_file != NULL) {
-        if ((ex = pk_cli_read_file(policy_file, &policy)) != PK_EXIT_OK) return ex;
+        if ((ex = pk_cli_read_file(policy_file, POLICY_MAX, POLICY_LIMIT, &policy)) != PK_EXIT_OK) {
+            pk_buf_free(&policy);
+            return ex;
+        }
         spec.policy_json = (const char *)policy.data;
     }
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) {
@@ -85,8 +92,7 @@ static int key_create(pk_cli *cli, int argc, char **argv)
         ex = pk_cli_fail(rc);
         if (id != NULL) fprintf(stderr, "p11kms: the key was created as %s without the alias\n", id);
     } else if (cli->json) {
-        printf("{\"KeyId\":\"%s\"%s%s%s}\n", id, alias ? ",\"Alias\":\"" : "", alias ? alias : "", alias ? "\"" : "");
-        ex = PK_EXIT_OK;
+        ex = alias ? pk_cli_print_obj("KeyId", id, "Alias", alias, NULL) : pk_cli_print_obj("KeyId", id, NULL);
     } else {
         printf("%s\n", id);
         ex = PK_EXIT_OK;
@@ -169,11 +175,17 @@ static int key_simple(pk_cli *cli, int argc, char **argv, simple_kind kind)
     }
     if (rc != P11KMS_OK) {
         ex = pk_cli_fail(rc);
+    } else if (cli->json && kind == SIMPLE_ROTATE) {
+        pk_buf b = {0};
+        pk_json_out j;
+        pk_jo_init(&j, &b);
+        pk_jo_obj_begin(&j);
+        pk_jo_kstr(&j, "Key", key);
+        pk_jo_kint(&j, "CurrentKeyVersion", version);
+        pk_jo_obj_end(&j);
+        ex = pk_cli_print_jo(&j);
     } else if (cli->json) {
-        if (kind == SIMPLE_ROTATE)
-            printf("{\"Key\":\"%s\",\"CurrentKeyVersion\":%u}\n", key, version);
-        else
-            printf("{\"Key\":\"%s\",\"Result\":\"%s\"}\n", key, kind == SIMPLE_CANCEL ? "Disabled" : done[kind]);
+        ex = pk_cli_print_obj("Key", key, "Result", kind == SIMPLE_CANCEL ? "Disabled" : done[kind], NULL);
     } else if (kind == SIMPLE_ROTATE) {
         printf("key %s rotated to version %u\n", key, version);
     } else {
@@ -212,7 +224,7 @@ static int key_schedule(pk_cli *cli, int argc, char **argv)
     if (rc != P11KMS_OK)
         ex = pk_cli_fail(rc);
     else if (cli->json)
-        printf("{\"Key\":\"%s\",\"KeyState\":\"PendingDeletion\",\"DeletionDate\":\"%s\"}\n", key, t);
+        ex = pk_cli_print_obj("Key", key, "KeyState", "PendingDeletion", "DeletionDate", t, NULL);
     else
         printf("key %s is pending deletion; it will be destroyed after %s\n", key, t);
     pk_cli_session_close(&s);
@@ -276,13 +288,16 @@ static int key_put_policy(pk_cli *cli, int argc, char **argv)
         else return pk_cli_usage("key put-policy: unexpected '%s'", argv[i]);
     }
     if (npos != 2) return pk_cli_usage("key put-policy KEY FILE [--bypass-lockout-check]");
-    if ((ex = pk_cli_read_file(pos[1], &policy)) != PK_EXIT_OK) return ex;
+    if ((ex = pk_cli_read_file(pos[1], POLICY_MAX, POLICY_LIMIT, &policy)) != PK_EXIT_OK) {
+        pk_buf_free(&policy);
+        return ex;
+    }
     if ((ex = pk_cli_session_open(cli, &s)) == PK_EXIT_OK) {
         rc = p11kms_key_put_policy(s.h, s.caller, pos[0], (const char *)policy.data, bypass);
         if (rc != P11KMS_OK)
             ex = pk_cli_fail(rc);
         else if (cli->json)
-            printf("{\"Key\":\"%s\",\"Result\":\"policy replaced\"}\n", pos[0]);
+            ex = pk_cli_print_obj("Key", pos[0], "Result", "policy replaced", NULL);
         else
             printf("key %s: policy replaced\n", pos[0]);
         pk_cli_session_close(&s);

@@ -19,6 +19,9 @@
     "policy eval --policy FILE --principal ARN --action ACTION [--resource ARN] [--context K=V]... " \
     "[--request-context KEY=VALUE]... [--time ISO8601|EPOCH] [--batch FILE.jsonl]"
 #define LINT_USAGE "policy lint FILE"
+/* AWS KMS's key policy limit; a batch is many requests, but still bounded. */
+#define POLICY_MAX (32 * 1024)
+#define BATCH_MAX (64 * 1024 * 1024)
 
 typedef struct eval_opts {
     const char *policy_path;
@@ -102,7 +105,7 @@ static int load_policy(const char *path, pk_policy **out)
 {
     pk_buf text = {0};
     pk_result r;
-    int rc = pk_cli_read_file(path, &text);
+    int rc = pk_cli_read_file(path, POLICY_MAX, "a key policy is at most 32768 bytes", &text);
 
     if (rc != PK_EXIT_OK) {
         pk_buf_free(&text);
@@ -165,7 +168,7 @@ static int eval_batch(const pk_cli *cli, const pk_policy *p, const eval_opts *o)
     pk_policy_request_doc doc = {0};
     size_t lineno = 0;
     char *line, *next;
-    int rc = pk_cli_read_file(o->batch_path, &text);
+    int rc = pk_cli_read_file(o->batch_path, BATCH_MAX, "a --batch file is at most 64 MiB", &text);
 
     if (rc != PK_EXIT_OK) goto out;
     if (pk_failed(pk_buf_cstr(&text))) {

@@ -23,7 +23,7 @@
 static int add_pair(p11kms_secret_map *m, const char *arg)
 {
     const char *eq = strchr(arg, '=');
-    char *key;
+    char *key, *hint = NULL;
     p11kms_rc rc;
     /* Never echo the argument: it may be a mistyped secret. */
     if (eq == NULL || eq == arg) return pk_cli_usage("secret values are given as KEY=VALUE or KEY=@FILE");
@@ -31,26 +31,19 @@ static int add_pair(p11kms_secret_map *m, const char *arg)
     if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
     if (eq[1] == '@') {
         pk_secbuf v = PK_SECBUF_INIT;
-        int ex = pk_cli_read_secret(eq + 2, VALUE_FILE_MAX, &v);
+        int ex = pk_cli_read_value(key, eq + 2, VALUE_FILE_MAX, &v);
         if (ex != PK_EXIT_OK) {
             free(key);
             return ex;
         }
-        if (v.len > VALUE_FILE_MAX) {
-            pk_secbuf_free(&v);
-            free(key);
-            return pk_cli_usage("%s: file is larger than %d bytes", eq + 2, VALUE_FILE_MAX);
-        }
-        if (v.len > 0 && v.data[v.len - 1] == '\n') v.len--;
-        if (memchr(v.data, 0, v.len) != NULL) {
-            pk_secbuf_free(&v);
-            fprintf(stderr, "p11kms: the value of '%s' from %s is not text\n", key, eq + 2);
-            free(key);
-            return PK_EXIT_USAGE;
-        }
-        rc = pk_failed(pk_secbuf_cstr(&v)) ? P11KMS_ERR_NO_MEMORY : p11kms_secret_map_set(m, key, (const char *)v.data);
+        rc = p11kms_secret_map_set(m, key, (const char *)v.data);
         pk_secbuf_free(&v);
     } else {
+        /* argv is world-readable in /proc: say so, but keep working (scripts rely on it). */
+        if (eq[1] != '\0' && asprintf(&hint, "%s=@FILE or --from-json -", key) >= 0) {
+            pk_cli_warn_argv_secret(key, hint);
+            free(hint);
+        }
         rc = p11kms_secret_map_set(m, key, eq + 1);
     }
     free(key);
@@ -150,13 +143,29 @@ static int cmd_put(pk_cli *cli, int argc, char **argv)
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
     rc = p11kms_secret_put(s.h, s.caller, a.ns, a.key, m, &id);
     if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
-    else if (cli->json) printf("{\"SecretId\":\"%s\"}\n", id);
+    else if (cli->json) ex = pk_cli_print_obj("SecretId", id, NULL);
     else printf("%s\n", id);
 out:
     p11kms_free(id);
     p11kms_secret_map_free(m);
     pk_cli_session_close(&s);
     args_free(&a);
+    return ex;
+}
+
+/* --field NAME --json: {"NAME":"value"}, escaped by the library's map writer in locked memory. */
+static int print_field_json(const char *field, const char *value)
+{
+    p11kms_secret_map *one = NULL;
+    p11kms_buf *json = NULL;
+    p11kms_rc rc = p11kms_secret_map_new(&one);
+    int ex;
+    if (rc == P11KMS_OK) rc = p11kms_secret_map_set(one, field, value);
+    if (rc == P11KMS_OK) rc = p11kms_secret_map_to_json(one, &json);
+    ex = rc == P11KMS_OK ? pk_cli_write_secret(NULL, p11kms_buf_data(json), p11kms_buf_len(json)) : pk_cli_fail(rc);
+    if (ex == PK_EXIT_OK) ex = pk_cli_write_secret(NULL, (const uint8_t *)"\n", 1);
+    p11kms_buf_free(json);
+    p11kms_secret_map_free(one);
     return ex;
 }
 
@@ -183,6 +192,8 @@ static int cmd_get(pk_cli *cli, int argc, char **argv)
         if (v == NULL) {
             fprintf(stderr, "p11kms: secret %s has no field '%s'\n", a.pos[0], a.field);
             ex = PK_EXIT_NOT_FOUND;
+        } else if (cli->json) {
+            ex = print_field_json(a.field, v);
         } else if ((ex = pk_cli_write_secret(NULL, (const uint8_t *)v, strlen(v))) == PK_EXIT_OK) {
             ex = pk_cli_write_secret(NULL, (const uint8_t *)"\n", 1);
         }
@@ -217,7 +228,7 @@ static int cmd_update(pk_cli *cli, int argc, char **argv)
     rc = p11kms_secret_update(s.h, s.caller, a.pos[0], m);
     if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
     else if (!cli->json) printf("secret %s updated\n", a.pos[0]);
-    else printf("{\"SecretId\":\"%s\"}\n", a.pos[0]);
+    else ex = pk_cli_print_obj("SecretId", a.pos[0], "Result", "updated", NULL);
 out:
     p11kms_secret_map_free(m);
     pk_cli_session_close(&s);
@@ -240,6 +251,7 @@ static int cmd_rm(pk_cli *cli, int argc, char **argv)
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
     rc = p11kms_secret_remove(s.h, s.caller, a.pos[0]);
     if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
+    else if (cli->json) ex = pk_cli_print_obj("SecretId", a.pos[0], "Result", "removed", NULL);
     else printf("secret %s removed\n", a.pos[0]);
 out:
     pk_cli_session_close(&s);

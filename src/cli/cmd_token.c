@@ -109,11 +109,13 @@ static int token_init(pk_cli *cli, int argc, char **argv)
     PK_TRY(pk_conf_read_pin_file(so_file, &so));
     PK_TRY(pk_conf_read_pin_file(pin_file, &pin));
     PK_TRY(pk_p11_init_token(module, label, &so, &pin));
-    printf("initialised token '%s'\n", label);
 out:
     pk_secbuf_free(&so);
     pk_secbuf_free(&pin);
-    return pk_ok(r) ? PK_EXIT_OK : pk_cli_fail(r.code);
+    if (pk_failed(r)) return pk_cli_fail(r.code);
+    if (cli->json) return pk_cli_print_obj("label", label, "result", "initialised", NULL);
+    printf("initialised token '%s'\n", label);
+    return PK_EXIT_OK;
 }
 
 int pk_cmd_token(pk_cli *cli, int argc, char **argv)

@@ -41,6 +41,11 @@ bg_oper() {
     return $rc
 }
 oper() { run "$P11KMS" --as "$OPR" "$@"; }
+# argv_warning KEY [conn]: the warning for a secret value given in argv.
+argv_warning() {
+    hint="$1=@FILE or --from-json -"; [ "${2:-}" = conn ] && hint="$1=@FILE"
+    echo "p11kms: warning: secret value for '$1' given on the command line is visible to other local users; use $hint"
+}
 
 admin init --admin "$ADM"
 expect_rc 0 "init"
@@ -71,7 +76,9 @@ expect_rc 5 "get removed"; expect_err "p11kms: secret $S1 not found" "not found 
 oper secret get 7d1c0a5e-0000-4000-8000-000000000000
 expect_rc 5 "unknown id"; expect_err "p11kms: secret 7d1c0a5e-0000-4000-8000-000000000000 not found" "unknown id"
 oper secret update 7d1c0a5e-0000-4000-8000-000000000000 a=b
-expect_rc 5 "update unknown"; expect_err "p11kms: secret 7d1c0a5e-0000-4000-8000-000000000000 not found" "update unknown"
+expect_rc 5 "update unknown"
+expect_err "$(argv_warning a)
+p11kms: secret 7d1c0a5e-0000-4000-8000-000000000000 not found" "update unknown"
 oper secret rm 7d1c0a5e-0000-4000-8000-000000000000
 expect_rc 5 "rm unknown"
 oper secret put
@@ -144,7 +151,8 @@ oper secret put --namespace team-a --key "$KA" token=ta
 expect_rc 0 "put in the allowed namespace"; S5=$(cat "$OUT")
 oper secret put --namespace team-b --key "$KA" token=tb
 expect_rc 4 "put in another namespace"
-expect_err "p11kms: $OPR is not authorized to perform kms:GenerateDataKey on key $KA (ImplicitlyDenied)" "namespace condition"
+expect_err "$(argv_warning token)
+p11kms: $OPR is not authorized to perform kms:GenerateDataKey on key $KA (ImplicitlyDenied)" "namespace condition"
 admin secret get "$S5"
 expect_rc 4 "admin cannot read"; expect_err "p11kms: $ADM is not authorized to perform kms:Decrypt on key $KA (ImplicitlyDenied)" "admin denied"
 
@@ -156,7 +164,8 @@ oper connection create cat.db.orders url=x
 expect_rc 1 "create twice"; expect_err "p11kms: connection cat.db.orders already exists" "create twice"
 oper connection create bad "__flink.encrypted-secret-key__=x"
 expect_rc 2 "reserved key refused"
-expect_err "p11kms: option '__flink.encrypted-secret-key__' is reserved for the secret reference; it cannot be set" "reserved key"
+expect_err "$(argv_warning __flink.encrypted-secret-key__ conn)
+p11kms: option '__flink.encrypted-secret-key__' is reserved for the secret reference; it cannot be set" "reserved key"
 oper connection describe cat.db.orders
 expect_rc 0 "describe"; expect_out_has '"password":"****"' "describe redacts"; expect_out_lacks "$CONNPW" "describe hides the value"
 expect_out_has '"username":"flink"' "describe shows public options"
