@@ -35,6 +35,7 @@ int main(int argc, char **argv)
     pk_cli cli = {0};
     int i = 1;
 
+    pk_cli_harden(); /* non-dumpable from the start, as ssh-agent: a core must never hold a secret */
     cli.principal = getenv("P11KMS_PRINCIPAL");
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
