@@ -108,6 +108,9 @@ bool pk_cli_common_opt(pk_cli *cli, int argc, char **argv, int *i);
 /* Load the configuration named by --config / the lookup order; prints errors. */
 int pk_cli_load_config(pk_cli *cli, p11kms_config **cfg);
 
+/* Print the linter's findings for an accepted policy on stderr, one warning a line. */
+void pk_cli_policy_warnings(const char *json, size_t len);
+
 int pk_cmd_token(pk_cli *cli, int argc, char **argv);
 int pk_cmd_init(pk_cli *cli, int argc, char **argv);
 int pk_cmd_key(pk_cli *cli, int argc, char **argv);

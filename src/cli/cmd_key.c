@@ -52,6 +52,8 @@ static int key_create(pk_cli *cli, int argc, char **argv)
             operators[spec.noperators++] = v;
         } else if (strcmp(argv[i], "--bypass-lockout-check") == 0) {
             spec.bypass_lockout_check = 1;
+        } else if (strcmp(argv[i], "--bypass-lint") == 0) {
+            spec.bypass_lint = 1;
         } else if (!pk_cli_common_opt(cli, argc, argv, &i)) {
             return pk_cli_usage("key create: unexpected '%s'", argv[i]);
         }
@@ -87,6 +89,7 @@ static int key_create(pk_cli *cli, int argc, char **argv)
         p11kms_free(json);
     }
     rc = p11kms_key_create(s.h, s.caller, &spec, &id);
+    if (rc == P11KMS_OK && spec.policy_json != NULL) pk_cli_policy_warnings(spec.policy_json, policy.len);
     if (rc == P11KMS_OK && alias != NULL) rc = p11kms_alias_create(s.h, s.caller, alias, id);
     if (rc != P11KMS_OK) {
         ex = pk_cli_fail(rc);
@@ -275,31 +278,36 @@ static int key_put_policy(pk_cli *cli, int argc, char **argv)
 {
     const char *pos[2] = {NULL, NULL};
     size_t npos = 0;
-    int bypass = 0, ex;
+    unsigned flags = 0;
+    int ex;
     pk_buf policy = {0};
     pk_cli_session s;
     p11kms_rc rc;
 
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--bypass-lockout-check") == 0) bypass = 1;
+        if (strcmp(argv[i], "--bypass-lockout-check") == 0) flags |= P11KMS_POLICY_BYPASS_LOCKOUT_CHECK;
+        else if (strcmp(argv[i], "--bypass-lint") == 0) flags |= P11KMS_POLICY_BYPASS_LINT;
         else if (pk_cli_common_opt(cli, argc, argv, &i)) continue;
         else if (argv[i][0] == '-' && strcmp(argv[i], "-") != 0) return pk_cli_usage("key put-policy: unexpected '%s'", argv[i]);
         else if (npos < 2) pos[npos++] = argv[i];
         else return pk_cli_usage("key put-policy: unexpected '%s'", argv[i]);
     }
-    if (npos != 2) return pk_cli_usage("key put-policy KEY FILE [--bypass-lockout-check]");
+    if (npos != 2) return pk_cli_usage("key put-policy KEY FILE [--bypass-lockout-check] [--bypass-lint]");
     if ((ex = pk_cli_read_file(pos[1], POLICY_MAX, POLICY_LIMIT, &policy)) != PK_EXIT_OK) {
         pk_buf_free(&policy);
         return ex;
     }
     if ((ex = pk_cli_session_open(cli, &s)) == PK_EXIT_OK) {
-        rc = p11kms_key_put_policy(s.h, s.caller, pos[0], (const char *)policy.data, bypass);
-        if (rc != P11KMS_OK)
+        rc = p11kms_key_put_policy(s.h, s.caller, pos[0], (const char *)policy.data, flags);
+        if (rc != P11KMS_OK) {
             ex = pk_cli_fail(rc);
-        else if (cli->json)
-            ex = pk_cli_print_obj("Key", pos[0], "Result", "policy replaced", NULL);
-        else
-            printf("key %s: policy replaced\n", pos[0]);
+        } else {
+            pk_cli_policy_warnings((const char *)policy.data, policy.len);
+            if (cli->json)
+                ex = pk_cli_print_obj("Key", pos[0], "Result", "policy replaced", NULL);
+            else
+                printf("key %s: policy replaced\n", pos[0]);
+        }
         pk_cli_session_close(&s);
     }
     pk_buf_free(&policy);

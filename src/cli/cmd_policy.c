@@ -296,3 +296,17 @@ int pk_cmd_policy(pk_cli *cli, int argc, char **argv)
     if (strcmp(argv[1], "lint") == 0) return cmd_lint(cli, argc - 1, argv + 1);
     return pk_cli_usage("policy: unknown subcommand '%s' (eval, lint)", argv[1]);
 }
+
+void pk_cli_policy_warnings(const char *json, size_t len)
+{
+    pk_policy *p = NULL;
+    pk_lint_report rep = {0};
+    /* Errors are left only when the caller bypassed lint: they are shown as well. */
+    if (pk_ok(pk_policy_compile(json, len, &p)) && pk_ok(pk_policy_lint(p, &rep))) {
+        for (size_t i = 0; i < rep.n; i++) {
+            fprintf(stderr, "p11kms: warning: %s: %s\n", pk_lint_kind_name(rep.items[i].kind), rep.items[i].message);
+        }
+    }
+    pk_lint_report_free(&rep);
+    pk_policy_free(p);
+}

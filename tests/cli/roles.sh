@@ -15,7 +15,7 @@ as() { who=$1; shift; run "$P11KMS" --as "$who" "$@"; }
 as_in() { who=$1; text=$2; shift 2; printf '%s' "$text" >"$WORK/.in"; run_in "$WORK/.in" "$P11KMS" --as "$who" "$@"; }
 deny_msg() { echo "p11kms: $1 is not authorized to perform $2 on key $3 (${4:-ImplicitlyDenied})"; }
 
-as "$ADM" init >/dev/null
+as "$ADM" init --operator '*' >/dev/null
 as "$ADM" key create --admin "$ADM" --operator "$OPR" --alias alias/state
 K=$(cat "$OUT")
 as_in "$OPR" "state-bytes" encrypt --key "$K" --context tenant=t-1
@@ -68,6 +68,30 @@ expect_err "p11kms: the policy does not allow $ADM to call kms:PutKeyPolicy, so 
 printf '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*", "Condition": {"StringEqual": {"a": "b"}}}]}' >"$WORK/bad.json"
 as "$ADM" key put-policy "$K" "$WORK/bad.json"
 expect_rc 2 "malformed policy"; expect_err "p11kms: Statement[0].Condition.StringEqual: unknown operator" "malformed policy path"
+
+# What policy lint calls an error is refused; --bypass-lint applies it anyway; warnings never block.
+cat >"$WORK/typo.json" <<JSON
+{"Version": "2012-10-17", "Statement": [
+  {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": "$ADM"},
+   "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey"], "Resource": "*"},
+  {"Sid": "Use", "Effect": "Allow", "Principal": {"AWS": "$OPR"}, "Action": ["kms:Encrypt", "kms:Decrpyt"], "Resource": "*"}]}
+JSON
+as "$ADM" key put-policy "$K" "$WORK/typo.json"
+expect_rc 2 "put-policy with an unknown action"
+expect_err "p11kms: policy lint: Statement[1] (Sid \"Use\"): unknown action \"kms:Decrpyt\"; fix the policy or pass --bypass-lint" "lint error refused"
+as "$ADM" key create --policy "$WORK/typo.json"
+expect_rc 2 "create with an unknown action"; expect_err_has "unknown action \"kms:Decrpyt\"" "lint error refused at create"
+as "$ADM" key get-policy "$K"
+expect_out_lacks "Decrpyt" "the refused policy was not applied"
+as "$ADM" key put-policy "$K" "$WORK/typo.json" --bypass-lint
+expect_rc 0 "--bypass-lint"
+expect_err "p11kms: warning: UnknownAction: Statement[1] (Sid \"Use\"): unknown action \"kms:Decrpyt\"" "bypassed finding shown"
+sed 's/kms:Decrpyt/kms:Decrypt/; s/"Principal": {"AWS": "$OPR"}/"Principal": "*"/' "$WORK/typo.json" >"$WORK/open.json"
+sed -i "s|\"Principal\": {\"AWS\": \"$OPR\"}|\"Principal\": \"*\"|" "$WORK/open.json"
+as "$ADM" key put-policy "$K" "$WORK/open.json"
+expect_rc 0 "a warning does not block"
+expect_err "p11kms: warning: WildcardPrincipal: Statement[1] (Sid \"Use\"): Allow with Principal \"*\" grants access to every principal
+p11kms: warning: SeparationOfDuties: principal $ADM is granted both key administration (kms:PutKeyPolicy) and cryptographic use (kms:Encrypt, kms:Decrypt)" "warnings printed"
 
 # Conditions on the encryption context, and an explicit deny that wins.
 cat >"$WORK/tenant.json" <<JSON
