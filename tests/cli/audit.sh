@@ -16,7 +16,7 @@ new_token "$T"
 C="--config $T/p11kms.conf"
 ALICE=arn:aws:iam::111122223333:user/alice
 
-run "$P11KMS" $C --as "$ALICE" init
+run "$P11KMS" $C --as "$ALICE" init --operator '*'
 expect_rc 0 "init creates the audit key"
 
 # Usage errors.

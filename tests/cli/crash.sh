@@ -15,7 +15,7 @@ OPR=arn:aws:iam::111122223333:role/flink-operator
 ITER=${P11KMS_CRASH_ITERATIONS:-40}
 oper() { run "$P11KMS" --as "$OPR" "$@"; }
 
-run "$P11KMS" --as "$OPR" init
+run "$P11KMS" --as "$OPR" init --operator '*'
 expect_rc 0 "init"
 oper secret put --namespace crash a=v0 b=v0
 expect_rc 0 "put"; S=$(cat "$OUT")

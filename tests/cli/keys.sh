@@ -24,7 +24,11 @@ expect_rc 3 "not initialised"; expect_err "p11kms: store $T/p11kms.db does not e
 run "$P11KMS" key list
 expect_rc 2 "no principal"; expect_err "p11kms: usage: no principal: pass --as ARN or set P11KMS_PRINCIPAL (see p11kms --help)" "no principal"
 
+# A fresh init must name who may use the service key: no silent Principal "*".
 admin init
+expect_rc 2 "init without --operator"
+expect_err "p11kms: init: name the principals that may use the service key alias/p11kms/default (--operator ARN, repeatable; --operator '*' lets every principal use it)" "init without --operator"
+admin init --operator '*'
 expect_rc 0 "init"; expect_out_has "initialised the store and system keys; service key " "init"
 [ "$(stat -c %a "$T/p11kms.db")" = 600 ] && ok || bad "store file mode"
 admin init

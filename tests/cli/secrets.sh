@@ -47,7 +47,7 @@ argv_warning() {
     echo "p11kms: warning: secret value for '$1' given on the command line is visible to other local users; use $hint"
 }
 
-admin init --admin "$ADM"
+admin init --admin "$ADM" --operator '*'
 expect_rc 0 "init"
 
 # put / get / update / list / rm
