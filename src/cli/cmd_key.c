@@ -124,7 +124,7 @@ static void print_describe_text(const char *json)
     pk_jv *doc = NULL;
     static const char *const fields[] = {"KeyId", "Arn", "Description", "KeyState", "KeyManager", "CreationDate",
                                          "DeletionDate", "RotationPeriodInDays", "LastRotationDate",
-                                         "NextRotationDate", "CurrentKeyVersion"};
+                                         "NextRotationDate", "CurrentKeyVersion", "ScheduledBy"};
     if (pk_failed(pk_json_parse(json, strlen(json), P11KMS_ERR_INTERNAL, &doc))) {
         puts(json);
         return;

@@ -59,6 +59,9 @@ static pk_result describe_json(p11kms *h, const pk_key *k, pk_buf *out)
     pk_jo_kbool(&j, "KeyRotationEnabled", k->rotation_days > 0);
     if (k->rotation_days > 0) json_time(&j, "NextRotationDate", pk_key_due_ms(k));
     json_time(&j, "LastRotationDate", k->last_rotated_ms);
+    /* Nothing rotates or deletes by itself: say which scheduled job does it. */
+    if (k->rotation_days > 0 || k->state == PK_KEY_PENDING_DELETION)
+        pk_jo_kstr(&j, "ScheduledBy", "p11kms key purge (run it daily: contrib/systemd/p11kms-purge.timer or cron)");
     pk_jo_kint(&j, "CurrentKeyVersion", k->nversions);
     pk_jo_key(&j, "KeyVersions");
     pk_jo_arr_begin(&j);
