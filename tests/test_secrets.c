@@ -675,6 +675,75 @@ static void test_secrets_render(void)
     p11kms_free(id);
 }
 
+/* Render one template; its output (NULL on failure) in *out. */
+static p11kms_rc render_str(const char *tmpl, p11kms_buf **out)
+{
+    *out = NULL;
+    return p11kms_render(h, opr, tmpl, strlen(tmpl), out);
+}
+
+static void expect_render(const char *tmpl, const char *want)
+{
+    p11kms_buf *out = NULL;
+    PK_ASSERT_RC(render_str(tmpl, &out), P11KMS_OK, NULL);
+    if (out != NULL) {
+        CU_ASSERT_STRING_EQUAL((const char *)p11kms_buf_data(out), want);
+        if (strcmp((const char *)p11kms_buf_data(out), want) != 0)
+            fprintf(stderr, "\n  got  %s\n  want %s\n", (const char *)p11kms_buf_data(out), want);
+    }
+    p11kms_buf_free(out);
+}
+
+/* A secret named many times is read once per render. */
+static void test_secrets_render_reads_each_secret_once(void)
+{
+    char *id = put("once", NULL, "password", "once-pw");
+    pk_secrets *st = NULL;
+    pk_secrets_stats before, after;
+    size_t cap = 300 * 80;
+    char *t = malloc(cap), *want = malloc(cap);
+    size_t n = 0, wn = 0;
+
+    CU_ASSERT_FATAL(t != NULL && want != NULL && pk_ok(pk_secrets_of(h, &st)));
+    for (int i = 0; i < 300; i++) {
+        n += (size_t)snprintf(t + n, cap - n, "${secret:%s:password}\n", id);
+        wn += (size_t)snprintf(want + wn, cap - wn, "once-pw\n");
+    }
+    pk_secrets_get_stats(st, &before);
+    expect_render(t, want);
+    pk_secrets_get_stats(st, &after);
+    CU_ASSERT_EQUAL(after.row_hits + after.row_misses - before.row_hits - before.row_misses, 1);
+    free(t);
+    free(want);
+    p11kms_free(id);
+}
+
+/* At most 1024 placeholders and 1 MiB of template; refused before anything is read. */
+static void test_secrets_render_limits(void)
+{
+    size_t cap = P11KMS_RENDER_MAX_TEMPLATE_BYTES + 2;
+    char *t = malloc(cap);
+    p11kms_buf *out = NULL;
+    size_t n = 0;
+
+    CU_ASSERT_FATAL(t != NULL);
+    for (int i = 0; i < P11KMS_RENDER_MAX_PLACEHOLDERS; i++) n += (size_t)snprintf(t + n, cap - n, "${kms:AAAA}\n");
+    snprintf(t + n, cap - n, "${secret:a:b}");
+    /* 1025 placeholders whose first would fail to decrypt: the limit is seen first. */
+    PK_ASSERT_RC(p11kms_render(h, opr, t, strlen(t), &out), P11KMS_ERR_INVALID_ARGUMENT,
+                 "render: line 1025: more than 1024 placeholders; the limit is 1024 per template");
+    CU_ASSERT_PTR_NULL(out);
+    memset(t, 'x', cap);
+    PK_ASSERT_RC(p11kms_render(h, opr, t, P11KMS_RENDER_MAX_TEMPLATE_BYTES, &out), P11KMS_OK, NULL);
+    CU_ASSERT(out != NULL && p11kms_buf_len(out) == P11KMS_RENDER_MAX_TEMPLATE_BYTES);
+    p11kms_buf_free(out);
+    out = NULL;
+    PK_ASSERT_RC(p11kms_render(h, opr, t, P11KMS_RENDER_MAX_TEMPLATE_BYTES + 1, &out), P11KMS_ERR_INVALID_ARGUMENT,
+                 "render: template larger than the limit of 1048576 bytes (1 MiB)");
+    CU_ASSERT_PTR_NULL(out);
+    free(t);
+}
+
 /* ---- store_sync: when changes reach the disk ---- */
 
 static pk_store_stats stats_of(p11kms *hh)
@@ -949,6 +1018,8 @@ int main(void)
     CU_add_test(s, "test_secrets_concurrent_updates_threads", test_secrets_concurrent_updates_threads);
     CU_add_test(s, "test_secrets_connections", test_secrets_connections);
     CU_add_test(s, "test_secrets_render", test_secrets_render);
+    CU_add_test(s, "test_secrets_render_reads_each_secret_once", test_secrets_render_reads_each_secret_once);
+    CU_add_test(s, "test_secrets_render_limits", test_secrets_render_limits);
     CU_add_test(s, "test_secrets_store_sync_config", test_secrets_store_sync_config);
     CU_add_test(s, "test_secrets_store_sync_always_group_commit", test_secrets_store_sync_always_group_commit);
     CU_add_test(s, "test_secrets_store_sync_batch", test_secrets_store_sync_batch);
