@@ -5,6 +5,8 @@ set -eu
 pkgs="build-essential autoconf automake libtool pkg-config
       libp11-kit-dev p11-kit softhsm2 libssl-dev libjansson-dev libcunit1-dev
       libsqlite3-dev sqlite3 opensc valgrind faketime mandoc libnss3 libnss3-tools"
+# tests/cli/render.sh reads rendered YAML back with PyYAML.
+pkgs="$pkgs python3 python3-yaml"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -12,3 +12,5 @@ EXTRA_DIST += tests/cli/secrets.sh tests/cli/crash.sh
 # automake needs src/cli/local.mk's `p11kms_SOURCES =` before any `+=`,
 # and src/secrets/local.mk is included before it.
 p11kms_SOURCES += src/cli/cmd_secret.c src/cli/cmd_connection.c src/cli/cmd_render.c
+TESTS += tests/cli/render.sh
+EXTRA_DIST += tests/cli/render.sh

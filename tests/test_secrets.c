@@ -677,6 +677,163 @@ static void test_secrets_render(void)
     p11kms_free(id);
 }
 
+/* Render one template; its output (NULL on failure) in *out. */
+static p11kms_rc render_str(const char *tmpl, p11kms_buf **out)
+{
+    *out = NULL;
+    return p11kms_render(h, opr, tmpl, strlen(tmpl), out);
+}
+
+static void expect_render(const char *tmpl, const char *want)
+{
+    p11kms_buf *out = NULL;
+    PK_ASSERT_RC(render_str(tmpl, &out), P11KMS_OK, NULL);
+    if (out != NULL) {
+        CU_ASSERT_STRING_EQUAL((const char *)p11kms_buf_data(out), want);
+        if (strcmp((const char *)p11kms_buf_data(out), want) != 0)
+            fprintf(stderr, "\n  got  %s\n  want %s\n", (const char *)p11kms_buf_data(out), want);
+    }
+    p11kms_buf_free(out);
+}
+
+/* Each filter's exact output; no filter refuses what would change the structure. */
+static void test_secrets_render_filters(void)
+{
+    p11kms_secret_map *m = map2("hash", "Xy7 #9!q", "inject", "x\nadmin: true");
+    p11kms_buf *out = NULL;
+    char *id = NULL, t[512], w[512];
+    const char *wp = w;
+
+    CU_ASSERT(p11kms_secret_map_set(m, "quotes", " 'a' \"b\" \\c\t") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(m, "uni", "\xc3\xa4\xc2\x85\xe2\x80\xa8\xef\xbb\xbf\xf0\x9d\x84\x9e\x7f") == P11KMS_OK);
+    CU_ASSERT(p11kms_secret_map_set(m, "props", "  =:#! x") == P11KMS_OK);
+    PK_ASSERT_RC(p11kms_secret_put(h, opr, "filters", NULL, m, &id), P11KMS_OK, NULL);
+    CU_ASSERT_FATAL(id != NULL);
+    snprintf(t, sizeof(t), "a: ${secret:%s:hash|yaml}\nb: ${secret:%s:inject|yaml}\nc: ${secret:%s:quotes|yaml}\n"
+             "d: ${secret:%s:uni|yaml}\n", id, id, id, id);
+    expect_render(t, "a: \"Xy7 #9!q\"\nb: \"x\\nadmin: true\"\nc: \" 'a' \\\"b\\\" \\\\c\\t\"\n"
+                     "d: \"\xc3\xa4\\x85\\u2028\\uFEFF\xf0\x9d\x84\x9e\\x7F\"\n");
+    snprintf(t, sizeof(t), "{\"a\": ${secret:%s:inject|json}, \"b\": ${secret:%s:quotes|json}, \"c\": "
+             "${secret:%s:uni|json}}", id, id, id);
+    expect_render(t, "{\"a\": \"x\\nadmin: true\", \"b\": \" 'a' \\\"b\\\" \\\\c\\t\", \"c\": "
+                     "\"\xc3\xa4\xc2\x85\xe2\x80\xa8\xef\xbb\xbf\xf0\x9d\x84\x9e\\u007f\"}");
+    snprintf(t, sizeof(t), "a=${secret:%s:hash|properties}\nb=${secret:%s:inject|properties}\n"
+             "c=${secret:%s:props|properties}\nd=${secret:%s:uni|properties}\ne=${secret:%s:quotes|properties}\n",
+             id, id, id, id, id);
+    expect_render(t, "a=Xy7 \\#9\\!q\nb=x\\nadmin\\: true\nc=\\ \\ \\=\\:\\#\\! x\n"
+                     "d=\\u00E4\\u0085\\u2028\\uFEFF\\uD834\\uDD1E\\u007F\ne=\\ 'a' \"b\" \\\\c\\t\n");
+    snprintf(t, sizeof(t), "A=${secret:%s:quotes|shell} B=${secret:%s:inject|shell}", id, id);
+    expect_render(t, "A=' '\\''a'\\'' \"b\" \\c\t' B='x\nadmin: true'");
+    snprintf(t, sizeof(t), "a: ${secret:%s:inject|raw} ${secret:%s:hash}", id, id);
+    expect_render(t, "a: x\nadmin: true Xy7 #9!q");
+    /* No filter: refused, naming the placeholder and its line, never the value. */
+    snprintf(t, sizeof(t), "a: 1\nb: ${secret:%s:hash}\npassword: ${secret:%s:inject}\n", id, id);
+    snprintf(w, sizeof(w), "render: line 3: ${secret:%s:inject} holds a control character; "
+             "use |yaml, |json, |properties, |shell or |raw", id);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_ERR_INVALID_ARGUMENT, wp);
+    CU_ASSERT_PTR_NULL(out);
+    CU_ASSERT_PTR_NULL(strstr(p11kms_last_error(), "admin"));
+    snprintf(t, sizeof(t), "x: ${secret:%s:uni}", id);
+    snprintf(w, sizeof(w), "render: line 1: ${secret:%s:uni} holds a control character; "
+             "use |yaml, |json, |properties, |shell or |raw", id);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_ERR_INVALID_ARGUMENT, wp);
+    snprintf(t, sizeof(t), "x: ${secret:%s:hash|yml}", id);
+    snprintf(w, sizeof(w), "render: line 1: unknown filter 'yml' in ${secret:%s:hash|yml}: "
+             "use |yaml, |json, |properties, |shell or |raw", id);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_ERR_INVALID_ARGUMENT, wp);
+    /* A filter on a missing field: still not found. */
+    snprintf(t, sizeof(t), "x: ${secret:%s:nope|yaml}", id);
+    snprintf(w, sizeof(w), "render: line 1: secret %s has no field 'nope'", id);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_ERR_NOT_FOUND, wp);
+    p11kms_secret_map_free(m);
+    p11kms_free(id);
+}
+
+/* Bytes that are not UTF-8 (a kms plaintext): only |shell and |raw carry them; |shell refuses a NUL. */
+static void test_secrets_render_binary_kms(void)
+{
+    const uint8_t pt[] = {0xff, 'a', 0x00, 'b'};
+    p11kms_buf *blob = NULL, *out = NULL;
+    char b64[256], t[512], w[512];
+    const char *wp = w;
+
+    PK_ASSERT_RC(p11kms_encrypt(h, opr, "alias/p11kms/default", NULL, 0, pt, 2, &blob), P11KMS_OK, NULL);
+    CU_ASSERT_FATAL(blob != NULL);
+    pk_base64_encode(p11kms_buf_data(blob), p11kms_buf_len(blob), b64);
+    snprintf(t, sizeof(t), "${kms:%s|shell}", b64);
+    expect_render(t, "'\xff" "a'");
+    snprintf(t, sizeof(t), "${kms:%s|yaml}", b64);
+    snprintf(w, sizeof(w), "render: line 1: ${kms:%.60s...} is not UTF-8 text, which |yaml cannot represent; "
+             "use |shell or |raw", b64);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_ERR_INVALID_ARGUMENT, wp);
+    snprintf(t, sizeof(t), "\n${kms:%s}", b64);
+    snprintf(w, sizeof(w), "render: line 2: ${kms:%.60s...} is not UTF-8 text; use |shell or |raw", b64);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_ERR_INVALID_ARGUMENT, wp);
+    p11kms_buf_free(blob);
+    blob = NULL;
+    PK_ASSERT_RC(p11kms_encrypt(h, opr, "alias/p11kms/default", NULL, 0, pt, sizeof(pt), &blob), P11KMS_OK, NULL);
+    pk_base64_encode(p11kms_buf_data(blob), p11kms_buf_len(blob), b64);
+    snprintf(t, sizeof(t), "${kms:%s|shell}", b64);
+    snprintf(w, sizeof(w), "render: line 1: ${kms:%.60s...} holds a NUL byte, which a shell string cannot hold; "
+             "use |raw", b64);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_ERR_INVALID_ARGUMENT, wp);
+    snprintf(t, sizeof(t), "${kms:%s|raw}", b64);
+    PK_ASSERT_RC(render_str(t, &out), P11KMS_OK, NULL);
+    CU_ASSERT(out != NULL && p11kms_buf_len(out) == sizeof(pt) && memcmp(p11kms_buf_data(out), pt, sizeof(pt)) == 0);
+    p11kms_buf_free(out);
+    p11kms_buf_free(blob);
+}
+
+/* A secret named many times is read once per render. */
+static void test_secrets_render_reads_each_secret_once(void)
+{
+    char *id = put("once", NULL, "password", "once-pw");
+    pk_secrets *st = NULL;
+    pk_secrets_stats before, after;
+    size_t cap = 300 * 80;
+    char *t = malloc(cap), *want = malloc(cap);
+    size_t n = 0, wn = 0;
+
+    CU_ASSERT_FATAL(t != NULL && want != NULL && pk_ok(pk_secrets_of(h, &st)));
+    for (int i = 0; i < 300; i++) {
+        n += (size_t)snprintf(t + n, cap - n, "${secret:%s:password}\n", id);
+        wn += (size_t)snprintf(want + wn, cap - wn, "once-pw\n");
+    }
+    pk_secrets_get_stats(st, &before);
+    expect_render(t, want);
+    pk_secrets_get_stats(st, &after);
+    CU_ASSERT_EQUAL(after.row_hits + after.row_misses - before.row_hits - before.row_misses, 1);
+    free(t);
+    free(want);
+    p11kms_free(id);
+}
+
+/* At most 1024 placeholders and 1 MiB of template; refused before anything is read. */
+static void test_secrets_render_limits(void)
+{
+    size_t cap = P11KMS_RENDER_MAX_TEMPLATE_BYTES + 2;
+    char *t = malloc(cap);
+    p11kms_buf *out = NULL;
+    size_t n = 0;
+
+    CU_ASSERT_FATAL(t != NULL);
+    for (int i = 0; i < P11KMS_RENDER_MAX_PLACEHOLDERS; i++) n += (size_t)snprintf(t + n, cap - n, "${kms:AAAA}\n");
+    snprintf(t + n, cap - n, "${secret:a:b}");
+    /* 1025 placeholders whose first would fail to decrypt: the limit is seen first. */
+    PK_ASSERT_RC(p11kms_render(h, opr, t, strlen(t), &out), P11KMS_ERR_INVALID_ARGUMENT,
+                 "render: line 1025: more than 1024 placeholders; the limit is 1024 per template");
+    CU_ASSERT_PTR_NULL(out);
+    memset(t, 'x', cap);
+    PK_ASSERT_RC(p11kms_render(h, opr, t, P11KMS_RENDER_MAX_TEMPLATE_BYTES, &out), P11KMS_OK, NULL);
+    CU_ASSERT(out != NULL && p11kms_buf_len(out) == P11KMS_RENDER_MAX_TEMPLATE_BYTES);
+    p11kms_buf_free(out);
+    out = NULL;
+    PK_ASSERT_RC(p11kms_render(h, opr, t, P11KMS_RENDER_MAX_TEMPLATE_BYTES + 1, &out), P11KMS_ERR_INVALID_ARGUMENT,
+                 "render: template larger than the limit of 1048576 bytes (1 MiB)");
+    CU_ASSERT_PTR_NULL(out);
+    free(t);
+}
+
 /* ---- store_sync: when changes reach the disk ---- */
 
 static pk_store_stats stats_of(p11kms *hh)
@@ -950,6 +1107,10 @@ int main(void)
     CU_add_test(s, "test_secrets_concurrent_updates_threads", test_secrets_concurrent_updates_threads);
     CU_add_test(s, "test_secrets_connections", test_secrets_connections);
     CU_add_test(s, "test_secrets_render", test_secrets_render);
+    CU_add_test(s, "test_secrets_render_filters", test_secrets_render_filters);
+    CU_add_test(s, "test_secrets_render_binary_kms", test_secrets_render_binary_kms);
+    CU_add_test(s, "test_secrets_render_reads_each_secret_once", test_secrets_render_reads_each_secret_once);
+    CU_add_test(s, "test_secrets_render_limits", test_secrets_render_limits);
     CU_add_test(s, "test_secrets_store_sync_config", test_secrets_store_sync_config);
     CU_add_test(s, "test_secrets_store_sync_always_group_commit", test_secrets_store_sync_always_group_commit);
     CU_add_test(s, "test_secrets_store_sync_batch", test_secrets_store_sync_batch);

@@ -382,9 +382,16 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_list(p11kms *h, const p11
 /*
  * Replace ${secret:ID:FIELD}, ${connection:NAME:OPTION} and ${kms:BASE64}
  * (a p11kms_decrypt blob without context) in a text; "$${" is a literal
- * "${". Any unresolved or denied placeholder fails the whole render and
- * *out stays NULL. *out (locked memory): p11kms_buf_free.
+ * "${". A placeholder may end in a filter: |yaml, |json, |properties,
+ * |shell, |raw (docs/SECRETS.md); without one, a value holding a control
+ * character or bytes that are not UTF-8 is refused. Each distinct secret,
+ * connection and blob is read (and audited) once. Any unresolved, denied
+ * or refused placeholder fails the whole render and *out stays NULL.
+ * *out (locked memory): p11kms_buf_free.
  */
+/* Larger templates, or more placeholders, are refused (P11KMS_ERR_INVALID_ARGUMENT). */
+#define P11KMS_RENDER_MAX_TEMPLATE_BYTES (1024 * 1024)
+#define P11KMS_RENDER_MAX_PLACEHOLDERS 1024
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_render(p11kms *h, const p11kms_caller *c, const char *template_text,
                                                    size_t len, p11kms_buf **out);
 

@@ -1,5 +1,5 @@
 /*
- * p11kms render TEMPLATE [-o OUT]
+ * p11kms render TEMPLATE [-o OUT]   (TEMPLATE "-": standard input)
  *
  * Everything is resolved in memory first; nothing is written unless every
  * placeholder resolved. OUT is written atomically with mode 0600: a temp
@@ -68,6 +68,32 @@ out:
     return ex;
 }
 
+/*
+ * The template, up to one byte over the library's limit: enough for
+ * p11kms_render to refuse it with its message, and an endless input
+ * (render - </dev/zero) is not read into memory without bound.
+ */
+static int read_template(const char *path, pk_buf *out)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t n, want = (size_t)P11KMS_RENDER_MAX_TEMPLATE_BYTES + 1;
+    int ex = PK_EXIT_OK;
+
+    if (f == NULL) {
+        fprintf(stderr, "p11kms: cannot open %s: %s\n", path, strerror(errno));
+        return PK_EXIT_FAILED;
+    }
+    if (pk_failed(pk_buf_reserve(out, want))) ex = pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+    while (ex == PK_EXIT_OK && out->len < want && (n = fread(out->data + out->len, 1, want - out->len, f)) > 0)
+        out->len += n;
+    if (ex == PK_EXIT_OK && ferror(f)) {
+        fprintf(stderr, "p11kms: cannot read %s: %s\n", path, strerror(errno));
+        ex = PK_EXIT_FAILED;
+    }
+    if (f != stdin) fclose(f);
+    return ex;
+}
+
 int pk_cmd_render(pk_cli *cli, int argc, char **argv)
 {
     const char *tmpl = NULL, *out = NULL, *v;
@@ -85,7 +111,7 @@ int pk_cmd_render(pk_cli *cli, int argc, char **argv)
         else return pk_cli_usage("render TEMPLATE [-o OUT]");
     }
     if (tmpl == NULL) return pk_cli_usage("render TEMPLATE [-o OUT]");
-    if ((ex = pk_cli_read_file(tmpl, &text)) != PK_EXIT_OK) goto done;
+    if ((ex = read_template(tmpl, &text)) != PK_EXIT_OK) goto done;
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto done;
     rc = p11kms_render(s.h, s.caller, (const char *)text.data, text.len, &res);
     if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
