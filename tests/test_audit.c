@@ -494,6 +494,89 @@ static void test_audit_records_stay_valid_json(void)
     free_lines(&l);
 }
 
+/* Issue 1: duplicate keys (also ones equal only after escaping) never reach the line. */
+static void test_audit_records_never_repeat_a_key(void)
+{
+    char path[512];
+    pk_audit_kv ctx[] = {{"a", "1"}, {"a", "2"}, {"x\xff", "3"}, {"x\xfe", "4"}, {"", "5"}, {"", "6"}};
+    pk_audit_kv details[] = {{"d", "1"}, {"d", "2"}};
+    pk_audit_event ev;
+    pk_audit *a;
+    lines l;
+
+    log_path("dupkeys.log", path, sizeof(path));
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    memset(&ev, 0, sizeof(ev));
+    ev.action = "Encrypt";
+    ev.context = ctx;
+    ev.n_context = PK_ARRAY_LEN(ctx);
+    ev.details = details;
+    ev.n_details = PK_ARRAY_LEN(details);
+    ev.result = P11KMS_ERR_INVALID_ARGUMENT;
+    CU_ASSERT_TRUE(pk_ok(pk_audit_write(a, &ev, NULL)));
+    close_log(a);
+    l = read_lines(path);
+    CU_ASSERT_EQUAL_FATAL(l.n, 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\"context\":{\"a\":\"1\",\"x\xef\xbf\xbd\":\"3\",\"\":\"5\"},"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\"details\":{\"d\":\"1\"},\"duplicate_keys_dropped\":4,\"prev\":"));
+    CU_ASSERT_TRUE(has_json_key(l.v[0], "context"));
+    ASSERT_VERIFIED(verify_series(path, 0));
+    free_lines(&l);
+}
+
+/* Issue 16: a record too large for a line is cut down and marked, never dropped. */
+static void test_audit_records_cut_to_fit(void)
+{
+    char path[512], *ctl = malloc(8001), *big = malloc(40001);
+    pk_audit_kv ctx[] = {{"k", ctl}, {"k2", ctl}, {"k3", "short"}};
+    pk_audit_event ev;
+    pk_audit *a;
+    lines l;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctl);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(ctl, 0x01, 8000);
+    ctl[8000] = '\0';
+    /* A multi-byte character across the cut point is not split. */
+    for (size_t i = 0; i < 40000; i += 2) memcpy(big + i, "\xc3\xa9", 2);
+    big[40000] = '\0';
+    log_path("cut.log", path, sizeof(path));
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    memset(&ev, 0, sizeof(ev));
+    ev.principal = "arn:aws:iam::1:role/anyone";
+    ev.action = "Encrypt";
+    ev.key_id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    ev.context = ctx;
+    ev.n_context = 1;
+    ev.decision = PK_AUDIT_DECISION_IMPLICIT_DENY;
+    ev.result = P11KMS_ERR_ACCESS_DENIED;
+    CU_ASSERT_TRUE(pk_ok(pk_audit_write(a, &ev, NULL)));
+    ev.n_context = 3;
+    ev.principal = big;
+    CU_ASSERT_TRUE(pk_ok(pk_audit_write(a, &ev, NULL)));
+    close_log(a);
+    l = read_lines(path);
+    CU_ASSERT_EQUAL_FATAL(l.n, 3);
+    for (size_t i = 0; i < 2; i++) {
+        CU_ASSERT_TRUE(strlen(l.v[i]) < PK_AUDIT_MAX_LINE);
+        CU_ASSERT_PTR_NOT_NULL(strstr(l.v[i], "\"result\":\"P11KMS_ERR_ACCESS_DENIED\",\"truncated\":true,\"prev\":"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(l.v[i], "\"resource\":{\"key_id\":\"1234abcd-12ab-34cd-56ef-1234567890ab\"}"));
+        CU_ASSERT_TRUE(has_json_key(l.v[i], "truncated"));
+    }
+    /* 256 bytes of 0x01, each escaped to 6. */
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\"context\":{\"k\":\"\\u0001"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\\u0001\"},\"decision\":\"ImplicitlyDenied\""));
+    CU_ASSERT_PTR_NULL(strstr(l.v[0], "\xef\xbf\xbd"));
+    CU_ASSERT_PTR_NULL(strstr(l.v[1], "\xef\xbf\xbd"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[1], "\"k3\":\"short\""));
+    ASSERT_VERIFIED(verify_series(path, 0));
+    free_lines(&l);
+    free(ctl);
+    free(big);
+}
+
 /* ---- test_audit_tamper: each kind named at the right line and sequence number ---- */
 
 static void tamper_case(const char *name, void (*mutate)(lines *), pk_audit_problem want, int line, int seq)
@@ -1275,7 +1358,9 @@ int main(void)
         T(test_audit_chain_starts_at_genesis), T(test_audit_chain_continues_across_reopen),
         T(test_audit_chain_repairs_a_torn_write), T(test_audit_chain_needs_the_audit_key)};
     static const test_def records[] = {T(test_audit_records_hold_only_what_was_given),
-                                       T(test_audit_records_stay_valid_json)};
+                                       T(test_audit_records_stay_valid_json),
+                                       T(test_audit_records_never_repeat_a_key),
+                                       T(test_audit_records_cut_to_fit)};
     static const test_def tamper[] = {
         T(test_audit_tamper_modified_field), T(test_audit_tamper_deleted_record),
         T(test_audit_tamper_reordered_records), T(test_audit_tamper_inserted_record),
