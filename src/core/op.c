@@ -160,6 +160,18 @@ pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action)
                    op->caller->principal, action, k->id, pk_decision_name(res.decision), sids);
 }
 
+pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad)
+{
+    pk_result r = pk_context_encode(pk_ctx_cast(ctx), n, aad);
+    if (pk_failed(r)) {
+        op->ctx_invalid = true;
+        return r;
+    }
+    op->ctx = pk_ctx_cast(ctx);
+    op->nctx = n;
+    return PK_OK;
+}
+
 pk_result pk_key_usable(const pk_key *k)
 {
     switch (k->state) {
@@ -250,7 +262,7 @@ static void withhold(pk_op *op)
 static pk_result op_record(pk_op *op, pk_result r)
 {
     pk_audit_event ev;
-    pk_audit_kv details[1];
+    pk_audit_kv details[2];
     char version[16];
 
     memset(&ev, 0, sizeof(ev));
@@ -271,11 +283,9 @@ static pk_result op_record(pk_op *op, pk_result r)
     ev.sids = op->sids;
     ev.n_sids = op->nsids;
     ev.result = r.code;
-    if (op->src_key_id[0]) {
-        details[0] = (pk_audit_kv){"source_key_id", op->src_key_id};
-        ev.details = details;
-        ev.n_details = 1;
-    }
+    ev.details = details;
+    if (op->src_key_id[0]) details[ev.n_details++] = (pk_audit_kv){"source_key_id", op->src_key_id};
+    if (op->ctx_invalid) details[ev.n_details++] = (pk_audit_kv){"context_invalid", "true"};
     return pk_audit_write(op->h->audit, &ev, NULL);
 }
 

@@ -30,8 +30,9 @@ typedef struct pk_op {
     char alias[PK_ALIAS_MAX + 8];
     const char *secret_id;
     const char *connection;
-    const pk_ctx_kv *ctx;
+    const pk_ctx_kv *ctx;              /* only a context that passed pk_context_encode */
     size_t nctx;
+    bool ctx_invalid;                  /* the caller's context was refused and is not on record */
     bool decided;
     pk_decision decision;
     /* Copies: the policy they come from may be freed before the audit record is written. */
@@ -78,7 +79,16 @@ PK_MUST_USE pk_result pk_op_preflight(pk_op *op);
  */
 p11kms_rc pk_op_finish(pk_op *op, pk_result r);
 
-/* Convert a public context array (validated later by pk_context_encode). */
+/*
+ * Validate the caller's encryption context (pk_context_encode: pairs, sizes,
+ * empty or duplicate keys, UTF-8) and build its AAD into aad. Only a valid
+ * context is put on the operation's record; a refused one is recorded as
+ * "context_invalid" in the details, so the record stays what the verifier
+ * reads (issue 1).
+ */
+PK_MUST_USE pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad);
+
+/* Convert a public context array (validated by pk_context_encode before use). */
 static inline const pk_ctx_kv *pk_ctx_cast(const p11kms_kv *kv) { return (const pk_ctx_kv *)(const void *)kv; }
 
 /* Return buffers. */

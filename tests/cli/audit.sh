@@ -85,6 +85,27 @@ expect_rc 0 "explicit series"
 run "$P11KMS" $C audit verify "$T/audit.log.000001" "$T/audit.log"
 expect_rc 1 "explicit series with a gap"; expect_err_has "missing-file" "explicit gap"
 
+# Issue 1: a refused request with a duplicate or empty context key, or
+# invalid UTF-8, by a caller named in no policy, is recorded without the
+# context, and the trail still verifies.
+ANY=arn:aws:iam::1:role/anyone
+printf x >"$WORK/x"
+run_in "$WORK/x" "$P11KMS" $C --as "$ANY" encrypt --key alias/p11kms/default --context a=1 --context a=2
+expect_rc 2 "duplicate context key refused"; expect_err "p11kms: encryption context key 'a' is given twice" "duplicate key message"
+run_in "$WORK/x" "$P11KMS" $C --as "$ANY" encrypt --key alias/p11kms/default --context "$(printf 'k\377')=v"
+expect_rc 2 "invalid UTF-8 context refused"; expect_err "p11kms: encryption context must be valid UTF-8" "UTF-8 message"
+printf 'bm90IGEgYmxvYg==' >"$WORK/blob"
+run "$P11KMS" $C --as "$ANY" decrypt --in "$WORK/blob" --context b=1 --context b=2
+expect_rc 2 "decrypt with a duplicate context key refused"; expect_err "p11kms: encryption context key 'b' is given twice" "decrypt: duplicate key message"
+line=$(tail -n 2 "$T/audit.log" | head -n 1)
+case $line in
+*'"action":"kms:Decrypt","resource":{},"context":{},'*'"details":{"context_invalid":"true"}'*) ok ;;
+*) bad "the refused decrypt is recorded without its context: $line" ;;
+esac
+grep -q '"context":{"a":"1","a":"2"}' "$T/audit.log" && bad "a duplicate key reached the audit log" || ok
+run "$P11KMS" $C audit verify
+expect_rc 0 "refused contexts leave a trail that verifies"
+
 # A truncated tail (the closing seal cut off) is found.
 head -n -1 "$T/audit.log" >"$WORK/cut" && cat "$WORK/cut" >"$T/audit.log"
 run "$P11KMS" $C audit verify
