@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "audit/audit_impl.h"
 #include "crypto/crypto.h"
 #include "json/json_in.h"
 #include "lib/fixture.h"
@@ -635,6 +636,68 @@ static void mut_forge_seal_mac(lines *l)
     m[0] = m[0] == '0' ? '1' : '0';
 }
 static void mut_malformed(lines *l) { edit_line(l, 10, "{\"v\":1,", "{\"v\":1"); }
+
+/* Recompute every prev and seal MAC from line idx on, as a writer holding the key would have. */
+static void rewrite_chain_from(lines *l, size_t idx)
+{
+    for (size_t i = idx; i < l->n; i++) {
+        size_t prefix;
+        uint8_t mac[PK_HMAC_LEN];
+        char hex[2 * PK_HMAC_LEN + 1];
+        pk_keyid key = pk_audit_key_id();
+        relink(l, i);
+        if (!pk_audit_seal_split(l->v[i], strlen(l->v[i]), &prefix, mac)) continue;
+        CU_ASSERT_TRUE_FATAL(pk_ok(pk_audit_seal_mac(p11, &key, l->v[i], prefix, mac)));
+        pk_hex_encode(mac, PK_HMAC_LEN, hex);
+        memcpy(l->v[i] + prefix + strlen(PK_AUDIT_MAC_MEMBER), hex, 2 * PK_HMAC_LEN);
+    }
+}
+
+/*
+ * Issue 1: a line an older writer left with a duplicate key is malformed,
+ * but its chain is intact: the finding names it, and the pass goes on.
+ */
+static void test_audit_tamper_unreadable_line_keeps_the_chain(void)
+{
+    char path[512], head[65];
+    pk_audit_report rep;
+    lines l;
+
+    log_path("t-dupkey.log", path, sizeof(path));
+    make_reference_log(path);
+    l = read_lines(path);
+    CU_ASSERT_EQUAL_FATAL(l.n, 13);
+    edit_line(&l, 6, "\"context\":{\"purpose\":\"test-1\"}", "\"context\":{\"a\":\"1\",\"a\":\"2\"}");
+    rewrite_chain_from(&l, 7);
+    write_lines(path, &l);
+    rep = verify_series(path, 0);
+    ASSERT_FINDING(rep, PK_AUDIT_MALFORMED, 7, 7);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rep.detail, "line 7 (seq 7) is not valid JSON (invalid JSON at line 1 column"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rep.detail, "duplicate object key"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rep.detail, "its hash chain is intact, so the lines after it were verified"));
+    CU_ASSERT_EQUAL(rep.unreadable, 1);
+    CU_ASSERT_EQUAL(rep.records, 13);
+    CU_ASSERT_EQUAL(rep.seals, 3);
+    CU_ASSERT_EQUAL(rep.last_seq, 13);
+    CU_ASSERT_EQUAL(rep.last_sealed_seq, 13);
+    hash_hex(l.v[12], head);
+    CU_ASSERT_STRING_EQUAL(rep.head, head);
+    /* Later lines are still checked: a deletion after it is what is reported. */
+    remove_line(&l, 10);
+    write_lines(path, &l);
+    rep = verify_series(path, 0);
+    ASSERT_FINDING(rep, PK_AUDIT_DELETED, 11, 11);
+    /* Not linked (its successor does not follow from it): the pass stops there, as before. */
+    free_lines(&l);
+    log_path("t-dupkey2.log", path, sizeof(path));
+    make_reference_log(path);
+    l = read_lines(path);
+    edit_line(&l, 6, "\"context\":{\"purpose\":\"test-1\"}", "\"context\":{\"a\":\"1\",\"a\":\"2\"}");
+    write_lines(path, &l);
+    rep = verify_series(path, 0);
+    ASSERT_FINDING(rep, PK_AUDIT_MODIFIED, 7, 7);
+    free_lines(&l);
+}
 
 static void test_audit_tamper_modified_field(void)
 {
@@ -1365,7 +1428,7 @@ int main(void)
         T(test_audit_tamper_modified_field), T(test_audit_tamper_deleted_record),
         T(test_audit_tamper_reordered_records), T(test_audit_tamper_inserted_record),
         T(test_audit_tamper_truncated_tail), T(test_audit_tamper_rechained_record_breaks_the_seal),
-        T(test_audit_tamper_malformed_line)};
+        T(test_audit_tamper_malformed_line), T(test_audit_tamper_unreadable_line_keeps_the_chain)};
     static const test_def rotation[] = {
         T(test_audit_rotation_links_the_series), T(test_audit_rotation_on_size),
         T(test_audit_rotation_detects_a_missing_file), T(test_audit_rotation_current_file_vanishing_is_recorded)};

@@ -205,6 +205,7 @@ typedef struct pk_audit_report {
     uint64_t last_seq;
     uint64_t last_sealed_seq;
     uint64_t unsealed;           /* records after the last seal */
+    uint64_t unreadable;         /* lines that are not valid JSON but still linked into the chain */
     char head[PK_AUDIT_HASH_HEX_LEN + 1]; /* hash of the last line */
 } pk_audit_report;
 
@@ -213,7 +214,10 @@ typedef struct pk_audit_report {
  * continuity, prev hashes, seals (HMAC recomputed in the HSM, compared in
  * constant time) and rotation links. Findings go to `report` (the first
  * one only) and are not errors; errors are reserved for not being able to
- * check (an unreadable file, an HSM failure).
+ * check (an unreadable file, an HSM failure). An event line that is not
+ * valid JSON but is linked into the chain (right seq and prev) is a
+ * `malformed` finding that does not end the pass: the lines after it are
+ * verified from its hash, and a break found later takes its place.
  */
 PK_MUST_USE pk_result pk_audit_verify(pk_p11 *p11, const pk_keyid *key, const char *const *files, size_t n,
                                       unsigned flags, pk_audit_report *report);

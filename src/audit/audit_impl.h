@@ -50,6 +50,12 @@ bool pk_audit_seal_split(const char *line, size_t len, size_t *prefix_len, uint8
 /* Parse the fields of one line that the chain needs (no plausibility beyond types). */
 PK_MUST_USE pk_result pk_audit_parse_tail(const char *line, size_t len, pk_audit_tail *t, char *prev_hex,
                                           char *prev_file, size_t prev_file_size);
+/*
+ * Without a JSON parser: seq and prev of a line framed like an event line
+ * ({"v":1,"seq":N,"type":"event", ... ,"prev":"<hex>"}). False otherwise.
+ */
+bool pk_audit_parse_event_frame(const char *line, size_t len, pk_audit_tail *t,
+                                char prev_hex[PK_AUDIT_HASH_HEX_LEN + 1]);
 
 /* ---- audit_file.c ---- */
 /*

@@ -379,3 +379,35 @@ out:
     pk_json_free(doc);
     return r;
 }
+
+/*
+ * The fixed head and end that every event line has, read without a JSON
+ * parser: {"v":1,"seq":N,"type":"event", ... ,"prev":"<64 hex>"}. Used
+ * for a line that is not valid JSON, to tell whether it is still linked
+ * into the chain (an old writer's line, or a damaged one).
+ */
+bool pk_audit_parse_event_frame(const char *line, size_t len, pk_audit_tail *t, char prev_hex[PK_AUDIT_HASH_HEX_LEN + 1])
+{
+    static const char head[] = "{\"v\":1,\"seq\":", type[] = ",\"type\":\"" PK_AUDIT_T_EVENT "\",", end[] = ",\"prev\":\"";
+    const size_t hl = sizeof(head) - 1, tl = sizeof(type) - 1, el = sizeof(end) - 1;
+    const size_t tail = el + PK_AUDIT_HASH_HEX_LEN + 2;
+    uint64_t seq = 0;
+    size_t i = hl, digits = 0;
+    uint8_t tmp[PK_SHA256_LEN];
+
+    memset(t, 0, sizeof(*t));
+    if (len < hl + 1 + tl + tail || memcmp(line, head, hl) != 0) return false;
+    for (; i < len && line[i] >= '0' && line[i] <= '9' && digits < 19; i++, digits++)
+        seq = seq * 10 + (uint64_t)(line[i] - '0');
+    if (digits == 0 || seq == 0 || line[hl] == '0') return false;
+    if (len - i < tl + tail || memcmp(line + i, type, tl) != 0) return false;
+    if (memcmp(line + len - tail, end, el) != 0 || memcmp(line + len - 2, "\"}", 2) != 0) return false;
+    memcpy(prev_hex, line + len - tail + el, PK_AUDIT_HASH_HEX_LEN);
+    prev_hex[PK_AUDIT_HASH_HEX_LEN] = '\0';
+    for (size_t k = 0; k < PK_AUDIT_HASH_HEX_LEN; k++)
+        if (!((prev_hex[k] >= '0' && prev_hex[k] <= '9') || (prev_hex[k] >= 'a' && prev_hex[k] <= 'f'))) return false;
+    if (pk_failed(pk_hex_decode(prev_hex, tmp, sizeof(tmp)))) return false;
+    t->seq = seq;
+    snprintf(t->type, sizeof(t->type), "%s", PK_AUDIT_T_EVENT);
+    return true;
+}
