@@ -339,6 +339,30 @@ static void test_audit_chain_repairs_a_torn_write(void)
     free_lines(&l);
 }
 
+/* Issue 17a: the reason a malformed last line cannot be continued is given intact. */
+static void test_audit_chain_refuses_a_malformed_last_line(void)
+{
+    char path[512], want[1024];
+    pk_audit_opts o;
+    pk_audit *a = NULL;
+    FILE *f;
+
+    log_path("badtail.log", path, sizeof(path));
+    f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("{\"v\":1,\"seq\":1,\"type\":\"event\",\"time\":\"x\",\"a\":1,\"a\":2}\n", f);
+    fclose(f);
+    memset(&o, 0, sizeof(o));
+    o.path = path;
+    o.p11 = p11;
+    snprintf(want, sizeof(want),
+             "audit unavailable: cannot continue %s: its last record is malformed (invalid JSON at line 1 column 50: "
+             "duplicate object key near '\"a\"'); run p11kms audit verify",
+             path);
+    assert_rc(pk_audit_open(&o, &a).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_PTR_NULL(a);
+}
+
 static void test_audit_chain_needs_the_audit_key(void)
 {
     char path[512];
@@ -1419,7 +1443,8 @@ int main(void)
 {
     static const test_def chain[] = {
         T(test_audit_chain_starts_at_genesis), T(test_audit_chain_continues_across_reopen),
-        T(test_audit_chain_repairs_a_torn_write), T(test_audit_chain_needs_the_audit_key)};
+        T(test_audit_chain_repairs_a_torn_write), T(test_audit_chain_needs_the_audit_key),
+        T(test_audit_chain_refuses_a_malformed_last_line)};
     static const test_def records[] = {T(test_audit_records_hold_only_what_was_given),
                                        T(test_audit_records_stay_valid_json),
                                        T(test_audit_records_never_repeat_a_key),
