@@ -827,6 +827,39 @@ static void test_audit_rotation_links_the_series(void)
     ASSERT_VERIFIED(verify_series(path, 0));
 }
 
+/* Issue 17c: a temp file left by a rotation that crashed is removed at the next open, if its process is gone. */
+static void test_audit_rotation_removes_stale_temp_files(void)
+{
+    char path[512], dead[600], mine[600], live[600], other[600];
+    struct stat st;
+    pk_audit *a;
+    pid_t child = fork();
+
+    if (child == 0) _exit(0);
+    CU_ASSERT_FATAL(child > 0);
+    CU_ASSERT_EQUAL(waitpid(child, NULL, 0), child);
+    log_path("stale.log", path, sizeof(path));
+    snprintf(dead, sizeof(dead), "%s.tmp-%ld", path, (long)child);
+    snprintf(mine, sizeof(mine), "%s.tmp-%ld", path, (long)getpid());
+    snprintf(live, sizeof(live), "%s.tmp-1", path); /* init: alive, and not ours */
+    snprintf(other, sizeof(other), "%s.tmp-x1", path);
+    close(open(dead, O_WRONLY | O_CREAT, 0600));
+    close(open(mine, O_WRONLY | O_CREAT, 0600));
+    close(open(live, O_WRONLY | O_CREAT, 0600));
+    close(open(other, O_WRONLY | O_CREAT, 0600));
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_NOT_EQUAL(lstat(dead, &st), 0);
+    CU_ASSERT_NOT_EQUAL(lstat(mine, &st), 0);
+    CU_ASSERT_EQUAL(lstat(live, &st), 0);
+    CU_ASSERT_EQUAL(lstat(other, &st), 0);
+    write_events(a, 1);
+    close_log(a);
+    ASSERT_VERIFIED(verify_series(path, 0));
+    unlink(live);
+    unlink(other);
+}
+
 static void test_audit_rotation_on_size(void)
 {
     char path[512];
@@ -1009,6 +1042,59 @@ static int chattr(const char *flag, const char *path)
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "chattr %s '%s' 2>/dev/null", flag, path);
     return system(cmd);
+}
+
+/* Issue 11: the log path, a rotated name or a temp name that is a symbolic link is never followed. */
+static void test_audit_fail_closed_refuses_a_symlink(void)
+{
+    char path[512], target[512], rotated[600], want[1200];
+    struct stat st;
+    pk_audit *a = NULL;
+    pk_audit_opts o;
+
+    log_path("link.log", path, sizeof(path));
+    log_path("link-target", target, sizeof(target));
+    CU_ASSERT_EQUAL_FATAL(symlink(target, path), 0);
+    memset(&o, 0, sizeof(o));
+    o.path = path;
+    o.p11 = p11;
+    snprintf(want, sizeof(want),
+             "audit unavailable: cannot write %s: it is a symbolic link (the audit trail never follows links: replace "
+             "it with the log file itself)",
+             path);
+    /* A dangling link: the file it names is not created. */
+    assert_rc(pk_audit_open(&o, &a).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_PTR_NULL(a);
+    CU_ASSERT_NOT_EQUAL(lstat(target, &st), 0);
+    /* A link to an existing file: it is not appended to. */
+    close(open(target, O_WRONLY | O_CREAT, 0600));
+    assert_rc(pk_audit_open(&o, &a).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_EQUAL(stat(target, &st), 0);
+    CU_ASSERT_EQUAL(st.st_size, 0);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+
+    /* A link at the rotated name, even to the log itself, is not taken for the rotated file. */
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    write_events(a, 2);
+    snprintf(rotated, sizeof(rotated), "%s.000001", path);
+    CU_ASSERT_EQUAL_FATAL(symlink(path, rotated), 0);
+    snprintf(want, sizeof(want), "audit unavailable: cannot rotate %s to %s: a different file has that name", path,
+             rotated);
+    assert_rc(pk_audit_rotate(a, NULL, 0).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_EQUAL(unlink(rotated), 0);
+    /* A link at the temp name is removed, not written through. */
+    {
+        char tmp[600];
+        snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+        CU_ASSERT_EQUAL_FATAL(symlink(target, tmp), 0);
+        CU_ASSERT_TRUE(pk_ok(pk_audit_rotate(a, NULL, 0)));
+        CU_ASSERT_NOT_EQUAL(lstat(tmp, &st), 0);
+        CU_ASSERT_EQUAL(stat(target, &st), 0);
+        CU_ASSERT_EQUAL(st.st_size, 0);
+    }
+    close_log(a);
+    ASSERT_VERIFIED(verify_series(path, 0));
 }
 
 static void test_audit_fail_closed_when_read_only(void)
@@ -1456,8 +1542,10 @@ int main(void)
         T(test_audit_tamper_malformed_line), T(test_audit_tamper_unreadable_line_keeps_the_chain)};
     static const test_def rotation[] = {
         T(test_audit_rotation_links_the_series), T(test_audit_rotation_on_size),
+        T(test_audit_rotation_removes_stale_temp_files),
         T(test_audit_rotation_detects_a_missing_file), T(test_audit_rotation_current_file_vanishing_is_recorded)};
     static const test_def fail_closed[] = {T(test_audit_fail_closed_when_file_removed),
+                                           T(test_audit_fail_closed_refuses_a_symlink),
                                            T(test_audit_fail_closed_when_read_only),
                                            T(test_audit_fail_closed_when_disk_full)};
     static const test_def concurrency[] = {T(test_audit_concurrency_processes_and_threads_share_one_chain),

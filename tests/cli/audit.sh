@@ -113,6 +113,16 @@ expect_rc 1 "verify finds a truncated tail"; expect_err_has ": truncated: " "tru
 run "$P11KMS" $C audit verify --allow-unsealed
 expect_rc 0 "a live log may be checked with --allow-unsealed"
 
+# Issue 11: an audit log that is a symbolic link is refused, and what it
+# points at is neither created nor written.
+mv "$T/audit.log" "$WORK/real.log"
+ln -s "$WORK/victim" "$T/audit.log"
+run_in "$WORK/x" "$P11KMS" $C --as "$ALICE" encrypt --key alias/p11kms/default
+expect_rc 1 "a symlinked audit log is refused"
+expect_err "p11kms: audit unavailable: cannot write $T/audit.log: it is a symbolic link (the audit trail never follows links: replace it with the log file itself)" "symlink message"
+[ -e "$WORK/victim" ] && bad "the link target was created" || ok
+rm "$T/audit.log"; mv "$WORK/real.log" "$T/audit.log"
+
 # No audit path configured.
 grep -v '^audit' "$T/p11kms.conf" >"$WORK/noaudit.conf"
 run "$P11KMS" --config "$WORK/noaudit.conf" audit verify
