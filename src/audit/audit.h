@@ -91,6 +91,7 @@ typedef struct pk_audit_event {
     const char *const *sids;     /* the deciding statement Sids */
     size_t n_sids;
     p11kms_rc result;            /* P11KMS_OK is logged as "ok", else the code name */
+    bool pending;                /* a change about to be committed: "pending" (result is ignored) */
     const pk_audit_kv *details;  /* extra public data */
     size_t n_details;
 } pk_audit_event;

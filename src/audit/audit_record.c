@@ -220,7 +220,8 @@ static pk_result write_body(body_w *w, const pk_audit_event *ev, const char *req
     PK_GUARD(put_map(w, "context", ev->context, ev->n_context));
     PK_GUARD(put_member(w, true, "decision", pk_audit_decision_name(ev->decision)));
     PK_GUARD(put_sids(w, ev->sids, ev->n_sids));
-    PK_GUARD(put_member(w, true, "result", ev->result == P11KMS_OK ? "ok" : p11kms_rc_name(ev->result)));
+    PK_GUARD(put_member(w, true, "result",
+                        ev->pending ? "pending" : ev->result == P11KMS_OK ? "ok" : p11kms_rc_name(ev->result)));
     if (ev->n_details > 0) PK_GUARD(put_map(w, "details", ev->details, ev->n_details));
     if (w->dropped > 0) {
         PK_GUARD(pk_buf_append_str(body, ",\"duplicate_keys_dropped\":"));

@@ -6,6 +6,7 @@
 #ifndef PK_CORE_OP_H
 #define PK_CORE_OP_H
 
+#include "audit/audit.h"
 #include "core/core.h"
 #include "keys/keys.h"
 
@@ -39,8 +40,9 @@ typedef struct pk_op {
     char sid_text[PK_POLICY_MAX_SIDS][128];
     const char *sids[PK_POLICY_MAX_SIDS];
     size_t nsids;
-    bool mutating;  /* changes state: its record is written inside the store transaction */
-    bool recorded;  /* its one audit record is already written */
+    bool mutating;  /* changes state: a "pending" record is written inside the store transaction */
+    bool recorded;  /* its "pending" record is written; pk_op_finish writes the outcome */
+    char request_id[PK_AUDIT_REQUEST_ID_MAX + 1]; /* the pending record's, for the outcome record */
     /* Outputs withheld (wiped and freed) if the audit record cannot be written. */
     p11kms_buf **out_bufs[2];
     char **out_strs[2];
@@ -66,16 +68,18 @@ void pk_op_output_buf(pk_op *op, p11kms_buf **out);
 void pk_op_output_str(pk_op *op, char **out);
 /*
  * Before an operation that changes state: check the audit trail can take
- * records (pk_audit_check), and mark the operation as mutating, so that its
- * record is written inside its store transaction just before the commit
- * (pk_op_precommit). A trail that cannot take the record rolls the change
- * back: a change is never made without its record.
+ * records (pk_audit_check), and mark the operation as mutating, so that a
+ * record with result "pending" is written inside its store transaction
+ * just before the commit (pk_op_precommit). A trail that cannot take it
+ * rolls the change back: a change is never made without a record naming
+ * it. pk_op_finish then records the outcome under the same request id, so
+ * "ok" stands only for what was committed (issue 12).
  */
 PK_MUST_USE pk_result pk_op_preflight(pk_op *op);
 /*
- * Write the operation's one audit record and return the final code. If the
- * record cannot be written the result is P11KMS_ERR_AUDIT_UNAVAILABLE and
- * registered outputs are withheld.
+ * Write the operation's audit record (for a change, its outcome record)
+ * and return the final code. If the record cannot be written the result is
+ * P11KMS_ERR_AUDIT_UNAVAILABLE and registered outputs are withheld.
  */
 p11kms_rc pk_op_finish(pk_op *op, pk_result r);
 

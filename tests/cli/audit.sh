@@ -123,6 +123,55 @@ expect_err "p11kms: audit unavailable: cannot write $T/audit.log: it is a symbol
 [ -e "$WORK/victim" ] && bad "the link target was created" || ok
 rm "$T/audit.log"; mv "$WORK/real.log" "$T/audit.log"
 
+# Issue 12: a change is recorded "pending" just before its commit, naming
+# its resource (CreateKey: the new key), and its outcome after the commit
+# under the same request id; "ok" stands only for what was committed.
+run "$P11KMS" $C --as "$ALICE" key create
+expect_rc 0 "key create"; NEWKEY=$(cat "$OUT")
+pending=$(grep -F '"action":"kms:CreateKey"' "$T/audit.log" | grep -F '"result":"pending"' | tail -n 1)
+outcome=$(grep -F '"action":"kms:CreateKey"' "$T/audit.log" | grep -F '"result":"ok"' | tail -n 1)
+rid() { printf '%s\n' "$1" | sed -n 's/.*"request_id":"\([^"]*\)".*/\1/p'; }
+case $pending in *"\"resource\":{\"key_id\":\"$NEWKEY\",\"key_version\":\"1\"}"*) ok ;; *) bad "the pending CreateKey record names the key: $pending" ;; esac
+case $outcome in *"\"resource\":{\"key_id\":\"$NEWKEY\",\"key_version\":\"1\"}"*) ok ;; *) bad "the CreateKey outcome names the key: $outcome" ;; esac
+[ -n "$(rid "$pending")" ] && [ "$(rid "$pending")" = "$(rid "$outcome")" ] && ok || bad "pending and outcome share the request id"
+grep -q '"action":"kms:CreateKey","resource":{}' "$T/audit.log" && bad "a CreateKey record without its key" || ok
+
+# The store's disk full at commit: the key is not created, and no "ok" says it was.
+FULL=$WORK/full
+mkdir -p "$FULL"
+if mount -t tmpfs -o size=256k tmpfs "$FULL" 2>/dev/null; then
+    trap 'umount "$FULL" 2>/dev/null; cleanup' EXIT
+    T2=$WORK/tok2
+    new_token "$T2"
+    sed -i "s|^store = .*|store = sqlite:$FULL/p11kms.db|" "$T2/p11kms.conf"
+    C2="--config $T2/p11kms.conf"
+    "$P11KMS" $C2 --as "$ALICE" init >/dev/null 2>&1
+    # Leave room to open the store but not to commit a 2,000-byte description.
+    for room in 32 36 40 44; do
+        rm -f "$FULL/filler"
+        free=$(df -k --output=avail "$FULL" | tail -n 1)
+        dd if=/dev/zero of="$FULL/filler" bs=1k count=$((free - room)) 2>/dev/null
+        run "$P11KMS" $C2 --as "$ALICE" key create --description "$(head -c 2000 /dev/zero | tr '\0' d)"
+        grep -q "store commit" "$ERR" && break
+    done
+    expect_rc 1 "key create fails when its commit does not fit"
+    expect_err_has "p11kms: store commit: database or disk is full" "the commit failure is reported"
+    rm -f "$FULL/filler"
+    last=$(grep -F '"action":"kms:CreateKey"' "$T2/audit.log" | tail -n 1)
+    case $last in *'"result":"P11KMS_ERR_STORE"'*) ok ;; *) bad "the failed commit is recorded with its error: $last" ;; esac
+    K2=$(printf '%s\n' "$last" | sed -n 's/.*"resource":{"key_id":"\([^"]*\)".*/\1/p')
+    [ -n "$K2" ] && ok || bad "the failed CreateKey names its key"
+    [ "$(grep -F "\"key_id\":\"$K2\"" "$T2/audit.log" | grep -c '"result":"pending"')" -eq 1 ] && ok || bad "one pending record for $K2"
+    grep -F "\"key_id\":\"$K2\"" "$T2/audit.log" | grep -q '"result":"ok"' && bad "an ok record for the key that was not created" || ok
+    run "$P11KMS" $C2 --as "$ALICE" key describe "$K2"
+    expect_rc 5 "the key of the failed commit does not exist"
+    run "$P11KMS" $C2 audit verify
+    expect_rc 0 "the trail verifies after a failed commit"
+    umount "$FULL"
+else
+    echo "SKIP: full-disk CreateKey (cannot mount a tmpfs here)"
+fi
+
 # No audit path configured.
 grep -v '^audit' "$T/p11kms.conf" >"$WORK/noaudit.conf"
 run "$P11KMS" --config "$WORK/noaudit.conf" audit verify
