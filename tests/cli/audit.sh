@@ -97,6 +97,8 @@ expect_rc 2 "invalid UTF-8 context refused"; expect_err "p11kms: encryption cont
 printf 'bm90IGEgYmxvYg==' >"$WORK/blob"
 run "$P11KMS" $C --as "$ANY" decrypt --in "$WORK/blob" --context b=1 --context b=2
 expect_rc 2 "decrypt with a duplicate context key refused"; expect_err "p11kms: encryption context key 'b' is given twice" "decrypt: duplicate key message"
+run_in "$WORK/x" "$P11KMS" $C --as "$ANY" encrypt --key alias/p11kms/default --context "=v"
+expect_rc 2 "empty context key refused"
 line=$(tail -n 2 "$T/audit.log" | head -n 1)
 case $line in
 *'"action":"kms:Decrypt","resource":{},"context":{},'*'"details":{"context_invalid":"true"}'*) ok ;;
@@ -105,6 +107,20 @@ esac
 grep -q '"context":{"a":"1","a":"2"}' "$T/audit.log" && bad "a duplicate key reached the audit log" || ok
 run "$P11KMS" $C audit verify
 expect_rc 0 "refused contexts leave a trail that verifies"
+
+# Issue 16: a denied request whose record would exceed 32 KB (8,000 control
+# characters escape to 48,000 bytes) is recorded, cut down and marked.
+DENYKEY=$("$P11KMS" $C --as "$ALICE" key create)
+run_in "$WORK/x" "$P11KMS" $C --as "$ANY" encrypt --key "$DENYKEY" --context "k=$(head -c 8000 /dev/zero | tr '\0' '\001')"
+expect_rc 4 "the oversized request is denied"
+line=$(tail -n 2 "$T/audit.log" | head -n 1)
+case $line in
+*'"action":"kms:Encrypt"'*'"decision":"ImplicitlyDenied"'*'"result":"P11KMS_ERR_ACCESS_DENIED","truncated":true,"prev":'*) ok ;;
+*) bad "the denied oversized request is recorded and marked truncated: ${line:0:300}" ;;
+esac
+[ "${#line}" -lt 32768 ] && ok || bad "the record fits in a line (${#line} bytes)"
+run "$P11KMS" $C audit verify
+expect_rc 0 "the trail with a truncated record verifies"
 
 # A truncated tail (the closing seal cut off) is found.
 head -n -1 "$T/audit.log" >"$WORK/cut" && cat "$WORK/cut" >"$T/audit.log"
