@@ -84,7 +84,11 @@ typedef struct pk_audit_event {
     const char *alias;           /* the alias the caller used, if any */
     const char *secret_id;
     const char *connection;
-    /* Encryption context, logged as given (keys should be unique). */
+    /*
+     * Encryption context, logged as given; a key repeated (after escaping)
+     * is left out and counted in "duplicate_keys_dropped", and a record
+     * longer than PK_AUDIT_MAX_LINE is cut down and marked "truncated".
+     */
     const pk_audit_kv *context;
     size_t n_context;
     pk_audit_decision decision;
