@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "audit/audit_impl.h"
 #include "crypto/crypto.h"
 #include "json/json_in.h"
 #include "lib/fixture.h"
@@ -338,6 +339,30 @@ static void test_audit_chain_repairs_a_torn_write(void)
     free_lines(&l);
 }
 
+/* Issue 17a: the reason a malformed last line cannot be continued is given intact. */
+static void test_audit_chain_refuses_a_malformed_last_line(void)
+{
+    char path[512], want[1024];
+    pk_audit_opts o;
+    pk_audit *a = NULL;
+    FILE *f;
+
+    log_path("badtail.log", path, sizeof(path));
+    f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("{\"v\":1,\"seq\":1,\"type\":\"event\",\"time\":\"x\",\"a\":1,\"a\":2}\n", f);
+    fclose(f);
+    memset(&o, 0, sizeof(o));
+    o.path = path;
+    o.p11 = p11;
+    snprintf(want, sizeof(want),
+             "audit unavailable: cannot continue %s: its last record is malformed (invalid JSON at line 1 column 50: "
+             "duplicate object key near '\"a\"'); run p11kms audit verify",
+             path);
+    assert_rc(pk_audit_open(&o, &a).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_PTR_NULL(a);
+}
+
 static void test_audit_chain_needs_the_audit_key(void)
 {
     char path[512];
@@ -494,6 +519,89 @@ static void test_audit_records_stay_valid_json(void)
     free_lines(&l);
 }
 
+/* Issue 1: duplicate keys (also ones equal only after escaping) never reach the line. */
+static void test_audit_records_never_repeat_a_key(void)
+{
+    char path[512];
+    pk_audit_kv ctx[] = {{"a", "1"}, {"a", "2"}, {"x\xff", "3"}, {"x\xfe", "4"}, {"", "5"}, {"", "6"}};
+    pk_audit_kv details[] = {{"d", "1"}, {"d", "2"}};
+    pk_audit_event ev;
+    pk_audit *a;
+    lines l;
+
+    log_path("dupkeys.log", path, sizeof(path));
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    memset(&ev, 0, sizeof(ev));
+    ev.action = "Encrypt";
+    ev.context = ctx;
+    ev.n_context = PK_ARRAY_LEN(ctx);
+    ev.details = details;
+    ev.n_details = PK_ARRAY_LEN(details);
+    ev.result = P11KMS_ERR_INVALID_ARGUMENT;
+    CU_ASSERT_TRUE(pk_ok(pk_audit_write(a, &ev, NULL)));
+    close_log(a);
+    l = read_lines(path);
+    CU_ASSERT_EQUAL_FATAL(l.n, 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\"context\":{\"a\":\"1\",\"x\xef\xbf\xbd\":\"3\",\"\":\"5\"},"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\"details\":{\"d\":\"1\"},\"duplicate_keys_dropped\":4,\"prev\":"));
+    CU_ASSERT_TRUE(has_json_key(l.v[0], "context"));
+    ASSERT_VERIFIED(verify_series(path, 0));
+    free_lines(&l);
+}
+
+/* Issue 16: a record too large for a line is cut down and marked, never dropped. */
+static void test_audit_records_cut_to_fit(void)
+{
+    char path[512], *ctl = malloc(8001), *big = malloc(40001);
+    pk_audit_kv ctx[] = {{"k", ctl}, {"k2", ctl}, {"k3", "short"}};
+    pk_audit_event ev;
+    pk_audit *a;
+    lines l;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctl);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(ctl, 0x01, 8000);
+    ctl[8000] = '\0';
+    /* A multi-byte character across the cut point is not split. */
+    for (size_t i = 0; i < 40000; i += 2) memcpy(big + i, "\xc3\xa9", 2);
+    big[40000] = '\0';
+    log_path("cut.log", path, sizeof(path));
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    memset(&ev, 0, sizeof(ev));
+    ev.principal = "arn:aws:iam::1:role/anyone";
+    ev.action = "Encrypt";
+    ev.key_id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    ev.context = ctx;
+    ev.n_context = 1;
+    ev.decision = PK_AUDIT_DECISION_IMPLICIT_DENY;
+    ev.result = P11KMS_ERR_ACCESS_DENIED;
+    CU_ASSERT_TRUE(pk_ok(pk_audit_write(a, &ev, NULL)));
+    ev.n_context = 3;
+    ev.principal = big;
+    CU_ASSERT_TRUE(pk_ok(pk_audit_write(a, &ev, NULL)));
+    close_log(a);
+    l = read_lines(path);
+    CU_ASSERT_EQUAL_FATAL(l.n, 3);
+    for (size_t i = 0; i < 2; i++) {
+        CU_ASSERT_TRUE(strlen(l.v[i]) < PK_AUDIT_MAX_LINE);
+        CU_ASSERT_PTR_NOT_NULL(strstr(l.v[i], "\"result\":\"P11KMS_ERR_ACCESS_DENIED\",\"truncated\":true,\"prev\":"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(l.v[i], "\"resource\":{\"key_id\":\"1234abcd-12ab-34cd-56ef-1234567890ab\"}"));
+        CU_ASSERT_TRUE(has_json_key(l.v[i], "truncated"));
+    }
+    /* 256 bytes of 0x01, each escaped to 6. */
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\"context\":{\"k\":\"\\u0001"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[0], "\\u0001\"},\"decision\":\"ImplicitlyDenied\""));
+    CU_ASSERT_PTR_NULL(strstr(l.v[0], "\xef\xbf\xbd"));
+    CU_ASSERT_PTR_NULL(strstr(l.v[1], "\xef\xbf\xbd"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(l.v[1], "\"k3\":\"short\""));
+    ASSERT_VERIFIED(verify_series(path, 0));
+    free_lines(&l);
+    free(ctl);
+    free(big);
+}
+
 /* ---- test_audit_tamper: each kind named at the right line and sequence number ---- */
 
 static void tamper_case(const char *name, void (*mutate)(lines *), pk_audit_problem want, int line, int seq)
@@ -552,6 +660,68 @@ static void mut_forge_seal_mac(lines *l)
     m[0] = m[0] == '0' ? '1' : '0';
 }
 static void mut_malformed(lines *l) { edit_line(l, 10, "{\"v\":1,", "{\"v\":1"); }
+
+/* Recompute every prev and seal MAC from line idx on, as a writer holding the key would have. */
+static void rewrite_chain_from(lines *l, size_t idx)
+{
+    for (size_t i = idx; i < l->n; i++) {
+        size_t prefix;
+        uint8_t mac[PK_HMAC_LEN];
+        char hex[2 * PK_HMAC_LEN + 1];
+        pk_keyid key = pk_audit_key_id();
+        relink(l, i);
+        if (!pk_audit_seal_split(l->v[i], strlen(l->v[i]), &prefix, mac)) continue;
+        CU_ASSERT_TRUE_FATAL(pk_ok(pk_audit_seal_mac(p11, &key, l->v[i], prefix, mac)));
+        pk_hex_encode(mac, PK_HMAC_LEN, hex);
+        memcpy(l->v[i] + prefix + strlen(PK_AUDIT_MAC_MEMBER), hex, 2 * PK_HMAC_LEN);
+    }
+}
+
+/*
+ * Issue 1: a line an older writer left with a duplicate key is malformed,
+ * but its chain is intact: the finding names it, and the pass goes on.
+ */
+static void test_audit_tamper_unreadable_line_keeps_the_chain(void)
+{
+    char path[512], head[65];
+    pk_audit_report rep;
+    lines l;
+
+    log_path("t-dupkey.log", path, sizeof(path));
+    make_reference_log(path);
+    l = read_lines(path);
+    CU_ASSERT_EQUAL_FATAL(l.n, 13);
+    edit_line(&l, 6, "\"context\":{\"purpose\":\"test-1\"}", "\"context\":{\"a\":\"1\",\"a\":\"2\"}");
+    rewrite_chain_from(&l, 7);
+    write_lines(path, &l);
+    rep = verify_series(path, 0);
+    ASSERT_FINDING(rep, PK_AUDIT_MALFORMED, 7, 7);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rep.detail, "line 7 (seq 7) is not valid JSON (invalid JSON at line 1 column"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rep.detail, "duplicate object key"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rep.detail, "its hash chain is intact, so the lines after it were verified"));
+    CU_ASSERT_EQUAL(rep.unreadable, 1);
+    CU_ASSERT_EQUAL(rep.records, 13);
+    CU_ASSERT_EQUAL(rep.seals, 3);
+    CU_ASSERT_EQUAL(rep.last_seq, 13);
+    CU_ASSERT_EQUAL(rep.last_sealed_seq, 13);
+    hash_hex(l.v[12], head);
+    CU_ASSERT_STRING_EQUAL(rep.head, head);
+    /* Later lines are still checked: a deletion after it is what is reported. */
+    remove_line(&l, 10);
+    write_lines(path, &l);
+    rep = verify_series(path, 0);
+    ASSERT_FINDING(rep, PK_AUDIT_DELETED, 11, 11);
+    /* Not linked (its successor does not follow from it): the pass stops there, as before. */
+    free_lines(&l);
+    log_path("t-dupkey2.log", path, sizeof(path));
+    make_reference_log(path);
+    l = read_lines(path);
+    edit_line(&l, 6, "\"context\":{\"purpose\":\"test-1\"}", "\"context\":{\"a\":\"1\",\"a\":\"2\"}");
+    write_lines(path, &l);
+    rep = verify_series(path, 0);
+    ASSERT_FINDING(rep, PK_AUDIT_MODIFIED, 7, 7);
+    free_lines(&l);
+}
 
 static void test_audit_tamper_modified_field(void)
 {
@@ -655,6 +825,39 @@ static void test_audit_rotation_links_the_series(void)
     write_events(a, 1);
     close_log(a);
     ASSERT_VERIFIED(verify_series(path, 0));
+}
+
+/* Issue 17c: a temp file left by a rotation that crashed is removed at the next open, if its process is gone. */
+static void test_audit_rotation_removes_stale_temp_files(void)
+{
+    char path[512], dead[600], mine[600], live[600], other[600];
+    struct stat st;
+    pk_audit *a;
+    pid_t child = fork();
+
+    if (child == 0) _exit(0);
+    CU_ASSERT_FATAL(child > 0);
+    CU_ASSERT_EQUAL(waitpid(child, NULL, 0), child);
+    log_path("stale.log", path, sizeof(path));
+    snprintf(dead, sizeof(dead), "%s.tmp-%ld", path, (long)child);
+    snprintf(mine, sizeof(mine), "%s.tmp-%ld", path, (long)getpid());
+    snprintf(live, sizeof(live), "%s.tmp-1", path); /* init: alive, and not ours */
+    snprintf(other, sizeof(other), "%s.tmp-x1", path);
+    close(open(dead, O_WRONLY | O_CREAT, 0600));
+    close(open(mine, O_WRONLY | O_CREAT, 0600));
+    close(open(live, O_WRONLY | O_CREAT, 0600));
+    close(open(other, O_WRONLY | O_CREAT, 0600));
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_NOT_EQUAL(lstat(dead, &st), 0);
+    CU_ASSERT_NOT_EQUAL(lstat(mine, &st), 0);
+    CU_ASSERT_EQUAL(lstat(live, &st), 0);
+    CU_ASSERT_EQUAL(lstat(other, &st), 0);
+    write_events(a, 1);
+    close_log(a);
+    ASSERT_VERIFIED(verify_series(path, 0));
+    unlink(live);
+    unlink(other);
 }
 
 static void test_audit_rotation_on_size(void)
@@ -839,6 +1042,59 @@ static int chattr(const char *flag, const char *path)
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "chattr %s '%s' 2>/dev/null", flag, path);
     return system(cmd);
+}
+
+/* Issue 11: the log path, a rotated name or a temp name that is a symbolic link is never followed. */
+static void test_audit_fail_closed_refuses_a_symlink(void)
+{
+    char path[512], target[512], rotated[600], want[1200];
+    struct stat st;
+    pk_audit *a = NULL;
+    pk_audit_opts o;
+
+    log_path("link.log", path, sizeof(path));
+    log_path("link-target", target, sizeof(target));
+    CU_ASSERT_EQUAL_FATAL(symlink(target, path), 0);
+    memset(&o, 0, sizeof(o));
+    o.path = path;
+    o.p11 = p11;
+    snprintf(want, sizeof(want),
+             "audit unavailable: cannot write %s: it is a symbolic link (the audit trail never follows links: replace "
+             "it with the log file itself)",
+             path);
+    /* A dangling link: the file it names is not created. */
+    assert_rc(pk_audit_open(&o, &a).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_PTR_NULL(a);
+    CU_ASSERT_NOT_EQUAL(lstat(target, &st), 0);
+    /* A link to an existing file: it is not appended to. */
+    close(open(target, O_WRONLY | O_CREAT, 0600));
+    assert_rc(pk_audit_open(&o, &a).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_EQUAL(stat(target, &st), 0);
+    CU_ASSERT_EQUAL(st.st_size, 0);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+
+    /* A link at the rotated name, even to the log itself, is not taken for the rotated file. */
+    a = open_log(path, PK_AUDIT_SYNC_BATCH, 0, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    write_events(a, 2);
+    snprintf(rotated, sizeof(rotated), "%s.000001", path);
+    CU_ASSERT_EQUAL_FATAL(symlink(path, rotated), 0);
+    snprintf(want, sizeof(want), "audit unavailable: cannot rotate %s to %s: a different file has that name", path,
+             rotated);
+    assert_rc(pk_audit_rotate(a, NULL, 0).code, P11KMS_ERR_AUDIT_UNAVAILABLE, want);
+    CU_ASSERT_EQUAL(unlink(rotated), 0);
+    /* A link at the temp name is removed, not written through. */
+    {
+        char tmp[600];
+        snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+        CU_ASSERT_EQUAL_FATAL(symlink(target, tmp), 0);
+        CU_ASSERT_TRUE(pk_ok(pk_audit_rotate(a, NULL, 0)));
+        CU_ASSERT_NOT_EQUAL(lstat(tmp, &st), 0);
+        CU_ASSERT_EQUAL(stat(target, &st), 0);
+        CU_ASSERT_EQUAL(st.st_size, 0);
+    }
+    close_log(a);
+    ASSERT_VERIFIED(verify_series(path, 0));
 }
 
 static void test_audit_fail_closed_when_read_only(void)
@@ -1273,18 +1529,23 @@ int main(void)
 {
     static const test_def chain[] = {
         T(test_audit_chain_starts_at_genesis), T(test_audit_chain_continues_across_reopen),
-        T(test_audit_chain_repairs_a_torn_write), T(test_audit_chain_needs_the_audit_key)};
+        T(test_audit_chain_repairs_a_torn_write), T(test_audit_chain_needs_the_audit_key),
+        T(test_audit_chain_refuses_a_malformed_last_line)};
     static const test_def records[] = {T(test_audit_records_hold_only_what_was_given),
-                                       T(test_audit_records_stay_valid_json)};
+                                       T(test_audit_records_stay_valid_json),
+                                       T(test_audit_records_never_repeat_a_key),
+                                       T(test_audit_records_cut_to_fit)};
     static const test_def tamper[] = {
         T(test_audit_tamper_modified_field), T(test_audit_tamper_deleted_record),
         T(test_audit_tamper_reordered_records), T(test_audit_tamper_inserted_record),
         T(test_audit_tamper_truncated_tail), T(test_audit_tamper_rechained_record_breaks_the_seal),
-        T(test_audit_tamper_malformed_line)};
+        T(test_audit_tamper_malformed_line), T(test_audit_tamper_unreadable_line_keeps_the_chain)};
     static const test_def rotation[] = {
         T(test_audit_rotation_links_the_series), T(test_audit_rotation_on_size),
+        T(test_audit_rotation_removes_stale_temp_files),
         T(test_audit_rotation_detects_a_missing_file), T(test_audit_rotation_current_file_vanishing_is_recorded)};
     static const test_def fail_closed[] = {T(test_audit_fail_closed_when_file_removed),
+                                           T(test_audit_fail_closed_refuses_a_symlink),
                                            T(test_audit_fail_closed_when_read_only),
                                            T(test_audit_fail_closed_when_disk_full)};
     static const test_def concurrency[] = {T(test_audit_concurrency_processes_and_threads_share_one_chain),

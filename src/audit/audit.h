@@ -84,13 +84,18 @@ typedef struct pk_audit_event {
     const char *alias;           /* the alias the caller used, if any */
     const char *secret_id;
     const char *connection;
-    /* Encryption context, logged as given (keys should be unique). */
+    /*
+     * Encryption context, logged as given; a key repeated (after escaping)
+     * is left out and counted in "duplicate_keys_dropped", and a record
+     * longer than PK_AUDIT_MAX_LINE is cut down and marked "truncated".
+     */
     const pk_audit_kv *context;
     size_t n_context;
     pk_audit_decision decision;
     const char *const *sids;     /* the deciding statement Sids */
     size_t n_sids;
     p11kms_rc result;            /* P11KMS_OK is logged as "ok", else the code name */
+    bool pending;                /* a change about to be committed: "pending" (result is ignored) */
     const pk_audit_kv *details;  /* extra public data */
     size_t n_details;
 } pk_audit_event;
@@ -205,6 +210,7 @@ typedef struct pk_audit_report {
     uint64_t last_seq;
     uint64_t last_sealed_seq;
     uint64_t unsealed;           /* records after the last seal */
+    uint64_t unreadable;         /* lines that are not valid JSON but still linked into the chain */
     char head[PK_AUDIT_HASH_HEX_LEN + 1]; /* hash of the last line */
 } pk_audit_report;
 
@@ -213,7 +219,10 @@ typedef struct pk_audit_report {
  * continuity, prev hashes, seals (HMAC recomputed in the HSM, compared in
  * constant time) and rotation links. Findings go to `report` (the first
  * one only) and are not errors; errors are reserved for not being able to
- * check (an unreadable file, an HSM failure).
+ * check (an unreadable file, an HSM failure). An event line that is not
+ * valid JSON but is linked into the chain (right seq and prev) is a
+ * `malformed` finding that does not end the pass: the lines after it are
+ * verified from its hash, and a break found later takes its place.
  */
 PK_MUST_USE pk_result pk_audit_verify(pk_p11 *p11, const pk_keyid *key, const char *const *files, size_t n,
                                       unsigned flags, pk_audit_report *report);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,56 @@
 pk_result pk_audit_unavailable(const char *path, const char *why)
 {
     return pk_fail(P11KMS_ERR_AUDIT_UNAVAILABLE, "audit unavailable: cannot write %s: %s", path, why);
+}
+
+int pk_audit_open_nofollow(const char *path, int flags, mode_t mode)
+{
+    return open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+pk_result pk_audit_open_failed(const char *path, int err)
+{
+    if (err == ELOOP)
+        return pk_audit_unavailable(path, "it is a symbolic link (the audit trail never follows links: replace it "
+                                          "with the log file itself)");
+    return pk_audit_unavailable(path, strerror(err));
+}
+
+/* "base.tmp-PID" -> PID. */
+static bool tmp_pid(const char *name, const char *base, long *pid)
+{
+    static const char tag[] = ".tmp-";
+    size_t bl = strlen(base), tl = sizeof(tag) - 1;
+    const char *d;
+    char *end;
+
+    if (strncmp(name, base, bl) != 0 || strncmp(name + bl, tag, tl) != 0) return false;
+    d = name + bl + tl;
+    if (*d < '1' || *d > '9' || strspn(d, "0123456789") != strlen(d) || strlen(d) > 9) return false;
+    *pid = strtol(d, &end, 10);
+    return *end == '\0';
+}
+
+/*
+ * A rotation writes PATH.tmp-PID and renames it over PATH; a crash in
+ * between leaves it behind. Called with the current file locked, so no
+ * rotation is in flight; still only files of processes that are gone (or
+ * of this one) are removed, never one a live process might be using.
+ */
+void pk_audit_remove_stale_tmp(const char *path)
+{
+    const char *base = pk_audit_basename(path);
+    char *dir = base == path ? strdup(".") : strndup(path, (size_t)(base - path));
+    DIR *d = dir != NULL ? opendir(dir) : NULL;
+    struct dirent *e;
+    long me = (long)getpid(), pid;
+
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (!tmp_pid(e->d_name, base, &pid)) continue;
+        if (pid == me || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    if (d != NULL) closedir(d);
+    free(dir);
 }
 
 const char *pk_audit_basename(const char *path)
@@ -64,10 +115,13 @@ static pk_result pread_all(int fd, const char *path, void *buf, size_t n, off_t 
 static pk_result tail_of_line(const char *path, const char *line, size_t len, pk_audit_tail *t)
 {
     pk_result r = pk_audit_parse_tail(line, len, t, NULL, NULL, 0);
-    if (pk_failed(r))
+    if (pk_failed(r)) {
+        char why[256]; /* a copy: pk_fail rewrites the detail it would otherwise read from */
+        snprintf(why, sizeof(why), "%s", p11kms_last_error());
         return pk_fail(P11KMS_ERR_AUDIT_UNAVAILABLE,
                        "audit unavailable: cannot continue %s: its last record is malformed (%s); run p11kms audit verify",
-                       path, p11kms_last_error());
+                       path, why);
+    }
     return pk_sha256(line, len, t->hash);
 }
 

@@ -50,6 +50,12 @@ bool pk_audit_seal_split(const char *line, size_t len, size_t *prefix_len, uint8
 /* Parse the fields of one line that the chain needs (no plausibility beyond types). */
 PK_MUST_USE pk_result pk_audit_parse_tail(const char *line, size_t len, pk_audit_tail *t, char *prev_hex,
                                           char *prev_file, size_t prev_file_size);
+/*
+ * Without a JSON parser: seq and prev of a line framed like an event line
+ * ({"v":1,"seq":N,"type":"event", ... ,"prev":"<hex>"}). False otherwise.
+ */
+bool pk_audit_parse_event_frame(const char *line, size_t len, pk_audit_tail *t,
+                                char prev_hex[PK_AUDIT_HASH_HEX_LEN + 1]);
 
 /* ---- audit_file.c ---- */
 /*
@@ -65,6 +71,16 @@ PK_MUST_USE pk_result pk_audit_file_no(int fd, const char *path, uint64_t *file_
 int pk_audit_write_all(int fd, const void *p, size_t n);
 /* The fail-closed error: "audit unavailable: cannot write PATH: REASON". */
 pk_result pk_audit_unavailable(const char *path, const char *why);
+/*
+ * open(2) a file of the series with O_NOFOLLOW (and O_CLOEXEC): whoever can
+ * write the log folder must not make p11kms, often root, create or append
+ * to another file through a link (issue 11).
+ */
+int pk_audit_open_nofollow(const char *path, int flags, mode_t mode);
+/* The fail-closed error for a failed open; a symbolic link is named as such. */
+pk_result pk_audit_open_failed(const char *path, int err);
+/* Remove PATH.tmp-PID files that a crashed rotation left (PID gone, or this process). */
+void pk_audit_remove_stale_tmp(const char *path);
 /* "dir/base" -> "base". */
 const char *pk_audit_basename(const char *path);
 

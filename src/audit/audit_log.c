@@ -261,11 +261,11 @@ static pk_result read_tail_inlock(pk_audit *a, off_t size)
 static pk_result switch_to_path_inlock(pk_audit *a)
 {
     struct stat st;
-    int fd = open(a->path, O_RDWR | O_APPEND | O_CLOEXEC);
+    int fd = pk_audit_open_nofollow(a->path, O_RDWR | O_APPEND, 0);
     uint64_t old_seq = a->tail.seq;
     pk_result r;
 
-    if (fd < 0) return unavailable_errno(a, errno);
+    if (fd < 0) return pk_audit_open_failed(a->path, errno);
     r = lock_file(a, fd);
     if (pk_ok(r) && fstat(fd, &st) != 0) r = unavailable_errno(a, errno);
     if (pk_failed(r)) {
@@ -400,13 +400,13 @@ static pk_result finish_rotation_inlock(pk_audit *a, char *rotated_out, size_t r
     PK_CHECK(fstat(a->fd, &st) == 0, P11KMS_ERR_AUDIT_UNAVAILABLE, "audit unavailable: cannot stat %s: %s", a->path,
              strerror(errno));
     if (link(a->path, rotated) != 0) {
-        /* Already linked by an earlier, interrupted attempt? */
-        PK_CHECK(errno == EEXIST && stat(rotated, &rst) == 0 && rst.st_ino == st.st_ino && rst.st_dev == st.st_dev,
+        /* Already linked by an earlier, interrupted attempt? (lstat: a symbolic link there is not our file.) */
+        PK_CHECK(errno == EEXIST && lstat(rotated, &rst) == 0 && rst.st_ino == st.st_ino && rst.st_dev == st.st_dev,
                  P11KMS_ERR_AUDIT_UNAVAILABLE, "audit unavailable: cannot rotate %s to %s: %s", a->path, rotated,
                  errno == EEXIST ? "a different file has that name" : strerror(errno));
     }
     (void)unlink(tmp);
-    fd = open(tmp, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
+    fd = pk_audit_open_nofollow(tmp, O_RDWR | O_APPEND | O_CREAT | O_EXCL, st.st_mode & 0777);
     PK_CHECK(fd >= 0, P11KMS_ERR_AUDIT_UNAVAILABLE, "audit unavailable: cannot write %s: %s", tmp, strerror(errno));
     PK_CHECK(flock(fd, LOCK_EX) == 0, P11KMS_ERR_AUDIT_UNAVAILABLE, "audit unavailable: cannot lock %s: %s", tmp,
              strerror(errno));
@@ -601,7 +601,7 @@ static pk_result recover_inlock(pk_audit *a)
         if (strcmp(files[i], a->path) != 0) last = files[i];
     if (last == NULL) goto out; /* a brand-new log: the chain starts at genesis */
     last_no = strtoul(last + strlen(a->path) + 1, NULL, 10);
-    fd = open(last, O_RDONLY | O_CLOEXEC);
+    fd = pk_audit_open_nofollow(last, O_RDONLY, 0);
     PK_CHECK(fd >= 0 && fstat(fd, &st) == 0, P11KMS_ERR_AUDIT_UNAVAILABLE,
              "audit unavailable: cannot read %s: %s", last, strerror(errno));
     PK_TRY(pk_audit_read_tail(fd, last, st.st_size, &t, &torn));
@@ -618,15 +618,18 @@ static pk_result open_file(pk_audit *a)
     struct stat fst, pst;
 
     for (int i = 0; i < MAX_SWITCHES; i++) {
-        a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (a->fd < 0) return unavailable_errno(a, errno);
+        a->fd = pk_audit_open_nofollow(a->path, O_RDWR | O_APPEND | O_CREAT, 0600);
+        if (a->fd < 0) return pk_audit_open_failed(a->path, errno);
         PK_GUARD(lock_file(a, a->fd));
         if (fstat(a->fd, &fst) != 0) return unavailable_errno(a, errno);
+        if (!S_ISREG(fst.st_mode)) return pk_audit_unavailable(a->path, "it is not a regular file");
         /* Rotated by someone between our open and our lock? Then open again. */
         if (stat(a->path, &pst) == 0 && pst.st_dev == fst.st_dev && pst.st_ino == fst.st_ino) {
             a->dev = fst.st_dev;
             a->ino = fst.st_ino;
             a->size = 0;
+            /* Locked: no rotation of this file is in flight, so a temp file left by a dead one can go. */
+            pk_audit_remove_stale_tmp(a->path);
             PK_GUARD(read_tail_inlock(a, fst.st_size));
             if (a->size == 0) PK_GUARD(recover_inlock(a));
             if (strcmp(a->tail.type, PK_AUDIT_T_SEAL) == 0 && strcmp(a->tail.reason, "rotate") == 0)

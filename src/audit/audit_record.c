@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -58,28 +59,104 @@ void pk_audit_now(char out[PK_AUDIT_TIME_LEN + 1])
     put_digits(out + 20, (unsigned)(ts.tv_nsec / 1000000), 3);
 }
 
+/*
+ * A body being written. The first pass writes every field whole; a record
+ * that would not fit in PK_AUDIT_MAX_LINE is written again with each string
+ * cut to `cap` bytes and optional entries left out past `budget`, and says
+ * so ("truncated":true): a record is shortened, never dropped.
+ */
+typedef struct body_w {
+    pk_buf *b;
+    size_t cap;    /* 0: strings whole */
+    size_t budget; /* 0: no limit on map entries and sids */
+    bool truncated;
+    size_t dropped; /* map entries left out because their key was already written */
+} body_w;
+
+/* Strings are cut to this many bytes in the second pass (at most 6x that once escaped). */
+#define CUT_STRING 256
+/* Room kept after the maps for the fixed members and the markers. */
+#define CUT_RESERVE 512
+#define BODY_MAX (PK_AUDIT_MAX_LINE - 256)
+
 /* A JSON string literal; bytes that are not UTF-8 become U+FFFD, so a record is always JSON the verifier reads back. */
-static pk_result put_str(pk_buf *b, const char *s)
+static pk_result put_str(body_w *w, const char *s)
 {
-    return pk_json_escape(b, s, strlen(s));
+    size_t n = strlen(s);
+    if (w->cap != 0 && n > w->cap) {
+        n = w->cap;
+        /* Cut before a UTF-8 continuation byte, not inside a character. */
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) n--;
+        w->truncated = true;
+    }
+    return pk_json_escape(w->b, s, n);
 }
 
 /* ,"key":"value" (or "key":"value" when first). */
-static pk_result put_member(pk_buf *b, bool comma, const char *key, const char *v)
+static pk_result put_member(body_w *w, bool comma, const char *key, const char *v)
 {
-    if (comma) PK_GUARD(pk_buf_append(b, ",", 1));
-    PK_GUARD(put_str(b, key));
-    PK_GUARD(pk_buf_append(b, ":", 1));
-    return put_str(b, v);
+    if (comma) PK_GUARD(pk_buf_append(w->b, ",", 1));
+    PK_GUARD(put_str(w, key));
+    PK_GUARD(pk_buf_append(w->b, ":", 1));
+    return put_str(w, v);
 }
 
-static pk_result put_map(pk_buf *b, const char *key, const pk_audit_kv *kv, size_t n)
+/* Over the budget (second pass only): undo the entry that began at `start`. */
+static bool over_budget(body_w *w, size_t start)
 {
-    PK_GUARD(pk_buf_append(b, ",", 1));
-    PK_GUARD(put_str(b, key));
-    PK_GUARD(pk_buf_append(b, ":{", 2));
-    for (size_t i = 0; i < n; i++) PK_GUARD(put_member(b, i > 0, kv[i].key, kv[i].value));
-    return pk_buf_append(b, "}", 1);
+    if (w->budget == 0 || w->b->len <= w->budget) return false;
+    w->b->len = start;
+    w->truncated = true;
+    return true;
+}
+
+/* Was the escaped key at [at, at+len) already written at one of offs[0..n)? */
+static bool seen_key(const body_w *w, size_t (*offs)[2], size_t n, size_t at, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (offs[i][1] == len && memcmp(w->b->data + offs[i][0], w->b->data + at, len) == 0) return true;
+    return false;
+}
+
+/*
+ * A JSON object never gets the same key twice, whatever the caller passes:
+ * the verifier (and any strict parser) rejects such a line. The first entry
+ * is kept; later ones, compared after escaping (two invalid byte sequences
+ * may both become U+FFFD), are counted in "duplicate_keys_dropped".
+ */
+static pk_result put_map(body_w *w, const char *key, const pk_audit_kv *kv, size_t n)
+{
+    size_t stack[16][2], (*heap)[2] = NULL, (*offs)[2] = stack, kept = 0;
+    pk_result r = PK_OK;
+
+    if (n > PK_ARRAY_LEN(stack)) {
+        offs = heap = calloc(n, sizeof(*heap));
+        PK_ENSURE_ALLOC(heap);
+    }
+    PK_TRY(pk_buf_append(w->b, ",", 1));
+    PK_TRY(put_str(w, key));
+    PK_TRY(pk_buf_append(w->b, ":{", 2));
+    for (size_t i = 0; i < n; i++) {
+        size_t start = w->b->len, at;
+        if (kept > 0) PK_TRY(pk_buf_append(w->b, ",", 1));
+        at = w->b->len;
+        PK_TRY(put_str(w, kv[i].key));
+        if (seen_key(w, offs, kept, at, w->b->len - at)) {
+            w->b->len = start;
+            w->dropped++;
+            continue;
+        }
+        offs[kept][0] = at;
+        offs[kept][1] = w->b->len - at;
+        PK_TRY(pk_buf_append(w->b, ":", 1));
+        PK_TRY(put_str(w, kv[i].value));
+        if (over_budget(w, start)) break;
+        kept++;
+    }
+    PK_TRY(pk_buf_append(w->b, "}", 1));
+out:
+    free(heap);
+    return r;
 }
 
 static pk_result put_u64(pk_buf *b, uint64_t v)
@@ -93,16 +170,8 @@ static pk_result put_u64(pk_buf *b, uint64_t v)
     return pk_buf_append(b, d + i, sizeof(d) - i);
 }
 
-/*
- * The members from "request_id" to "details", without the enclosing braces
- * (the line head and end are added under the log's lock).
- */
-pk_result pk_audit_event_body(pk_buf *body, const pk_audit_event *ev, const char *request_id)
+static pk_result check_event(const pk_audit_event *ev)
 {
-    static const char *const resource_keys[] = {"key_id", "key_version", "alias", "secret_id", "connection"};
-    const char *resource[5] = {ev->key_id, ev->key_version, ev->alias, ev->secret_id, ev->connection};
-    bool first = true;
-
     PK_ENSURE(ev->action != NULL && *ev->action != '\0', P11KMS_ERR_INVALID_ARGUMENT, "audit event without action");
     for (size_t i = 0; i < ev->n_context; i++)
         PK_ENSURE(ev->context[i].key != NULL && ev->context[i].value != NULL, P11KMS_ERR_INVALID_ARGUMENT,
@@ -112,33 +181,75 @@ pk_result pk_audit_event_body(pk_buf *body, const pk_audit_event *ev, const char
                   "audit event detail %zu is incomplete", i);
     for (size_t i = 0; i < ev->n_sids; i++)
         PK_ENSURE(ev->sids[i] != NULL, P11KMS_ERR_INVALID_ARGUMENT, "audit event sid %zu is NULL", i);
+    return PK_OK;
+}
+
+static pk_result put_sids(body_w *w, const char *const *sids, size_t n)
+{
+    PK_GUARD(pk_buf_append_str(w->b, ",\"sids\":["));
+    for (size_t i = 0; i < n; i++) {
+        size_t start = w->b->len;
+        if (i > 0) PK_GUARD(pk_buf_append(w->b, ",", 1));
+        PK_GUARD(put_str(w, sids[i]));
+        if (over_budget(w, start)) break;
+    }
+    return pk_buf_append(w->b, "]", 1);
+}
+
+static pk_result write_body(body_w *w, const pk_audit_event *ev, const char *request_id)
+{
+    static const char *const resource_keys[] = {"key_id", "key_version", "alias", "secret_id", "connection"};
+    const char *resource[5] = {ev->key_id, ev->key_version, ev->alias, ev->secret_id, ev->connection};
+    bool first = true;
+    pk_buf *body = w->b;
 
     PK_GUARD(pk_buf_reserve(body, 512));
-    PK_GUARD(put_member(body, false, "request_id", request_id));
+    PK_GUARD(put_member(w, false, "request_id", request_id));
     if (ev->principal != NULL)
-        PK_GUARD(put_member(body, true, "principal", ev->principal));
+        PK_GUARD(put_member(w, true, "principal", ev->principal));
     else
         PK_GUARD(pk_buf_append_str(body, ",\"principal\":null"));
-    PK_GUARD(put_member(body, true, "action", ev->action));
+    PK_GUARD(put_member(w, true, "action", ev->action));
     PK_GUARD(pk_buf_append_str(body, ",\"resource\":{"));
     for (size_t i = 0; i < PK_ARRAY_LEN(resource_keys); i++) {
         if (resource[i] == NULL) continue;
-        PK_GUARD(put_member(body, !first, resource_keys[i], resource[i]));
+        PK_GUARD(put_member(w, !first, resource_keys[i], resource[i]));
         first = false;
     }
     PK_GUARD(pk_buf_append(body, "}", 1));
-    PK_GUARD(put_map(body, "context", ev->context, ev->n_context));
-    PK_GUARD(put_member(body, true, "decision", pk_audit_decision_name(ev->decision)));
-    PK_GUARD(pk_buf_append_str(body, ",\"sids\":["));
-    for (size_t i = 0; i < ev->n_sids; i++) {
-        if (i > 0) PK_GUARD(pk_buf_append(body, ",", 1));
-        PK_GUARD(put_str(body, ev->sids[i]));
+    PK_GUARD(put_map(w, "context", ev->context, ev->n_context));
+    PK_GUARD(put_member(w, true, "decision", pk_audit_decision_name(ev->decision)));
+    PK_GUARD(put_sids(w, ev->sids, ev->n_sids));
+    PK_GUARD(put_member(w, true, "result",
+                        ev->pending ? "pending" : ev->result == P11KMS_OK ? "ok" : p11kms_rc_name(ev->result)));
+    if (ev->n_details > 0) PK_GUARD(put_map(w, "details", ev->details, ev->n_details));
+    if (w->dropped > 0) {
+        PK_GUARD(pk_buf_append_str(body, ",\"duplicate_keys_dropped\":"));
+        PK_GUARD(put_u64(body, w->dropped));
     }
-    PK_GUARD(pk_buf_append(body, "]", 1));
-    PK_GUARD(put_member(body, true, "result", ev->result == P11KMS_OK ? "ok" : p11kms_rc_name(ev->result)));
-    if (ev->n_details > 0) PK_GUARD(put_map(body, "details", ev->details, ev->n_details));
-    PK_ENSURE(body->len < PK_AUDIT_MAX_LINE - 256, P11KMS_ERR_LIMIT,
-              "audit record too large (%zu bytes; at most %d)", body->len, PK_AUDIT_MAX_LINE - 256);
+    if (w->truncated) PK_GUARD(pk_buf_append_str(body, ",\"truncated\":true"));
+    return PK_OK;
+}
+
+/*
+ * The members from "request_id" to "details" (and the markers), without
+ * the enclosing braces (the line head and end are added under the log's
+ * lock).
+ */
+pk_result pk_audit_event_body(pk_buf *body, const pk_audit_event *ev, const char *request_id)
+{
+    body_w w = {body, 0, 0, false, 0};
+    size_t base = body->len;
+
+    PK_GUARD(check_event(ev));
+    PK_GUARD(write_body(&w, ev, request_id));
+    if (body->len - base >= BODY_MAX) {
+        body->len = base;
+        w = (body_w){body, CUT_STRING, base + BODY_MAX - CUT_RESERVE, true, 0};
+        PK_GUARD(write_body(&w, ev, request_id));
+    }
+    PK_ENSURE(body->len - base < BODY_MAX, P11KMS_ERR_LIMIT, "audit record too large (%zu bytes; at most %d)",
+              body->len - base, BODY_MAX);
     return PK_OK;
 }
 
@@ -268,4 +379,36 @@ pk_result pk_audit_parse_tail(const char *line, size_t len, pk_audit_tail *t, ch
 out:
     pk_json_free(doc);
     return r;
+}
+
+/*
+ * The fixed head and end that every event line has, read without a JSON
+ * parser: {"v":1,"seq":N,"type":"event", ... ,"prev":"<64 hex>"}. Used
+ * for a line that is not valid JSON, to tell whether it is still linked
+ * into the chain (an old writer's line, or a damaged one).
+ */
+bool pk_audit_parse_event_frame(const char *line, size_t len, pk_audit_tail *t, char prev_hex[PK_AUDIT_HASH_HEX_LEN + 1])
+{
+    static const char head[] = "{\"v\":1,\"seq\":", type[] = ",\"type\":\"" PK_AUDIT_T_EVENT "\",", end[] = ",\"prev\":\"";
+    const size_t hl = sizeof(head) - 1, tl = sizeof(type) - 1, el = sizeof(end) - 1;
+    const size_t tail = el + PK_AUDIT_HASH_HEX_LEN + 2;
+    uint64_t seq = 0;
+    size_t i = hl, digits = 0;
+    uint8_t tmp[PK_SHA256_LEN];
+
+    memset(t, 0, sizeof(*t));
+    if (len < hl + 1 + tl + tail || memcmp(line, head, hl) != 0) return false;
+    for (; i < len && line[i] >= '0' && line[i] <= '9' && digits < 19; i++, digits++)
+        seq = seq * 10 + (uint64_t)(line[i] - '0');
+    if (digits == 0 || seq == 0 || line[hl] == '0') return false;
+    if (len - i < tl + tail || memcmp(line + i, type, tl) != 0) return false;
+    if (memcmp(line + len - tail, end, el) != 0 || memcmp(line + len - 2, "\"}", 2) != 0) return false;
+    memcpy(prev_hex, line + len - tail + el, PK_AUDIT_HASH_HEX_LEN);
+    prev_hex[PK_AUDIT_HASH_HEX_LEN] = '\0';
+    for (size_t k = 0; k < PK_AUDIT_HASH_HEX_LEN; k++)
+        if (!((prev_hex[k] >= '0' && prev_hex[k] <= '9') || (prev_hex[k] >= 'a' && prev_hex[k] <= 'f'))) return false;
+    if (pk_failed(pk_hex_decode(prev_hex, tmp, sizeof(tmp)))) return false;
+    t->seq = seq;
+    snprintf(t->type, sizeof(t->type), "%s", PK_AUDIT_T_EVENT);
+    return true;
 }

@@ -54,6 +54,7 @@ typedef struct vstate {
     const pk_keyid *key;
     unsigned flags;
     pk_audit_report *rep;
+    bool hard; /* a finding that ends the pass (all but an unreadable line still in the chain) */
     uint64_t exp_seq;
     uint8_t last_hash[PK_SHA256_LEN];
     char last_hash_hex[PK_AUDIT_HASH_HEX_LEN + 1];
@@ -92,6 +93,7 @@ static void finding(vstate *s, pk_audit_problem p, const char *file, uint64_t li
 static void finding(vstate *s, pk_audit_problem p, const char *file, uint64_t line, uint64_t seq, const char *fmt, ...)
 {
     va_list ap;
+    s->hard = true;
     s->rep->problem = p;
     snprintf(s->rep->file, sizeof(s->rep->file), "%s", file);
     s->rep->line = line;
@@ -99,6 +101,25 @@ static void finding(vstate *s, pk_audit_problem p, const char *file, uint64_t li
     va_start(ap, fmt);
     vsnprintf(s->rep->detail, sizeof(s->rep->detail), fmt, ap);
     va_end(ap);
+}
+
+/*
+ * A line that is not valid JSON but whose chain is intact (its seq and prev
+ * fit, and the next line links to its hash): reported as malformed unless
+ * something else is found, and the pass goes on from its hash.
+ */
+static void unreadable_in_chain(vstate *s, const char *file, uint64_t line, uint64_t seq, const char *why)
+{
+    s->rep->unreadable++;
+    if (s->rep->problem != PK_AUDIT_OK) return;
+    s->rep->problem = PK_AUDIT_MALFORMED;
+    snprintf(s->rep->file, sizeof(s->rep->file), "%s", file);
+    s->rep->line = line;
+    s->rep->seq = seq;
+    snprintf(s->rep->detail, sizeof(s->rep->detail),
+             "line %" PRIu64 " (seq %" PRIu64 ") is not valid JSON (%s); its hash chain is intact, so the lines "
+             "after it were verified",
+             line, seq, why);
 }
 
 /* ---- Loading ---- */
@@ -368,6 +389,15 @@ static bool check_link(vstate *s, const vfile *files, size_t fi, const vline *cu
     return true;
 }
 
+/* Is unparsable line li an event line in its right place: right seq, and prev the hash of the line before? */
+static bool framed_in_chain(const vstate *s, const vfile *f, size_t li, vline *cur)
+{
+    size_t len;
+    const char *text = line_text(f, li, &len);
+    return pk_audit_parse_event_frame(text, len, &cur->t, cur->prev_hex) && cur->t.seq == s->exp_seq &&
+           strcmp(cur->prev_hex, s->last_hash_hex) == 0 && pk_ok(pk_sha256(text, len, cur->t.hash));
+}
+
 static pk_result verify_file(vstate *s, const vfile *files, size_t fi, size_t n)
 {
     const vfile *f = &files[fi];
@@ -382,6 +412,11 @@ static pk_result verify_file(vstate *s, const vfile *files, size_t fi, size_t n)
         bool sealed_ok = false;
 
         parse_line(f, li, &cur);
+        if (!cur.parsed && framed_in_chain(s, f, li, &cur)) {
+            unreadable_in_chain(s, f->path, li + 1, cur.t.seq, cur.error);
+            accept_line(s, fi, f, li, &cur, false);
+            continue;
+        }
         if (!cur.parsed) {
             finding(s, PK_AUDIT_MALFORMED, f->path, li + 1, s->exp_seq, "line %zu: %s", li + 1, cur.error);
             return PK_OK;
@@ -432,8 +467,8 @@ pk_result pk_audit_verify(pk_p11 *p11, const pk_keyid *key, const char *const *p
     PK_CHECK_ALLOC(files);
     for (size_t i = 0; i < n; i++) PK_TRY(vfile_load(paths[i], &files[i]));
     report->files = n;
-    for (size_t i = 0; i < n && report->problem == PK_AUDIT_OK; i++) PK_TRY(verify_file(&s, files, i, n));
-    if (report->problem == PK_AUDIT_OK && s.unsealed_seq != 0) {
+    for (size_t i = 0; i < n && !s.hard; i++) PK_TRY(verify_file(&s, files, i, n));
+    if (!s.hard && s.unsealed_seq != 0) {
         report->unsealed = report->last_seq - s.unsealed_seq + 1;
         if (!(flags & PK_AUDIT_VERIFY_ALLOW_UNSEALED))
             finding(&s, PK_AUDIT_TRUNCATED, files[s.unsealed_file].path, s.unsealed_line, s.unsealed_seq,

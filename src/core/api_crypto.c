@@ -69,11 +69,9 @@ P11KMS_API p11kms_rc p11kms_encrypt(p11kms *h, const p11kms_caller *c, const cha
     *blob = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:Encrypt"));
     pk_op_output_buf(&op, blob);
-    op.ctx = pk_ctx_cast(ctx);
-    op.nctx = nctx;
+    PK_TRY(pk_op_context(&op, ctx, nctx, &aad));
     PK_CHECK(pt != NULL && pt_len >= 1 && pt_len <= PK_PLAINTEXT_MAX, P11KMS_ERR_INVALID_ARGUMENT,
              "plaintext must be 1 to %d bytes (got %zu)", PK_PLAINTEXT_MAX, pt ? pt_len : 0);
-    PK_TRY(pk_context_encode(op.ctx, nctx, &aad));
     PK_TRY(use_key(&op, key, op.action, &k));
     PK_TRY(pk_key_encrypt(h, k, pk_bytes_of(aad.data, aad.len), pk_bytes_of(pt, pt_len), &out));
     op.key_version = blob_version(&out);
@@ -112,10 +110,8 @@ P11KMS_API p11kms_rc p11kms_decrypt(p11kms *h, const p11kms_caller *c, const p11
     PK_TRY(pk_op_begin(&op, h, c, "kms:Decrypt"));
     pk_op_output_buf(&op, pt);
     if (key_id) pk_op_output_str(&op, key_id);
-    op.ctx = pk_ctx_cast(ctx);
-    op.nctx = nctx;
+    PK_TRY(pk_op_context(&op, ctx, nctx, &aad));
     PK_CHECK(blob != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no ciphertext given");
-    PK_TRY(pk_context_encode(op.ctx, nctx, &aad));
     PK_TRY(decrypt_blob(&op, op.action, blob, blob_len, pk_bytes_of(aad.data, aad.len), &plain));
     if (key_id) {
         *key_id = strdup(op.key_id);
@@ -147,11 +143,9 @@ P11KMS_API p11kms_rc p11kms_generate_data_key(p11kms *h, const p11kms_caller *c,
     PK_TRY(pk_op_begin(&op, h, c, pt ? "kms:GenerateDataKey" : "kms:GenerateDataKeyWithoutPlaintext"));
     pk_op_output_buf(&op, blob);
     if (pt) pk_op_output_buf(&op, pt);
-    op.ctx = pk_ctx_cast(ctx);
-    op.nctx = nctx;
+    PK_TRY(pk_op_context(&op, ctx, nctx, &aad));
     PK_CHECK(bytes >= 1 && bytes <= PK_DATAKEY_MAX, P11KMS_ERR_INVALID_ARGUMENT,
              "data key size must be 1 to %d bytes (AES_128 = 16, AES_256 = 32)", PK_DATAKEY_MAX);
-    PK_TRY(pk_context_encode(op.ctx, nctx, &aad));
     PK_TRY(use_key(&op, key, op.action, &k));
     /* The data key comes from the HSM's RNG, straight into locked memory. */
     PK_TRY(pk_secbuf_alloc(&dk, bytes));
@@ -186,11 +180,11 @@ P11KMS_API p11kms_rc p11kms_reencrypt(p11kms *h, const p11kms_caller *c, const u
     *outp = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:ReEncrypt"));
     pk_op_output_buf(&op, outp);
-    op.ctx = pk_ctx_cast(src_ctx);
-    op.nctx = nsrc;
+    PK_TRY(pk_op_context(&op, src_ctx, nsrc, &src_aad));
     PK_CHECK(blob != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no ciphertext given");
-    PK_TRY(pk_context_encode(op.ctx, nsrc, &src_aad));
-    PK_TRY(pk_context_encode(pk_ctx_cast(dst_ctx), ndst, &dst_aad));
+    r = pk_context_encode(pk_ctx_cast(dst_ctx), ndst, &dst_aad);
+    op.ctx_invalid = pk_failed(r);
+    PK_TRY(r);
     /* ReEncryptFrom on the source key (with the source context), ReEncryptTo on the destination. */
     PK_TRY(decrypt_blob(&op, "kms:ReEncryptFrom", blob, blob_len, pk_bytes_of(src_aad.data, src_aad.len), &plain));
     memcpy(op.src_key_id, op.key_id, sizeof(op.src_key_id));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "util/codec.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
 
@@ -91,6 +92,7 @@ P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const 
     pk_buf policy = {0};
     pk_key_create_args a;
     char id[PK_UUID_STR_LEN + 1];
+    uint8_t uuid[PK_UUID_LEN];
     pk_key_ref ref;
 
     *key_id = NULL;
@@ -130,11 +132,14 @@ P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const 
         PK_TRY(pk_buf_cstr(&policy));
         a.policy_json = (const char *)policy.data;
     }
-    PK_TRY(pk_key_create(h, &a, id));
+    /* The id is chosen here so that the record written before the commit names the key (issue 12). */
+    PK_TRY(pk_uuid_new(uuid));
     memset(&ref, 0, sizeof(ref));
-    memcpy(ref.key_id, id, sizeof(id));
+    pk_uuid_format(uuid, ref.key_id);
     pk_op_set_key(&op, &ref);
     op.key_version = 1;
+    a.uuid = uuid;
+    PK_TRY(pk_key_create(h, &a, id));
     *key_id = strdup(id);
     PK_CHECK_ALLOC(*key_id);
 out:

@@ -168,6 +168,18 @@ pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action)
                    op->caller->principal, action, k->id, pk_decision_name(res.decision), sids);
 }
 
+pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad)
+{
+    pk_result r = pk_context_encode(pk_ctx_cast(ctx), n, aad);
+    if (pk_failed(r)) {
+        op->ctx_invalid = true;
+        return r;
+    }
+    op->ctx = pk_ctx_cast(ctx);
+    op->nctx = n;
+    return PK_OK;
+}
+
 pk_result pk_key_usable(const pk_key *k)
 {
     switch (k->state) {
@@ -215,14 +227,14 @@ pk_result pk_op_preflight(pk_op *op)
     return PK_OK;
 }
 
-static pk_result op_record(pk_op *op, pk_result r);
+static pk_result op_record(pk_op *op, pk_result r, bool pending);
 
 pk_result pk_op_precommit(p11kms *h)
 {
     pk_op *op = tl_mutating;
     pk_result r;
     if (op == NULL || op->h != h || !op->mutating || op->recorded) return PK_OK;
-    r = op_record(op, PK_OK);
+    r = op_record(op, PK_OK, true);
     if (pk_ok(r)) op->recorded = true;
     return r;
 }
@@ -254,11 +266,11 @@ static void withhold(pk_op *op)
     }
 }
 
-/* Build and write the operation's record with result r. */
-static pk_result op_record(pk_op *op, pk_result r)
+/* Build and write the operation's record with result r (or "pending"); the outcome reuses the pending record's id. */
+static pk_result op_record(pk_op *op, pk_result r, bool pending)
 {
     pk_audit_event ev;
-    pk_audit_kv details[1];
+    pk_audit_kv details[2];
     char version[16];
 
     memset(&ev, 0, sizeof(ev));
@@ -279,12 +291,12 @@ static pk_result op_record(pk_op *op, pk_result r)
     ev.sids = op->sids;
     ev.n_sids = op->nsids;
     ev.result = r.code;
-    if (op->src_key_id[0]) {
-        details[0] = (pk_audit_kv){"source_key_id", op->src_key_id};
-        ev.details = details;
-        ev.n_details = 1;
-    }
-    return pk_audit_write(op->h->audit, &ev, NULL);
+    ev.pending = pending;
+    if (op->recorded) ev.request_id = op->request_id;
+    ev.details = details;
+    if (op->src_key_id[0]) details[ev.n_details++] = (pk_audit_kv){"source_key_id", op->src_key_id};
+    if (op->ctx_invalid) details[ev.n_details++] = (pk_audit_kv){"context_invalid", "true"};
+    return pk_audit_write(op->h->audit, &ev, op->request_id);
 }
 
 p11kms_rc pk_op_finish(pk_op *op, pk_result r)
@@ -294,11 +306,9 @@ p11kms_rc pk_op_finish(pk_op *op, pk_result r)
 
     if (tl_mutating == op) tl_mutating = NULL;
     if (op->h == NULL || op->h->audit == NULL) return r.code;
-    /* A mutation's record was written before its commit; never write two. */
-    if (op->recorded) return r.code;
     /* Keep the operation's own error detail: it is what the caller must see. */
     snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
-    ar = op_record(op, r);
+    ar = op_record(op, r, false);
     if (pk_failed(ar)) {
         withhold(op);
         return ar.code;

@@ -6,6 +6,7 @@
 #ifndef PK_CORE_OP_H
 #define PK_CORE_OP_H
 
+#include "audit/audit.h"
 #include "core/core.h"
 #include "keys/keys.h"
 
@@ -30,16 +31,18 @@ typedef struct pk_op {
     char alias[PK_ALIAS_MAX + 8];
     const char *secret_id;
     const char *connection;
-    const pk_ctx_kv *ctx;
+    const pk_ctx_kv *ctx;              /* only a context that passed pk_context_encode */
     size_t nctx;
+    bool ctx_invalid;                  /* the caller's context was refused and is not on record */
     bool decided;
     pk_decision decision;
     /* Copies: the policy they come from may be freed before the audit record is written. */
     char sid_text[PK_POLICY_MAX_SIDS][128];
     const char *sids[PK_POLICY_MAX_SIDS];
     size_t nsids;
-    bool mutating;  /* changes state: its record is written inside the store transaction */
-    bool recorded;  /* its one audit record is already written */
+    bool mutating;  /* changes state: a "pending" record is written inside the store transaction */
+    bool recorded;  /* its "pending" record is written; pk_op_finish writes the outcome */
+    char request_id[PK_AUDIT_REQUEST_ID_MAX + 1]; /* the pending record's, for the outcome record */
     /* Outputs withheld (wiped and freed) if the audit record cannot be written. */
     p11kms_buf **out_bufs[2];
     char **out_strs[2];
@@ -65,20 +68,31 @@ void pk_op_output_buf(pk_op *op, p11kms_buf **out);
 void pk_op_output_str(pk_op *op, char **out);
 /*
  * Before an operation that changes state: check the audit trail can take
- * records (pk_audit_check), and mark the operation as mutating, so that its
- * record is written inside its store transaction just before the commit
- * (pk_op_precommit). A trail that cannot take the record rolls the change
- * back: a change is never made without its record.
+ * records (pk_audit_check), and mark the operation as mutating, so that a
+ * record with result "pending" is written inside its store transaction
+ * just before the commit (pk_op_precommit). A trail that cannot take it
+ * rolls the change back: a change is never made without a record naming
+ * it. pk_op_finish then records the outcome under the same request id, so
+ * "ok" stands only for what was committed (issue 12).
  */
 PK_MUST_USE pk_result pk_op_preflight(pk_op *op);
 /*
- * Write the operation's one audit record and return the final code. If the
- * record cannot be written the result is P11KMS_ERR_AUDIT_UNAVAILABLE and
- * registered outputs are withheld.
+ * Write the operation's audit record (for a change, its outcome record)
+ * and return the final code. If the record cannot be written the result is
+ * P11KMS_ERR_AUDIT_UNAVAILABLE and registered outputs are withheld.
  */
 p11kms_rc pk_op_finish(pk_op *op, pk_result r);
 
-/* Convert a public context array (validated later by pk_context_encode). */
+/*
+ * Validate the caller's encryption context (pk_context_encode: pairs, sizes,
+ * empty or duplicate keys, UTF-8) and build its AAD into aad. Only a valid
+ * context is put on the operation's record; a refused one is recorded as
+ * "context_invalid" in the details, so the record stays what the verifier
+ * reads (issue 1).
+ */
+PK_MUST_USE pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad);
+
+/* Convert a public context array (validated by pk_context_encode before use). */
 static inline const pk_ctx_kv *pk_ctx_cast(const p11kms_kv *kv) { return (const pk_ctx_kv *)(const void *)kv; }
 
 /* Return buffers. */

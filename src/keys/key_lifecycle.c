@@ -82,7 +82,10 @@ pk_result pk_key_create(p11kms *h, const pk_key_create_args *a, char out_id[PK_U
              P11KMS_ERR_INVALID_ARGUMENT, "rotation period must be %d to %d days (or 0 for off)", PK_ROTATION_MIN_DAYS,
              PK_ROTATION_MAX_DAYS);
     PK_CHECK(a->policy_json != NULL, P11KMS_ERR_INTERNAL, "no policy for the new key");
-    PK_TRY(pk_uuid_new(k->uuid));
+    if (a->uuid != NULL)
+        memcpy(k->uuid, a->uuid, PK_UUID_LEN);
+    else
+        PK_TRY(pk_uuid_new(k->uuid));
     pk_uuid_format(k->uuid, k->id);
     k->description = strdup(a->description ? a->description : "");
     k->policy_json = strdup(a->policy_json);

@@ -153,6 +153,7 @@ typedef struct pk_key_create_args {
     const char *policy_json;  /* NULL: built from admins/operators or the caller */
     uint32_t rotation_days;
     bool service;
+    const uint8_t *uuid;      /* the new key's id, so its audit record can name it; NULL: a fresh one */
 } pk_key_create_args;
 PK_MUST_USE pk_result pk_key_create(p11kms *h, const pk_key_create_args *a, char out_id[PK_UUID_STR_LEN + 1]);
 PK_MUST_USE pk_result pk_key_set_state(p11kms *h, const char *key_id, pk_key_state want);

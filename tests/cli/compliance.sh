@@ -73,6 +73,43 @@ expect_out_has "  $K: " "names the key"
 run "$C/policy-report" --json
 expect_out_has "\"KeyId\":\"$K\",\"ServiceKey\":false,\"findings\":[{\"kind\":\"SeparationOfDuties\"" "json SoD"
 
+# --state: the trail is remembered between runs, and cutting it back to a
+# seal boundary (which verifies) is a finding.
+S=$WORK/state/audit.state
+mkdir -p "$WORK/state"
+run "$C/audit-report" --state "$S"
+expect_rc 0 "first run with --state"; expect_out_has "state: no earlier run; now seq " "first run says so"
+[ "$(stat -c %a "$S")" = 600 ] && ok || bad "state file is mode 0600"
+seq1=$(cut -d' ' -f2 "$S")
+grep -qE '^p11kms-audit-state-v1 [0-9]+ [0-9a-f]{64}$' "$S" && ok || bad "state file format: $(cat "$S")"
+[ "$(cut -d' ' -f3 "$S")" = "$(tail -n 1 "$T/audit.log" | tr -d '\n' | sha256sum | cut -d' ' -f1)" ] && ok || bad "state head is the hash of the last line"
+cp "$T/audit.log" "$WORK/audit.before"
+printf 'w' | "$P11KMS" --as "$OPR" encrypt --key "$K" >/dev/null
+run "$C/audit-report" --state "$S"
+expect_rc 0 "a grown trail is no finding"; expect_out_has "state: last run ended at seq $seq1; now seq " "growth shown"
+seq2=$(cut -d' ' -f2 "$S")
+[ "$seq2" -gt "$seq1" ] && ok || bad "state advanced ($seq1 -> $seq2)"
+ls "$WORK/state" | grep -v '^audit.state$' && bad "temporary state files left behind" || ok
+# Cut back to the earlier close seal: the files alone still verify.
+cat "$WORK/audit.before" >"$T/audit.log"
+run "$C/audit-report" --state "$S"
+expect_rc 1 "cut-back trail is a finding"
+expect_out_has "FINDING: audit trail cut back: it ends at seq $seq1, but the last run (state $S) saw it reach seq $seq2" "cut-back finding"
+expect_out_has "verification: ok" "the cut trail itself verifies"
+run "$C/audit-report" --state "$S" --json
+expect_rc 1 "the finding stays until someone looks"; expect_out_has "\"findings\":[\"audit trail cut back: " "json cut-back finding"
+[ "$(cut -d' ' -f2 "$S")" = "$seq2" ] && ok || bad "the state keeps the remembered seq after a cut-back"
+# The same seq with another hash: rewritten.
+printf 'p11kms-audit-state-v1 %s %s\n' "$seq1" "$(printf '%064d' 0)" >"$S"
+run "$C/audit-report" --state "$S"
+expect_rc 1 "rewritten line is a finding"
+expect_out_has "FINDING: audit trail cut back or rewritten: the line at seq $seq1 no longer has the hash the last run (state $S) saw" "rewritten finding"
+printf 'garbage\n' >"$S"
+run "$C/audit-report" --state "$S"
+expect_rc 2 "bad state file"; expect_err "audit-report: $S is not an audit-report state file (expected 'p11kms-audit-state-v1 SEQ HEAD')" "bad state message"
+run "$C/audit-report" --state
+expect_rc 2 "--state needs a file"
+
 # Seeded: a tampered audit line.
 printf 'y' | "$P11KMS" --as "$OPR" encrypt --key "$K" --context app=one >/dev/null
 sed -i '0,/"context":{"app":"one"}/s//"context":{"app":"two"}/' "$T/audit.log"
