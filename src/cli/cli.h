@@ -44,18 +44,7 @@ int pk_cli_print_buf(pk_buf *b);
  * 2): "p11kms: PATH is too large: LIMIT" with the caller's limit sentence.
  * Only regular files are read (stdin may be a pipe or a terminal).
  */
-int pk_cli_read_file_max(const char *path, size_t max, const char *limit, pk_buf *out);
-/*
- * pk_cli_read_file(path, max, limit, out) is the bounded reader.
- * TRANSITION: the two-argument form pk_cli_read_file(path, out) is still
- * accepted (unbounded) only for cmd_render.c; drop it once render passes
- * its 1 MiB template limit.
- */
-int pk_cli_read_file_unbounded(const char *path, pk_buf *out);
-#define PK_CLI_READ_FILE_SEL(_1, _2, _3, _4, name, ...) name
-#define pk_cli_read_file(...)                                                                            \
-    PK_CLI_READ_FILE_SEL(__VA_ARGS__, pk_cli_read_file_max, pk_cli_read_file_bad_args,                   \
-                         pk_cli_read_file_unbounded, pk_cli_read_file_bad_args)(__VA_ARGS__)
+int pk_cli_read_file(const char *path, size_t max, const char *limit, pk_buf *out);
 /*
  * Open an input file for reading: "-" or NULL is stdin; anything else must
  * be a regular file (a FIFO or device would block or never end). Opened

@@ -79,7 +79,7 @@ static const char *input_name(const char *path)
     return (path == NULL || strcmp(path, "-") == 0) ? "standard input" : path;
 }
 
-int pk_cli_read_file_max(const char *path, size_t max, const char *limit, pk_buf *out)
+int pk_cli_read_file(const char *path, size_t max, const char *limit, pk_buf *out)
 {
     uint8_t chunk[4096];
     int fd, ex;
@@ -110,10 +110,6 @@ int pk_cli_read_file_max(const char *path, size_t max, const char *limit, pk_buf
     return ex;
 }
 
-int pk_cli_read_file_unbounded(const char *path, pk_buf *out)
-{
-    return pk_cli_read_file_max(path, SIZE_MAX - 1, "no limit", out);
-}
 
 int pk_cli_write_fd(int fd, const void *p, size_t n)
 {

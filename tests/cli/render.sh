@@ -18,7 +18,7 @@ PY=${PYTHON:-python3}
 # Every value must be found nowhere but in rendered output.
 MARK="nasty-$RANDOM-kilo"
 
-admin init --admin "$ADM"
+admin init --admin "$ADM" --operator '*'
 expect_rc 0 "init"
 
 # The nasty values, as a JSON object (field name -> value).
@@ -272,7 +272,7 @@ expect_rc 0 "a 1 MiB template"
 printf 'b' >>"$WORK/big.tmpl"
 oper render "$WORK/big.tmpl" -o "$WORK/out/big2.txt"
 expect_rc 2 "a template over 1 MiB"
-expect_err "p11kms: render: template larger than the limit of 1048576 bytes (1 MiB)" "template size message"
+expect_err "p11kms: $WORK/big.tmpl is too large: a template is at most 1048576 bytes (1 MiB)" "template size message"
 # A stream that does not end is refused once the limit is read, not read to its end.
 mkfifo "$WORK/endless"
 (head -c 2000000 /dev/zero; exec sleep 60) >"$WORK/endless" &
@@ -280,7 +280,7 @@ writer=$!
 timeout 30 "$P11KMS" --as "$OPR" render - <"$WORK/endless" >"$OUT" 2>"$ERR"; RC=$?
 kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null
 expect_rc 2 "endless template on stdin"
-expect_err "p11kms: render: template larger than the limit of 1048576 bytes (1 MiB)" "endless template message"
+expect_err "p11kms: standard input is too large: a template is at most 1048576 bytes (1 MiB)" "endless template message"
 
 # No value in the audit log or on stderr.
 for f in "$T/audit.log" "$WORK/.all-stderr"; do
