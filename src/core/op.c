@@ -270,7 +270,7 @@ static void withhold(pk_op *op)
 static pk_result op_record(pk_op *op, pk_result r, bool pending)
 {
     pk_audit_event ev;
-    pk_audit_kv details[2];
+    pk_audit_kv details[3];
     char version[16];
 
     memset(&ev, 0, sizeof(ev));
@@ -296,6 +296,7 @@ static pk_result op_record(pk_op *op, pk_result r, bool pending)
     ev.details = details;
     if (op->src_key_id[0]) details[ev.n_details++] = (pk_audit_kv){"source_key_id", op->src_key_id};
     if (op->ctx_invalid) details[ev.n_details++] = (pk_audit_kv){"context_invalid", "true"};
+    if (op->bypass != NULL) details[ev.n_details++] = (pk_audit_kv){"bypassed", op->bypass};
     return pk_audit_write(op->h->audit, &ev, op->request_id);
 }
 

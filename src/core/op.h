@@ -34,6 +34,7 @@ typedef struct pk_op {
     const pk_ctx_kv *ctx;              /* only a context that passed pk_context_encode */
     size_t nctx;
     bool ctx_invalid;                  /* the caller's context was refused and is not on record */
+    const char *bypass;                /* safety checks the caller waived ("lint", "lockout-check lint") */
     bool decided;
     pk_decision decision;
     /* Copies: the policy they come from may be freed before the audit record is written. */

@@ -86,6 +86,8 @@ expect_out_lacks "Decrpyt" "the refused policy was not applied"
 as "$ADM" key put-policy "$K" "$WORK/typo.json" --bypass-lint
 expect_rc 0 "--bypass-lint"
 expect_err "p11kms: warning: UnknownAction: Statement[1] (Sid \"Use\"): unknown action \"kms:Decrpyt\"" "bypassed finding shown"
+if [ "$(grep -c '"action":"kms:PutKeyPolicy".*"result":"ok".*"bypassed":"lint"' "$T/audit.log")" -eq 1 ]; then ok; else
+    bad "the audit trail records the lint bypass once"; fi
 sed 's/kms:Decrpyt/kms:Decrypt/; s/"Principal": {"AWS": "$OPR"}/"Principal": "*"/' "$WORK/typo.json" >"$WORK/open.json"
 sed -i "s|\"Principal\": {\"AWS\": \"$OPR\"}|\"Principal\": \"*\"|" "$WORK/open.json"
 as "$ADM" key put-policy "$K" "$WORK/open.json"
