@@ -47,7 +47,8 @@ for i in $(seq 1 120); do
     # Free 24 KiB every 10 commands: enough to get half way into a commit.
     [ $((i % 10)) -eq 1 ] && truncate -s -24K "$M/fill"
     case $((i % 3)) in
-    0) run "$P11KMS" --as "$OPR" secret put "n=$i" "v=value-$i" ;;
+    0) printf '{"n":"%s","v":"value-%s"}' "$i" "$i" >"$WORK/s.json"
+       run "$P11KMS" --as "$OPR" secret put --from-json "$WORK/s.json" ;;
     1) run "$P11KMS" --as "$ADM" key create ;;
     2) run "$P11KMS" --as "$OPR" encrypt --key alias/app --in "$WORK/plain" ;;
     esac
@@ -77,7 +78,8 @@ while read -r id n; do
     run "$P11KMS" --as "$OPR" secret get "$id" --field v
     expect_rc 0 "acknowledged secret $id readable"; expect_out "value-$n" "acknowledged secret $id value"
 done <"$WORK/acked"
-run "$P11KMS" --as "$OPR" secret put v=after
+printf '{"v":"after"}' >"$WORK/s.json"
+run "$P11KMS" --as "$OPR" secret put --from-json "$WORK/s.json"
 expect_rc 0 "writes work once there is space"
 
 finish
