@@ -122,4 +122,10 @@ run "$C/key-report" --bogus
 expect_rc 2 "key-report usage"
 run env P11KMS_BIN=/nonexistent "$C/policy-report"
 expect_rc 3 "policy-report without p11kms"
+# --help prints the header comment and nothing of the script below it.
+for s in key-report policy-report audit-report; do
+    run "$C/$s" --help
+    expect_rc 0 "$s --help"; expect_out_has "$s: a compliance" "$s --help names itself"
+    expect_out_lacks "set -u" "$s --help stops at the code"
+done
 finish
