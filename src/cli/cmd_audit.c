@@ -45,6 +45,7 @@ static void report_counts(pk_json_out *j, const pk_audit_report *rep)
     pk_jo_kint(j, "last_seq", (int64_t)rep->last_seq);
     pk_jo_kint(j, "last_sealed_seq", (int64_t)rep->last_sealed_seq);
     pk_jo_kint(j, "unsealed", (int64_t)rep->unsealed);
+    pk_jo_kint(j, "unreadable", (int64_t)rep->unreadable);
     pk_jo_kstr(j, "head", rep->head);
 }
 
