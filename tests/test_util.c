@@ -1,12 +1,16 @@
 /* Unit tests for src/util and src/crypto: codecs, buffers, JSON output, errors. */
 #include "config.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crypto/crypto.h"
 #include "lib/fixture.h"
 #include "util/bytes.h"
 #include "util/codec.h"
+#include "util/group_commit.h"
 #include "util/json_out.h"
 #include "util/secbuf.h"
 
@@ -190,6 +194,149 @@ static void test_util_sha256_digest_reuses_context(void)
     pk_sha256_free(c);
 }
 
+/* ---- group commit, flusher, fork generation ---- */
+
+typedef struct gc_probe {
+    pthread_mutex_t mu;
+    unsigned calls;
+    int fail_with;  /* errno the next flush returns */
+    unsigned delay_us;
+} gc_probe;
+
+static int probe_sync(void *ctx, uint64_t *target, bool *flushed)
+{
+    gc_probe *p = ctx;
+    (void)target;
+    if (p->delay_us) usleep(p->delay_us);
+    pthread_mutex_lock(&p->mu);
+    p->calls++;
+    pthread_mutex_unlock(&p->mu);
+    *flushed = true;
+    return p->fail_with;
+}
+
+typedef struct gc_writer {
+    pk_gc *g;
+    int failures;
+} gc_writer;
+
+static void *gc_writer_main(void *arg)
+{
+    gc_writer *w = arg;
+    for (int i = 0; i < 50; i++)
+        if (pk_gc_sync(w->g, pk_gc_next_ticket(w->g)) != 0) w->failures++;
+    return NULL;
+}
+
+static void test_util_group_commit_coalesces_concurrent_tickets(void)
+{
+    gc_probe p = {.mu = PTHREAD_MUTEX_INITIALIZER, .delay_us = 500};
+    pk_gc g;
+    pthread_t t[6];
+    gc_writer w[6];
+    uint64_t synced = 0, syncs = 0;
+
+    CU_ASSERT_EQUAL_FATAL(pk_gc_init(&g, probe_sync, &p), 0);
+    for (int i = 0; i < 6; i++) {
+        w[i] = (gc_writer){.g = &g};
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, gc_writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(t[i], NULL);
+        CU_ASSERT_EQUAL(w[i].failures, 0);
+    }
+    pk_gc_stats(&g, &synced, &syncs);
+    CU_ASSERT_EQUAL(synced, 300);      /* every ticket durable */
+    CU_ASSERT_EQUAL(syncs, p.calls);
+    CU_ASSERT(p.calls < 300);          /* concurrent writers shared flushes */
+    CU_ASSERT_EQUAL(pk_gc_sync(&g, PK_GC_ALL), 0); /* nothing left: no flush */
+    CU_ASSERT_EQUAL(syncs, p.calls);
+    pk_gc_destroy(&g);
+}
+
+static void test_util_group_commit_failure_is_sticky(void)
+{
+    gc_probe p = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    pk_gc g;
+    uint64_t t1, t2;
+
+    CU_ASSERT_EQUAL_FATAL(pk_gc_init(&g, probe_sync, &p), 0);
+    t1 = pk_gc_next_ticket(&g);
+    CU_ASSERT_EQUAL(pk_gc_sync(&g, t1), 0);
+    CU_ASSERT_EQUAL(pk_gc_broken(&g), 0);
+    p.fail_with = EIO;
+    t2 = pk_gc_next_ticket(&g);
+    CU_ASSERT_EQUAL(pk_gc_sync(&g, t2), EIO);
+    CU_ASSERT_EQUAL(pk_gc_broken(&g), EIO);
+    /* The device recovers, but the pages may be gone: still refused, without another flush. */
+    p.fail_with = 0;
+    CU_ASSERT_EQUAL(pk_gc_sync(&g, pk_gc_next_ticket(&g)), EIO);
+    CU_ASSERT_EQUAL(pk_gc_sync(&g, t1), EIO);
+    CU_ASSERT_EQUAL(p.calls, 2);
+    pk_gc_destroy(&g);
+}
+
+/* A store-like owner: the first undurable write starts a 2 ms window. */
+typedef struct window_owner {
+    pthread_mutex_t mu;
+    pk_flusher fl;
+    pk_gc g;
+    gc_probe p;
+    int64_t dirty_since_us;
+    int64_t synced_at_us;
+} window_owner;
+
+#define TEST_WINDOW_US 2000
+
+static int64_t window_step(void *ctx, int64_t now)
+{
+    window_owner *o = ctx;
+    if (o->dirty_since_us == 0) return PK_FLUSHER_NEVER;
+    if (now < o->dirty_since_us + TEST_WINDOW_US) return o->dirty_since_us + TEST_WINDOW_US;
+    o->dirty_since_us = 0;
+    pthread_mutex_unlock(&o->mu);
+    (void)pk_gc_sync(&o->g, PK_GC_ALL);
+    pthread_mutex_lock(&o->mu);
+    o->synced_at_us = pk_mono_us();
+    return 0;
+}
+
+static void test_util_flusher_syncs_within_the_window(void)
+{
+    window_owner o = {.mu = PTHREAD_MUTEX_INITIALIZER, .p = {.mu = PTHREAD_MUTEX_INITIALIZER}};
+    int64_t wrote, synced = 0;
+    uint64_t ticket, done = 0;
+
+    CU_ASSERT_EQUAL_FATAL(pk_gc_init(&o.g, probe_sync, &o.p), 0);
+    CU_ASSERT_EQUAL_FATAL(pk_flusher_init(&o.fl, &o.mu, window_step, &o), 0);
+    pthread_mutex_lock(&o.mu);
+    CU_ASSERT_EQUAL_FATAL(pk_flusher_start(&o.fl), 0);
+    pthread_mutex_unlock(&o.mu);
+    usleep(20000); /* the flusher sleeps with nothing to do */
+    CU_ASSERT_EQUAL(o.p.calls, 0);
+
+    ticket = pk_gc_next_ticket(&o.g);
+    pthread_mutex_lock(&o.mu);
+    wrote = o.dirty_since_us = pk_mono_us();
+    pk_flusher_nudge(&o.fl, wrote + TEST_WINDOW_US);
+    pthread_mutex_unlock(&o.mu);
+    for (int i = 0; i < 2000 && done < ticket; i++) {
+        usleep(1000);
+        pk_gc_stats(&o.g, &done, NULL);
+    }
+    pthread_mutex_lock(&o.mu);
+    synced = o.synced_at_us;
+    pthread_mutex_unlock(&o.mu);
+    CU_ASSERT_EQUAL(done, ticket);
+    /* Not before the window ends (the flusher batches); well within a second after it. */
+    CU_ASSERT(synced >= wrote + TEST_WINDOW_US);
+    CU_ASSERT(synced < wrote + TEST_WINDOW_US + 1000000);
+    CU_ASSERT_EQUAL(o.p.calls, 1);
+    pk_flusher_stop(&o.fl);
+    pk_flusher_destroy(&o.fl);
+    pk_gc_destroy(&o.g);
+}
+
 int main(void)
 {
     CU_pSuite s;
@@ -206,5 +353,9 @@ int main(void)
     CU_add_test(s, "test_util_error_names_and_exit_codes", test_util_error_names_and_exit_codes);
     CU_add_test(s, "test_util_ct_equal_and_kwp_vector", test_util_ct_equal_and_kwp_vector);
     CU_add_test(s, "test_util_sha256_digest_reuses_context", test_util_sha256_digest_reuses_context);
+    CU_add_test(s, "test_util_group_commit_coalesces_concurrent_tickets",
+                test_util_group_commit_coalesces_concurrent_tickets);
+    CU_add_test(s, "test_util_group_commit_failure_is_sticky", test_util_group_commit_failure_is_sticky);
+    CU_add_test(s, "test_util_flusher_syncs_within_the_window", test_util_flusher_syncs_within_the_window);
     return pk_run_suites();
 }
