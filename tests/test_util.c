@@ -3,13 +3,16 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
 #include "lib/fixture.h"
 #include "util/bytes.h"
 #include "util/codec.h"
+#include "util/forkgen.h"
 #include "util/group_commit.h"
 #include "util/json_out.h"
 #include "util/secbuf.h"
@@ -337,6 +340,59 @@ static void test_util_flusher_syncs_within_the_window(void)
     pk_gc_destroy(&o.g);
 }
 
+static void test_util_fork_generation_changes_in_child(void)
+{
+    unsigned long before = pk_fork_generation();
+    int status = 0;
+    pid_t pid = fork();
+
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) _exit(pk_fork_generation() != before ? 0 : 1);
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(pk_fork_generation(), before); /* the parent keeps its own */
+}
+
+static volatile int churn_stop;
+
+static void *secmem_churn(void *arg)
+{
+    (void)arg;
+    while (!churn_stop) pk_secmem_free(pk_secmem_alloc(40));
+    return NULL;
+}
+
+/*
+ * Another thread allocates and frees all the time, so a fork often lands
+ * while it holds the pool lock: without the atfork handler the child's
+ * allocation then blocks for ever (the alarm kills it).
+ */
+static void test_util_secmem_fork_while_pool_locked(void)
+{
+    pthread_t t;
+    int hung = 0;
+
+    churn_stop = 0;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, secmem_churn, NULL), 0);
+    for (int i = 0; i < 300 && !hung; i++) {
+        int status = 0;
+        pid_t pid = fork();
+        if (pid == 0) {
+            pk_secbuf b = {0};
+            alarm(2);
+            if (pk_failed(pk_secbuf_set(&b, "in child", 8))) _exit(1);
+            pk_secbuf_free(&b);
+            _exit(0);
+        }
+        CU_ASSERT_FATAL(pid > 0);
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) hung = 1;
+    }
+    churn_stop = 1;
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(hung, 0);
+}
+
 int main(void)
 {
     CU_pSuite s;
@@ -357,5 +413,7 @@ int main(void)
                 test_util_group_commit_coalesces_concurrent_tickets);
     CU_add_test(s, "test_util_group_commit_failure_is_sticky", test_util_group_commit_failure_is_sticky);
     CU_add_test(s, "test_util_flusher_syncs_within_the_window", test_util_flusher_syncs_within_the_window);
+    CU_add_test(s, "test_util_fork_generation_changes_in_child", test_util_fork_generation_changes_in_child);
+    CU_add_test(s, "test_util_secmem_fork_while_pool_locked", test_util_secmem_fork_while_pool_locked);
     return pk_run_suites();
 }

@@ -31,6 +31,8 @@
 #include "audit/audit_impl.h"
 #include "conf/conf.h"
 #include "util/codec.h"
+#include "util/forkgen.h"
+#include "util/group_commit.h"
 #include "util/json_out.h"
 
 #define DEFAULT_SEAL_EVERY_BATCH 1000
@@ -51,15 +53,6 @@
  * noticed at most that late.
  */
 #define BATCH_LEASE_MS 1
-
-/*
- * Incremented in every forked child, so a handle notices it was inherited
- * without a getpid() system call per record.
- */
-static unsigned long fork_generation;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void) { __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED); }
-static void register_fork_handler(void) { (void)pthread_atfork(NULL, NULL, on_fork_child); }
 
 struct pk_audit {
     char *path;
@@ -348,7 +341,7 @@ static pk_result lock_and_follow(pk_audit *a)
     uint64_t now;
 
     if (a->broken) return pk_audit_unavailable(a->path, a->broken_why);
-    if (a->fork_gen != __atomic_load_n(&fork_generation, __ATOMIC_RELAXED))
+    if (a->fork_gen != pk_fork_generation())
         return pk_fail(P11KMS_ERR_AUDIT_UNAVAILABLE,
                        "audit unavailable: cannot write %s: handle opened by process %ld; open a new one after fork",
                        a->path, (long)a->pid);
@@ -668,8 +661,7 @@ pk_result pk_audit_open(const pk_audit_opts *o, pk_audit **out)
     PK_ENSURE_ALLOC(a);
     a->fd = -1;
     a->pid = getpid();
-    pthread_once(&fork_once, register_fork_handler);
-    a->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+    a->fork_gen = pk_fork_generation();
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->flush_cv, NULL);
     pthread_mutex_init(&a->sync_mu, NULL);
@@ -897,7 +889,7 @@ pk_result pk_audit_close(pk_audit *a)
     pk_result r = PK_OK;
 
     if (a == NULL) return PK_OK;
-    if (a->disabled || a->fork_gen != __atomic_load_n(&fork_generation, __ATOMIC_RELAXED)) {
+    if (a->disabled || a->fork_gen != pk_fork_generation()) {
         /* A forked child never seals or joins its parent's thread. */
         audit_free(a);
         return PK_OK;

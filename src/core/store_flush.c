@@ -42,6 +42,8 @@
 #include <time.h>
 
 #include "core/core.h"
+#include "util/forkgen.h"
+#include "util/group_commit.h"
 
 /* The batch window, as for the audit log's batch mode. */
 #define FLUSH_INTERVAL_US 2000
@@ -60,15 +62,9 @@ struct pk_store_flush {
     int64_t dirty_since_us;  /* monotonic time of the first commit not yet synced; 0: none */
 };
 
-/* Incremented in every forked child, so a handle notices it was inherited without a getpid() per call. */
-static unsigned long fork_generation;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void) { __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED); }
-static void register_fork_handler(void) { (void)pthread_atfork(NULL, NULL, on_fork_child); }
-
 static bool inherited(const pk_store_flush *f)
 {
-    return f->fork_gen != __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+    return f->fork_gen != pk_fork_generation();
 }
 
 static int64_t mono_us(void)
@@ -101,12 +97,11 @@ pk_result pk_store_flush_new(const p11kms_config *cfg, pk_store_flush **out)
 
     *out = NULL;
     PK_GUARD(parse_mode(cfg, &mode));
-    pthread_once(&fork_once, register_fork_handler);
     f = calloc(1, sizeof(*f));
     PK_ENSURE_ALLOC(f);
     f->conf_mode = mode;
     f->mode = PK_STORE_SYNC_ALWAYS;
-    f->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+    f->fork_gen = pk_fork_generation();
     pthread_condattr_init(&a);
     /* Deadlines are monotonic: a wall-clock step must not stretch the window. */
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);

@@ -16,27 +16,12 @@
 #include <unistd.h>
 
 #include "p11/p11_internal.h"
+#include "util/forkgen.h"
 
-/*
- * The one piece of process-wide state: fork is a process event, so the
- * generation that records it is too. It holds no configuration.
- */
-static volatile unsigned fork_gen;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void on_fork_child(void)
-{
-    fork_gen++;
-}
-
-static void register_fork_handler(void)
-{
-    pthread_atfork(NULL, NULL, on_fork_child);
-}
-
+/* The process's fork generation (util/forkgen.c), shared with the audit trail and the store. */
 unsigned p11_fork_generation(void)
 {
-    return __atomic_load_n(&fork_gen, __ATOMIC_ACQUIRE);
+    return (unsigned)pk_fork_generation();
 }
 
 static pk_result open_session_inlock(pk_p11 *p, CK_SESSION_HANDLE *out)
@@ -167,7 +152,6 @@ pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
     }
     p->cfg = opts->cfg;
     p->read_write = opts->read_write;
-    pthread_once(&fork_once, register_fork_handler);
     p->pid = getpid();
     p->fork_gen = p11_fork_generation();
     p->generation = 1;

@@ -5,4 +5,5 @@ libp11kms_core_la_SOURCES += \
 	src/util/codec.h src/util/codec.c \
 	src/util/json_out.h src/util/json_out.c \
 	src/util/timefmt.h src/util/timefmt.c \
+	src/util/forkgen.h src/util/forkgen.c \
 	src/util/group_commit.h src/util/group_commit.c

@@ -40,6 +40,16 @@ typedef struct free_chunk {
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static free_chunk *free_lists[CLASS_COUNT];
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/*
+ * fork while another thread holds pool_lock would leave it locked for ever
+ * in the child (only the forking thread survives): hold it across fork, so
+ * the free lists are consistent and the lock free on both sides.
+ */
+static void pool_prepare(void) { pthread_mutex_lock(&pool_lock); }
+static void pool_release(void) { pthread_mutex_unlock(&pool_lock); }
+static void register_atfork(void) { (void)pthread_atfork(pool_prepare, pool_release, pool_release); }
 
 static void *map_locked(size_t n)
 {
@@ -88,6 +98,7 @@ void *pk_secmem_alloc(size_t n)
         if (h == NULL) return NULL;
         h->cls = DIRECT_CLASS;
     } else {
+        pthread_once(&atfork_once, register_atfork);
         pthread_mutex_lock(&pool_lock);
         if (free_lists[c] == NULL && refill_inlock(c) != 0) {
             pthread_mutex_unlock(&pool_lock);
