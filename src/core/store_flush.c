@@ -54,10 +54,10 @@ struct pk_store_flush {
     int mode;                /* pk_store_sync now in force; atomic loads on the commit path */
     unsigned long fork_gen;
     pthread_mutex_t mu;      /* guards everything below */
-    pthread_cond_t cv;       /* the flusher's; CLOCK_MONOTONIC */
+    pk_flusher flusher;      /* util/group_commit.c; runs flush_step under mu */
     pthread_cond_t ck_cv;    /* the checkpointer's */
-    pthread_t thread, ck_thread;
-    bool started, ck_started, stop;
+    pthread_t ck_thread;
+    bool ck_started, stop;
     bool ck_wanted;          /* a sync happened since the checkpointer last looked */
     int64_t dirty_since_us;  /* monotonic time of the first commit not yet synced; 0: none */
 };
@@ -65,13 +65,6 @@ struct pk_store_flush {
 static bool inherited(const pk_store_flush *f)
 {
     return f->fork_gen != pk_fork_generation();
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static pk_result parse_mode(const p11kms_config *cfg, pk_store_sync *out)
@@ -88,12 +81,12 @@ static pk_result parse_mode(const p11kms_config *cfg, pk_store_sync *out)
     return PK_OK;
 }
 
+static int64_t flush_step(void *arg, int64_t now);
+
 pk_result pk_store_flush_new(const p11kms_config *cfg, pk_store_flush **out)
 {
     pk_store_flush *f;
-    pthread_condattr_t a;
     pk_store_sync mode = PK_STORE_SYNC_ALWAYS;
-    int rc;
 
     *out = NULL;
     PK_GUARD(parse_mode(cfg, &mode));
@@ -102,65 +95,48 @@ pk_result pk_store_flush_new(const p11kms_config *cfg, pk_store_flush **out)
     f->conf_mode = mode;
     f->mode = PK_STORE_SYNC_ALWAYS;
     f->fork_gen = pk_fork_generation();
-    pthread_condattr_init(&a);
-    /* Deadlines are monotonic: a wall-clock step must not stretch the window. */
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    rc = pthread_cond_init(&f->cv, &a);
-    pthread_condattr_destroy(&a);
-    if (rc == 0 && pthread_cond_init(&f->ck_cv, NULL) != 0) {
-        pthread_cond_destroy(&f->cv);
-        rc = -1;
-    }
-    if (rc != 0) {
+    pthread_mutex_init(&f->mu, NULL);
+    /* Deadlines are monotonic (the flusher's condition variable): a wall-clock step must not stretch the window. */
+    if (pk_flusher_init(&f->flusher, &f->mu, flush_step, f) != 0) {
+        pthread_mutex_destroy(&f->mu);
         free(f);
         return pk_fail(P11KMS_ERR_INTERNAL, "store flusher: cannot create a condition variable");
     }
-    pthread_mutex_init(&f->mu, NULL);
+    if (pthread_cond_init(&f->ck_cv, NULL) != 0) {
+        pk_flusher_destroy(&f->flusher);
+        pthread_mutex_destroy(&f->mu);
+        free(f);
+        return pk_fail(P11KMS_ERR_INTERNAL, "store flusher: cannot create a condition variable");
+    }
     *out = f;
     return PK_OK;
 }
 
-static void wait_until(pk_store_flush *f, int64_t deadline_us)
-{
-    struct timespec ts = {(time_t)(deadline_us / 1000000), (long)(deadline_us % 1000000) * 1000};
-    (void)pthread_cond_timedwait(&f->cv, &f->mu, &ts);
-}
-
 /*
- * Sleep until a commit makes the store dirty, then until the window since
- * that commit has passed, then sync everything committed by then and let
- * the checkpointer look. A failed sync marks the store broken; the next
- * write reports it.
+ * The flusher's step (under f->mu): sleep until a commit makes the store
+ * dirty, then until the window since that commit has passed, then sync
+ * everything committed by then and let the checkpointer look. A failed
+ * sync marks the store broken; the next write reports it.
  */
-static void *flusher_main(void *arg)
+static int64_t flush_step(void *arg, int64_t now)
 {
     pk_store_flush *f = arg;
     p11kms *h = f->h;
+    int64_t deadline;
 
-    pthread_mutex_lock(&f->mu);
-    while (!f->stop) {
-        int64_t deadline;
-        if (f->dirty_since_us == 0) {
-            pthread_cond_wait(&f->cv, &f->mu);
-            continue;
-        }
-        deadline = f->dirty_since_us + FLUSH_INTERVAL_US;
-        if (mono_us() < deadline) {
-            wait_until(f, deadline);
-            continue;
-        }
-        /* Cleared before the sync: a commit from now on marks the store dirty again. */
-        f->dirty_since_us = 0;
-        pthread_mutex_unlock(&f->mu);
-        PK_IGNORE(h->store->ops->sync(h->store, PK_STORE_SYNC_ALL));
-        pthread_mutex_lock(&f->mu);
-        if (!f->ck_wanted) {
-            f->ck_wanted = true;
-            pthread_cond_signal(&f->ck_cv);
-        }
-    }
+    if (f->dirty_since_us == 0) return PK_FLUSHER_NEVER;
+    deadline = f->dirty_since_us + FLUSH_INTERVAL_US;
+    if (now < deadline) return deadline;
+    /* Cleared before the sync: a commit from now on marks the store dirty again. */
+    f->dirty_since_us = 0;
     pthread_mutex_unlock(&f->mu);
-    return NULL;
+    PK_IGNORE(h->store->ops->sync(h->store, PK_STORE_SYNC_ALL));
+    pthread_mutex_lock(&f->mu);
+    if (!f->ck_wanted) {
+        f->ck_wanted = true;
+        pthread_cond_signal(&f->ck_cv);
+    }
+    return 0; /* look again at once: a commit may have come meanwhile */
 }
 
 /*
@@ -197,11 +173,7 @@ static pk_result start_threads_inlock(p11kms *h, pk_store_flush *f)
                   "cannot start the store checkpointer thread");
         f->ck_started = true;
     }
-    if (!f->started) {
-        PK_ENSURE(pthread_create(&f->thread, NULL, flusher_main, f) == 0, P11KMS_ERR_INTERNAL,
-                  "cannot start the store flusher thread");
-        f->started = true;
-    }
+    PK_ENSURE(pk_flusher_start(&f->flusher) == 0, P11KMS_ERR_INTERNAL, "cannot start the store flusher thread");
     return PK_OK;
 }
 
@@ -241,9 +213,9 @@ pk_result pk_store_durable(p11kms *h, uint64_t ticket, bool batch_ok)
     if (batch_ok && __atomic_load_n(&f->mode, __ATOMIC_ACQUIRE) == PK_STORE_SYNC_BATCH && !inherited(f)) {
         pthread_mutex_lock(&f->mu);
         if (f->dirty_since_us == 0) {
-            f->dirty_since_us = mono_us();
+            f->dirty_since_us = pk_mono_us();
             /* Only the first commit of a window wakes the flusher; the rest cost a mutex. */
-            pthread_cond_signal(&f->cv);
+            pk_flusher_nudge(&f->flusher, f->dirty_since_us + FLUSH_INTERVAL_US);
         }
         pthread_mutex_unlock(&f->mu);
         return PK_OK;
@@ -262,17 +234,16 @@ void pk_store_flush_close(p11kms *h)
         free(f);
         return;
     }
+    pk_flusher_stop(&f->flusher);
     pthread_mutex_lock(&f->mu);
     f->stop = true;
-    pthread_cond_signal(&f->cv);
     pthread_cond_signal(&f->ck_cv);
     pthread_mutex_unlock(&f->mu);
-    if (f->started) pthread_join(f->thread, NULL);
     if (f->ck_started) pthread_join(f->ck_thread, NULL);
     /* The end of the window: nothing committed through this handle stays unsynced. */
     if (h->store != NULL) PK_IGNORE(h->store->ops->sync(h->store, PK_STORE_SYNC_ALL));
+    pk_flusher_destroy(&f->flusher);
     pthread_mutex_destroy(&f->mu);
-    pthread_cond_destroy(&f->cv);
     pthread_cond_destroy(&f->ck_cv);
     free(f);
 }

@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "util/group_commit.h"
 
 #define BUSY_TIMEOUT_MS 10000
 #define RETRY_DEADLINE_MS 30000
@@ -148,17 +149,10 @@ typedef struct sq_store {
     int64_t dv; /* PRAGMA data_version at the last `changed` */
     pid_t pid;
     unsigned lock_wait_ms; /* how long contention is retried before giving up */
-    uint64_t commits; /* the last commit ticket; written under lock, read atomically */
 
-    /* Group commit: sync_mu is never held together with lock, nor across fdatasync. */
-    pthread_mutex_t sync_mu;
-    pthread_cond_t sync_cv;
-    bool sync_ready;
-    bool syncing;      /* a leader is flushing; only the leader touches wal_fd */
-    uint64_t synced;   /* every ticket up to this one is durable */
-    uint64_t syncs;
-    bool broken;       /* a flush failed: writes are refused (read atomically by writers) */
-    char broken_why[160];
+    /* Group commit (util/group_commit.c): its lock is never held together with lock, nor across fdatasync. */
+    pk_gc gc;
+    bool gc_ready;
     int wal_fd;        /* our own fd on the -wal file, -1 until there is one */
     dev_t wal_dev;
     ino_t wal_ino;
@@ -452,7 +446,7 @@ static int bind_record(sqlite3_stmt *st, const pk_record *rec)
 
 static bool writes_refused(sq_store *s)
 {
-    return __atomic_load_n(&s->broken, __ATOMIC_ACQUIRE);
+    return pk_gc_broken(&s->gc) != 0;
 }
 
 /* What every write says once a flush has failed. */
@@ -461,14 +455,13 @@ static pk_result fail_broken(sq_store *s)
     return pk_fail(P11KMS_ERR_STORE,
                    "store %s: fdatasync of %s failed (%s): commits since the last good sync may not be on disk; "
                    "refusing writes until the store is reopened",
-                   s->path, s->wal_path, s->broken_why);
+                   s->path, s->wal_path, strerror(pk_gc_broken(&s->gc)));
 }
 
-/* A write became visible: it takes the next ticket. Only under lock, so the increment needs no atomic RMW. */
+/* A write became visible: it takes the next ticket. */
 static void count_commit_inlock(sq_store *s, uint64_t *ticket)
 {
-    uint64_t t = s->commits + 1;
-    __atomic_store_n(&s->commits, t, __ATOMIC_RELEASE);
+    uint64_t t = pk_gc_next_ticket(&s->gc);
     if (ticket != NULL) *ticket = t;
 }
 
@@ -520,69 +513,42 @@ static int wal_follow(sq_store *s)
 }
 
 /*
- * Group commit (see the top of the file). A waiter whose ticket a leader
- * covered returns at once; otherwise it becomes the next leader and flushes
- * for everything committed by then, its own commit included.
+ * The group commit's flush (util/group_commit.c calls it for one leader at
+ * a time, so only it touches wal_fd): one fdatasync of the -wal file.
  */
+static int flush_wal(void *ctx, uint64_t *target, bool *flushed)
+{
+    sq_store *s = ctx;
+    int err = wal_follow(s);
+
+    (void)target;
+    if (err == 0 && s->wal_fd >= 0) {
+        *flushed = true;
+        if (fdatasync(s->wal_fd) != 0) err = errno;
+    }
+    return err;
+}
+
+/* Group commit (see the top of the file). */
 static pk_result sq_sync(pk_store *base, uint64_t upto)
 {
     sq_store *s = sq(base);
-    uint64_t target;
-    bool flushed = false;
     int err;
 
     PK_ENSURE(s->pid == getpid(), P11KMS_ERR_STORE, "store %s: handle opened by process %ld; open a new one after fork",
               s->path, (long)s->pid);
-    pthread_mutex_lock(&s->sync_mu);
-    target = __atomic_load_n(&s->commits, __ATOMIC_ACQUIRE);
-    if (upto > target) upto = target; /* never wait for a commit that has not happened */
-    for (;;) {
-        if (s->synced >= upto) {
-            pthread_mutex_unlock(&s->sync_mu);
-            return PK_OK;
-        }
-        if (s->broken) {
-            pthread_mutex_unlock(&s->sync_mu);
-            return fail_broken(s);
-        }
-        if (!s->syncing) break;
-        pthread_cond_wait(&s->sync_cv, &s->sync_mu);
-    }
-    s->syncing = true;
-    target = __atomic_load_n(&s->commits, __ATOMIC_ACQUIRE);
-    pthread_mutex_unlock(&s->sync_mu);
-
-    err = wal_follow(s);
-    if (err == 0 && s->wal_fd >= 0) {
-        flushed = true;
-        if (fdatasync(s->wal_fd) != 0) err = errno;
-    }
-
-    pthread_mutex_lock(&s->sync_mu);
-    if (flushed) s->syncs++;
-    if (flushed && err != 0) {
-        /* After a failed fsync the kernel may have dropped the dirty pages: never trust a later flush. */
-        snprintf(s->broken_why, sizeof(s->broken_why), "%s", strerror(err));
-        __atomic_store_n(&s->broken, true, __ATOMIC_RELEASE);
-    }
-    if (err == 0 && target > s->synced) s->synced = target;
-    s->syncing = false;
-    pthread_cond_broadcast(&s->sync_cv);
-    pthread_mutex_unlock(&s->sync_mu);
-    if (flushed && err != 0) return fail_broken(s);
-    PK_ENSURE(err == 0, P11KMS_ERR_STORE, "store %s: cannot open %s: %s", s->path, s->wal_path, strerror(err));
-    return PK_OK;
+    err = pk_gc_sync(&s->gc, upto);
+    if (err == 0) return PK_OK;
+    if (pk_gc_broken(&s->gc) != 0) return fail_broken(s);
+    return pk_fail(P11KMS_ERR_STORE, "store %s: cannot open %s: %s", s->path, s->wal_path, strerror(err));
 }
 
 static void sq_stats(pk_store *base, pk_store_stats *out)
 {
     sq_store *s = sq(base);
 
-    pthread_mutex_lock(&s->sync_mu);
-    out->commits = __atomic_load_n(&s->commits, __ATOMIC_ACQUIRE);
-    out->synced = s->synced;
-    out->syncs = s->syncs;
-    pthread_mutex_unlock(&s->sync_mu);
+    out->commits = pk_gc_last_ticket(&s->gc);
+    pk_gc_stats(&s->gc, &out->synced, &out->syncs);
     out->checkpoints = __atomic_load_n(&s->checkpoints, __ATOMIC_RELAXED);
 }
 
@@ -1051,10 +1017,7 @@ static void destroy(sq_store *s)
         (void)sqlite3_close(s->db);
     }
     if (s->lock_ready) pthread_mutex_destroy(&s->lock);
-    if (s->sync_ready) {
-        pthread_mutex_destroy(&s->sync_mu);
-        pthread_cond_destroy(&s->sync_cv);
-    }
+    if (s->gc_ready) pk_gc_destroy(&s->gc);
     free_own(s);
 }
 
@@ -1281,12 +1244,8 @@ static pk_result init_lock(sq_store *s)
     pthread_mutexattr_destroy(&a);
     PK_ENSURE(rc == 0, P11KMS_ERR_INTERNAL, "store: cannot create a mutex");
     s->lock_ready = true;
-    PK_ENSURE(pthread_mutex_init(&s->sync_mu, NULL) == 0, P11KMS_ERR_INTERNAL, "store: cannot create a mutex");
-    if (pthread_cond_init(&s->sync_cv, NULL) != 0) {
-        pthread_mutex_destroy(&s->sync_mu);
-        return pk_fail(P11KMS_ERR_INTERNAL, "store: cannot create a condition variable");
-    }
-    s->sync_ready = true;
+    PK_ENSURE(pk_gc_init(&s->gc, flush_wal, s) == 0, P11KMS_ERR_INTERNAL, "store: cannot create a mutex");
+    s->gc_ready = true;
     PK_ENSURE(pthread_mutex_init(&s->ck_mu, NULL) == 0, P11KMS_ERR_INTERNAL, "store: cannot create a mutex");
     s->ck_ready = true;
     return PK_OK;

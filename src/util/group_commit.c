@@ -84,14 +84,14 @@ int pk_gc_sync(pk_gc *g, uint64_t upto)
     target = pk_gc_last_ticket(g);
     if (upto > target) upto = target; /* never wait for a write that has not happened */
     for (;;) {
+        if (g->synced >= upto) {
+            pthread_mutex_unlock(&g->mu);
+            return 0;
+        }
         if (g->broken != 0) {
             err = g->broken;
             pthread_mutex_unlock(&g->mu);
             return err;
-        }
-        if (g->synced >= upto) {
-            pthread_mutex_unlock(&g->mu);
-            return 0;
         }
         if (!g->syncing) break;
         pthread_cond_wait(&g->cv, &g->mu);

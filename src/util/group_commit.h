@@ -51,9 +51,9 @@ void pk_gc_destroy(pk_gc *g);
 uint64_t pk_gc_next_ticket(pk_gc *g);
 uint64_t pk_gc_last_ticket(pk_gc *g);
 /*
- * Make writes up to `upto` durable (capped at the last ticket). 0, the
- * sticky errno of a failed flush (also returned once broken), or the errno
- * of a callback that could not flush (not sticky).
+ * Make writes up to `upto` durable (capped at the last ticket). 0 (also
+ * for tickets made durable before a failure), the sticky errno of a failed
+ * flush, or the errno of a callback that could not flush (not sticky).
  */
 int pk_gc_sync(pk_gc *g, uint64_t upto);
 /* 0, or the errno of the failed flush: the owner must refuse writes. */
