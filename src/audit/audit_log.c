@@ -75,7 +75,6 @@ struct pk_audit {
     pk_audit_tail tail;  /* the last line of the file */
     uint64_t unsealed;   /* records after the last seal, as far as we know */
     uint64_t unsealed_since_ms;
-    uint64_t write_ticket; /* lines written by this handle */
     uint64_t dirty_since_ms;
     bool leased;         /* batch: we hold the flock between appends */
     uint64_t lease_since_ms;
@@ -86,25 +85,17 @@ struct pk_audit {
     pk_buf line;         /* scratch for the line under construction */
     pk_audit_stats stats;
 
-    /* Batch-mode flusher thread (fdatasync and timed seals). */
-    pthread_t flusher;
-    bool flusher_started, stop;
-    pthread_cond_t flush_cv;
-    uint64_t flusher_wakes_at;    /* ms when the waiting flusher wakes on its own; UINT64_MAX: never; 0: not waiting */
-    uint64_t flusher_seen_ticket; /* write_ticket at the flusher's last look */
+    /* Batch-mode flusher thread (fdatasync and timed seals; util/group_commit.c, runs flush_step under mu). */
+    pk_flusher flusher;
+    uint64_t flusher_seen_ticket; /* the last ticket at the flusher's last look */
 
-    /* Group commit: one caller syncs for everyone waiting. */
-    pthread_mutex_t sync_mu;
-    pthread_cond_t sync_cv;
-    uint64_t synced_ticket;
-    bool syncing;
+    /* Group commit (util/group_commit.c): one caller syncs for everyone waiting; tickets count lines. */
+    pk_gc gc;
 };
 
 static uint64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)pk_mono_us() / 1000;
 }
 
 static pk_result unavailable_errno(const pk_audit *a, int err)
@@ -133,7 +124,7 @@ static pk_result append_line_inlock(pk_audit *a, uint64_t seq, const char *type,
         return unavailable_errno(a, err);
     }
     a->size += (off_t)a->line.len;
-    a->write_ticket++;
+    (void)pk_gc_next_ticket(&a->gc);
     if (a->dirty_since_ms == 0) a->dirty_since_ms = mono_ms();
     a->tail.seq = seq;
     memcpy(a->tail.hash, hash, sizeof(hash));
@@ -322,13 +313,13 @@ static void release(pk_audit *a)
 
 /*
  * Make sure the flusher looks at the handle by due_ms. While records keep
- * coming it wakes every flush interval on its own (flusher_main), so a
+ * coming it wakes every flush interval on its own (flush_step), so a
  * writer signals it only after a quiet spell: on this kind of VM a
  * cross-CPU wake-up costs more than writing the record.
  */
 static void nudge_flusher(pk_audit *a, uint64_t due_ms)
 {
-    if (a->flusher_started && a->flusher_wakes_at > due_ms) pthread_cond_signal(&a->flush_cv);
+    pk_flusher_nudge(&a->flusher, (int64_t)due_ms * 1000);
 }
 
 /*
@@ -456,32 +447,21 @@ static pk_result rotate_inlock(pk_audit *a, char *rotated_out, size_t rotated_si
 /* ---- Durability ---- */
 
 /*
- * Group commit: make every line up to `ticket` durable. One caller (the
- * leader) runs fdatasync for all lines written so far while the others
- * wait for it; appends go on meanwhile under a->mu.
+ * The group commit's flush (one leader at a time): fdatasync of the file
+ * for every line written so far. Any failure is sticky: after a failed
+ * fdatasync the kernel may have dropped the pages, so never trust the
+ * file again.
  */
-static pk_result sync_upto(pk_audit *a, uint64_t ticket)
+static int flush_file(void *ctx, uint64_t *target, bool *flushed)
 {
-    uint64_t target;
+    pk_audit *a = ctx;
     int fd, err = 0;
 
-    pthread_mutex_lock(&a->sync_mu);
-    for (;;) {
-        if (a->synced_ticket >= ticket) {
-            pthread_mutex_unlock(&a->sync_mu);
-            return PK_OK;
-        }
-        if (!a->syncing) break;
-        pthread_cond_wait(&a->sync_cv, &a->sync_mu);
-    }
-    a->syncing = true;
-    pthread_mutex_unlock(&a->sync_mu);
-
     pthread_mutex_lock(&a->mu);
-    target = a->write_ticket;
+    *target = pk_gc_last_ticket(&a->gc); /* the lines in the file we dup */
     a->dirty_since_ms = 0;
     fd = a->broken ? -1 : dup(a->fd); /* rotation may close a->fd meanwhile */
-    if (fd < 0 && !a->broken) err = errno;
+    if (fd < 0) err = a->broken ? EIO : errno;
     pthread_mutex_unlock(&a->mu);
     if (fd >= 0) {
         if (fdatasync(fd) != 0) err = errno;
@@ -491,83 +471,67 @@ static pk_result sync_upto(pk_audit *a, uint64_t ticket)
     pthread_mutex_lock(&a->mu);
     a->stats.syncs++;
     if (err != 0 && !a->broken) {
-        /* After a failed fdatasync the kernel may have dropped the pages: never trust the file again. */
         a->broken = true;
         snprintf(a->broken_why, sizeof(a->broken_why), "fdatasync failed: %s", strerror(err));
     }
     pthread_mutex_unlock(&a->mu);
+    *flushed = true;
+    return err;
+}
 
-    pthread_mutex_lock(&a->sync_mu);
-    a->syncing = false;
-    if (err == 0 && fd >= 0 && target > a->synced_ticket) a->synced_ticket = target;
-    pthread_cond_broadcast(&a->sync_cv);
-    pthread_mutex_unlock(&a->sync_mu);
-    if (a->broken) return pk_audit_unavailable(a->path, a->broken_why);
-    return PK_OK;
+/* Group commit: make every line up to `ticket` durable. */
+static pk_result sync_upto(pk_audit *a, uint64_t ticket)
+{
+    char why[sizeof(a->broken_why)];
+
+    if (pk_gc_sync(&a->gc, ticket) == 0) return PK_OK;
+    pthread_mutex_lock(&a->mu);
+    snprintf(why, sizeof(why), "%s", a->broken_why);
+    pthread_mutex_unlock(&a->mu);
+    return pk_audit_unavailable(a->path, why);
 }
 
 /*
- * Batch mode's flusher: fdatasync at most flush_interval_ms after the first
- * undurable line, and seal records left unsealed for seal_interval_ms.
+ * Batch mode's flusher step (under a->mu): fdatasync at most
+ * flush_interval_ms after the first undurable line, seal records left
+ * unsealed for seal_interval_ms, and end a lease no record uses.
  */
-static void *flusher_main(void *arg)
+static int64_t flush_step(void *arg, int64_t now_us)
 {
     pk_audit *a = arg;
+    uint64_t now = (uint64_t)now_us / 1000, deadline = UINT64_MAX;
+    uint64_t written = pk_gc_last_ticket(&a->gc);
 
-    pthread_mutex_lock(&a->mu);
-    while (!a->stop) {
-        uint64_t now = mono_ms(), deadline = UINT64_MAX;
-        if (a->dirty_since_ms != 0) deadline = a->dirty_since_ms + a->flush_interval_ms;
-        if (a->unsealed > 0 && a->unsealed_since_ms != 0 && a->unsealed_since_ms + a->seal_interval_ms < deadline)
-            deadline = a->unsealed_since_ms + a->seal_interval_ms;
-        if (a->leased && a->lease_since_ms + a->lease_ms < deadline) deadline = a->lease_since_ms + a->lease_ms;
-        /* Records since the last look: look again in one interval, so writers need not wake us. */
-        if (a->write_ticket != a->flusher_seen_ticket && now + a->flush_interval_ms < deadline)
-            deadline = now + a->flush_interval_ms;
-        a->flusher_seen_ticket = a->write_ticket;
-        if (deadline == UINT64_MAX) {
-            a->flusher_wakes_at = UINT64_MAX;
-            pthread_cond_wait(&a->flush_cv, &a->mu);
-            a->flusher_wakes_at = 0;
-            continue;
-        }
-        if (now < deadline) {
-            struct timespec ts;
-            uint64_t wait = deadline - now;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (time_t)(wait / 1000);
-            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            a->flusher_wakes_at = deadline;
-            pthread_cond_timedwait(&a->flush_cv, &a->mu, &ts);
-            a->flusher_wakes_at = 0;
-            continue;
-        }
-        if (a->unsealed > 0 && a->unsealed_since_ms != 0 && now >= a->unsealed_since_ms + a->seal_interval_ms) {
-            /* A failed timed seal is retried by the next append or close; they report it. */
-            if (pk_ok(lock_and_follow(a))) {
-                if (a->tail.seq > 0 && strcmp(a->tail.type, PK_AUDIT_T_SEAL) != 0 && pk_failed(seal_inlock(a, "timer")))
-                    a->unsealed_since_ms = now; /* back off one interval */
-                else if (strcmp(a->tail.type, PK_AUDIT_T_SEAL) == 0)
-                    a->unsealed = 0;
-                release(a);
-            } else {
-                a->unsealed_since_ms = now;
-            }
-        }
-        if (a->leased && now >= a->lease_since_ms + a->lease_ms) drop_lock(a); /* let other processes in */
-        if (a->dirty_since_ms != 0 && now >= a->dirty_since_ms + a->flush_interval_ms) {
-            uint64_t ticket = a->write_ticket;
-            pthread_mutex_unlock(&a->mu);
-            (void)sync_upto(a, ticket); /* a failure marks the handle broken; writers report it */
-            pthread_mutex_lock(&a->mu);
+    if (a->dirty_since_ms != 0) deadline = a->dirty_since_ms + a->flush_interval_ms;
+    if (a->unsealed > 0 && a->unsealed_since_ms != 0 && a->unsealed_since_ms + a->seal_interval_ms < deadline)
+        deadline = a->unsealed_since_ms + a->seal_interval_ms;
+    if (a->leased && a->lease_since_ms + a->lease_ms < deadline) deadline = a->lease_since_ms + a->lease_ms;
+    /* Records since the last look: look again in one interval, so writers need not wake us. */
+    if (written != a->flusher_seen_ticket && now + a->flush_interval_ms < deadline)
+        deadline = now + a->flush_interval_ms;
+    a->flusher_seen_ticket = written;
+    if (deadline == UINT64_MAX) return PK_FLUSHER_NEVER;
+    if (now < deadline) return (int64_t)deadline * 1000;
+    if (a->unsealed > 0 && a->unsealed_since_ms != 0 && now >= a->unsealed_since_ms + a->seal_interval_ms) {
+        /* A failed timed seal is retried by the next append or close; they report it. */
+        if (pk_ok(lock_and_follow(a))) {
+            if (a->tail.seq > 0 && strcmp(a->tail.type, PK_AUDIT_T_SEAL) != 0 && pk_failed(seal_inlock(a, "timer")))
+                a->unsealed_since_ms = now; /* back off one interval */
+            else if (strcmp(a->tail.type, PK_AUDIT_T_SEAL) == 0)
+                a->unsealed = 0;
+            release(a);
+        } else {
+            a->unsealed_since_ms = now;
         }
     }
-    pthread_mutex_unlock(&a->mu);
-    return NULL;
+    if (a->leased && now >= a->lease_since_ms + a->lease_ms) drop_lock(a); /* let other processes in */
+    if (a->dirty_since_ms != 0 && now >= a->dirty_since_ms + a->flush_interval_ms) {
+        uint64_t ticket = pk_gc_last_ticket(&a->gc);
+        pthread_mutex_unlock(&a->mu);
+        (void)sync_upto(a, ticket); /* a failure marks the handle broken; writers report it */
+        pthread_mutex_lock(&a->mu);
+    }
+    return 0; /* look again */
 }
 
 /* ---- Opening ---- */
@@ -643,9 +607,8 @@ static void audit_free(pk_audit *a)
     if (a->fd >= 0) close(a->fd);
     pk_buf_free(&a->line);
     pthread_mutex_destroy(&a->mu);
-    pthread_cond_destroy(&a->flush_cv);
-    pthread_mutex_destroy(&a->sync_mu);
-    pthread_cond_destroy(&a->sync_cv);
+    pk_flusher_destroy(&a->flusher);
+    pk_gc_destroy(&a->gc);
     free(a->path);
     free(a);
 }
@@ -663,9 +626,18 @@ pk_result pk_audit_open(const pk_audit_opts *o, pk_audit **out)
     a->pid = getpid();
     a->fork_gen = pk_fork_generation();
     pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->flush_cv, NULL);
-    pthread_mutex_init(&a->sync_mu, NULL);
-    pthread_cond_init(&a->sync_cv, NULL);
+    /* Timed waits are monotonic: a wall-clock step must not stretch a window or a lease. */
+    if (pk_flusher_init(&a->flusher, &a->mu, flush_step, a) != 0) {
+        pthread_mutex_destroy(&a->mu);
+        free(a);
+        return pk_fail(P11KMS_ERR_INTERNAL, "audit: cannot create a condition variable");
+    }
+    if (pk_gc_init(&a->gc, flush_file, a) != 0) {
+        pk_flusher_destroy(&a->flusher);
+        pthread_mutex_destroy(&a->mu);
+        free(a);
+        return pk_fail(P11KMS_ERR_INTERNAL, "audit: cannot create a mutex");
+    }
     PK_TRY(pk_random(a->id_base, sizeof(a->id_base)));
     if (o->path == NULL) {
         a->disabled = true;
@@ -701,11 +673,12 @@ pk_result pk_audit_open(const pk_audit_opts *o, pk_audit **out)
     if (a->fd >= 0) unlock_file(a->fd);
     pthread_mutex_unlock(&a->mu);
     PK_TRY(r);
-    {
-        PK_CHECK(pthread_create(&a->flusher, NULL, flusher_main, a) == 0, P11KMS_ERR_INTERNAL,
-                 "cannot start the audit flusher thread");
-        a->flusher_started = true;
-    }
+    pthread_mutex_lock(&a->mu);
+    r = pk_flusher_start(&a->flusher) == 0
+            ? PK_OK
+            : pk_fail(P11KMS_ERR_INTERNAL, "cannot start the audit flusher thread");
+    pthread_mutex_unlock(&a->mu);
+    PK_TRY(r);
     *out = a;
 out:
     if (pk_failed(r)) audit_free(a);
@@ -820,7 +793,7 @@ pk_result pk_audit_write(pk_audit *a, const pk_audit_event *ev, char request_id_
             release(a);
         if (wake && a->dirty_since_ms != 0) nudge_flusher(a, a->dirty_since_ms + a->flush_interval_ms);
     }
-    ticket = a->write_ticket;
+    ticket = pk_gc_last_ticket(&a->gc);
     pthread_mutex_unlock(&a->mu);
     PK_TRY(r);
     if (a->sync == PK_AUDIT_SYNC_ALWAYS) PK_TRY(sync_upto(a, ticket));
@@ -842,7 +815,7 @@ static pk_result seal_and_sync(pk_audit *a, const char *reason)
         if (pk_failed(r)) drop_lock(a);
         else release(a);
     }
-    ticket = a->write_ticket;
+    ticket = pk_gc_last_ticket(&a->gc);
     pthread_mutex_unlock(&a->mu);
     PK_GUARD(r);
     return sync_upto(a, ticket);
@@ -894,13 +867,7 @@ pk_result pk_audit_close(pk_audit *a)
         audit_free(a);
         return PK_OK;
     }
-    if (a->flusher_started) {
-        pthread_mutex_lock(&a->mu);
-        a->stop = true;
-        pthread_cond_signal(&a->flush_cv);
-        pthread_mutex_unlock(&a->mu);
-        pthread_join(a->flusher, NULL);
-    }
+    pk_flusher_stop(&a->flusher);
     r = seal_and_sync(a, "close");
     audit_free(a);
     return r;
