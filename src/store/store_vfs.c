@@ -24,7 +24,7 @@
  *
  * Size. The WAL index is 32 KiB per 4062 WAL frames
  * (https://sqlite.org/walformat.html). The store checkpoints at 1000 frames
- * and a commit forces one past 10000 (store_sqlite.c), so the index stays
+ * and a commit forces one past 10000 (store_sync.c), so the index stays
  * at one to three regions (32 to 96 KiB) in normal use; it is allocated
  * region by region as SQLite asks, so a WAL that outgrows that while
  * readers pin it still gets blocks that exist, or a clean SQLITE_FULL.
