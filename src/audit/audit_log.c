@@ -75,17 +75,8 @@ pk_result pk_audit_open(const pk_audit_opts *o, pk_audit **out)
     a->fork_gen = pk_fork_generation();
     pthread_mutex_init(&a->mu, NULL);
     /* Timed waits are monotonic: a wall-clock step must not stretch a window or a lease. */
-    if (pk_flusher_init(&a->flusher, &a->mu, al_flush_step, a) != 0) {
-        pthread_mutex_destroy(&a->mu);
-        free(a);
-        return pk_fail(P11KMS_ERR_INTERNAL, "audit: cannot create a condition variable");
-    }
-    if (pk_gc_init(&a->gc, al_flush_file, a) != 0) {
-        pk_flusher_destroy(&a->flusher);
-        pthread_mutex_destroy(&a->mu);
-        free(a);
-        return pk_fail(P11KMS_ERR_INTERNAL, "audit: cannot create a mutex");
-    }
+    PK_CHECK(pk_flusher_init(&a->flusher, &a->mu, al_flush_step, a) == 0 && pk_gc_init(&a->gc, al_flush_file, a) == 0,
+             P11KMS_ERR_INTERNAL, "audit: cannot create a condition variable");
     PK_TRY(pk_random(a->id_base, sizeof(a->id_base)));
     if (o->path == NULL) {
         a->disabled = true;

@@ -97,12 +97,7 @@ pk_result pk_store_flush_new(const p11kms_config *cfg, pk_store_flush **out)
     f->fork_gen = pk_fork_generation();
     pthread_mutex_init(&f->mu, NULL);
     /* Deadlines are monotonic (the flusher's condition variable): a wall-clock step must not stretch the window. */
-    if (pk_flusher_init(&f->flusher, &f->mu, flush_step, f) != 0) {
-        pthread_mutex_destroy(&f->mu);
-        free(f);
-        return pk_fail(P11KMS_ERR_INTERNAL, "store flusher: cannot create a condition variable");
-    }
-    if (pthread_cond_init(&f->ck_cv, NULL) != 0) {
+    if (pk_flusher_init(&f->flusher, &f->mu, flush_step, f) != 0 || pthread_cond_init(&f->ck_cv, NULL) != 0) {
         pk_flusher_destroy(&f->flusher);
         pthread_mutex_destroy(&f->mu);
         free(f);

@@ -37,11 +37,14 @@ int pk_gc_init(pk_gc *g, pk_gc_sync_fn sync, void *ctx)
     if (rc != 0) return rc;
     rc = pthread_cond_init(&g->cv, NULL);
     if (rc != 0) pthread_mutex_destroy(&g->mu);
+    g->ready = rc == 0;
     return rc;
 }
 
 void pk_gc_destroy(pk_gc *g)
 {
+    if (!g->ready) return;
+    g->ready = false;
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
 }
@@ -117,8 +120,12 @@ int pk_gc_sync(pk_gc *g, uint64_t upto)
 
 int pk_flusher_init(pk_flusher *fl, pthread_mutex_t *mu, pk_flusher_step_fn step, void *ctx)
 {
+    int rc;
+
     *fl = (pk_flusher){.mu = mu, .step = step, .ctx = ctx};
-    return cond_init_monotonic(&fl->cv);
+    rc = cond_init_monotonic(&fl->cv);
+    fl->ready = rc == 0;
+    return rc;
 }
 
 static void wait_until(pk_flusher *fl, int64_t deadline_us)
@@ -176,5 +183,7 @@ void pk_flusher_stop(pk_flusher *fl)
 
 void pk_flusher_destroy(pk_flusher *fl)
 {
+    if (!fl->ready) return;
+    fl->ready = false;
     pthread_cond_destroy(&fl->cv);
 }

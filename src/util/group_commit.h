@@ -43,8 +43,10 @@ typedef struct pk_gc {
     uint64_t synced;    /* every ticket up to this one is durable */
     uint64_t syncs;     /* flushes attempted */
     int broken;         /* errno of the first failed flush, 0: none (atomic) */
+    bool ready;         /* initialised: destroy is safe on a zeroed or failed one */
 } pk_gc;
 
+/* 0 or an errno; pk_gc_destroy is safe after a failed init (and on zeroed memory). */
 int pk_gc_init(pk_gc *g, pk_gc_sync_fn sync, void *ctx);
 void pk_gc_destroy(pk_gc *g);
 /* After a write is visible: its ticket (1, 2, ...). */
@@ -80,8 +82,10 @@ typedef struct pk_flusher {
     pthread_t thread;
     bool started, stop;
     int64_t wakes_at;       /* when a waiting flusher looks on its own; NEVER; 0: running (under *mu) */
+    bool ready;             /* initialised: destroy is safe on a zeroed or failed one */
 } pk_flusher;
 
+/* 0 or an errno; pk_flusher_destroy is safe after a failed init (and on zeroed memory). */
 int pk_flusher_init(pk_flusher *fl, pthread_mutex_t *mu, pk_flusher_step_fn step, void *ctx);
 /* Start the thread (once); 0 or an errno. Call with *mu held. */
 int pk_flusher_start(pk_flusher *fl);
