@@ -507,7 +507,7 @@ static void test_eval_names_and_actions(void)
     CU_ASSERT_STRING_EQUAL(pk_decision_name(PK_DECISION_ALLOWED), "Allowed");
     CU_ASSERT_STRING_EQUAL(pk_decision_name(PK_DECISION_EXPLICIT_DENY), "ExplicitlyDenied");
     CU_ASSERT_STRING_EQUAL(pk_decision_name(PK_DECISION_IMPLICIT_DENY), "ImplicitlyDenied");
-    CU_ASSERT_EQUAL(pk_policy_action_count(), 18);
+    CU_ASSERT_EQUAL(pk_policy_action_count(), 23);
     CU_ASSERT_TRUE(pk_policy_action_known("kms:Encrypt"));
     CU_ASSERT_TRUE(pk_policy_action_known("KMS:rotatekeyondemand"));
     CU_ASSERT_TRUE(pk_policy_action_known("kms:ListKeys"));

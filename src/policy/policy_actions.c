@@ -32,6 +32,12 @@ static const struct {
     {"kms:DeleteAlias", PK_ACTION_ADMIN},
     {"kms:ListAliases", PK_ACTION_READ},
     {"kms:ListKeys", PK_ACTION_READ},
+    /* The AWS KMS protocol (p11kmsd, issue 12). */
+    {"kms:EnableKeyRotation", PK_ACTION_ADMIN},
+    {"kms:DisableKeyRotation", PK_ACTION_ADMIN},
+    {"kms:GetKeyRotationStatus", PK_ACTION_READ},
+    {"kms:UpdateAlias", PK_ACTION_ADMIN},
+    {"kms:GenerateRandom", PK_ACTION_READ}, /* names no key: granted by the daemon's IAM-side rules, not a key policy */
 };
 
 _Static_assert(PK_ARRAY_LEN(actions) <= POL_ACTION_MAX, "action masks are 64 bits");
