@@ -62,6 +62,10 @@ typedef enum p11kms_rc {
     P11KMS_ERR_NO_MEMORY,
     P11KMS_ERR_INTERNAL,
     P11KMS_ERR_NOT_INITIALIZED,   /* store not initialised: run p11kms init */
+    P11KMS_ERR_SIGNATURE_INVALID,    /* SigV4 signature does not match (AWS InvalidSignatureException) */
+    P11KMS_ERR_UNRECOGNIZED_CLIENT,  /* access key unknown or disabled (AWS UnrecognizedClientException) */
+    P11KMS_ERR_INCOMPLETE_SIGNATURE, /* malformed Authorization, host/x-amz-date unsigned (AWS IncompleteSignature) */
+    P11KMS_ERR_REQUEST_EXPIRED,      /* clock skew over 5 minutes (AWS RequestExpired) */
     P11KMS_RC_COUNT_
 } p11kms_rc;
 
@@ -394,6 +398,90 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_list(p11kms *h, const p11
 #define P11KMS_RENDER_MAX_PLACEHOLDERS 1024
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_render(p11kms *h, const p11kms_caller *c, const char *template_text,
                                                    size_t len, p11kms_buf **out);
+
+
+/* ---- Authentication of callers (p11kmsd; docs/AUTH.md) ------------------ */
+
+/* How the caller authenticated, for the audit record ("auth":{"method":..,"id":..,"request_id":..}). */
+typedef enum p11kms_auth_method {
+    P11KMS_AUTH_NONE = 0,     /* in-process (the command with --as) */
+    P11KMS_AUTH_PEER_UID,     /* Unix socket: id = "uid=1001 gid=1001" */
+    P11KMS_AUTH_SIGV4,        /* id = the access key id */
+    P11KMS_AUTH_CERTIFICATE   /* id = the client certificate's subject (or SHA-256 fingerprint) */
+} p11kms_auth_method;
+/*
+ * Record how this caller was authenticated and the request id the response
+ * returns (x-amzn-RequestId). Both strings are copied (NULL clears). The
+ * audit record of every operation made with this caller carries them.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_caller_set_auth(p11kms_caller *c, p11kms_auth_method method,
+                                                            const char *identity, const char *request_id);
+
+typedef struct p11kms_http_header {
+    const char *name;   /* as received; compared case-insensitively */
+    const char *value;  /* as received (the library trims and folds spaces as SigV4 requires) */
+} p11kms_http_header;
+
+typedef struct p11kms_sigv4_request {
+    size_t struct_size;              /* sizeof(p11kms_sigv4_request) */
+    const char *method;              /* "POST" */
+    const char *path;                /* "/" (raw, not yet decoded) */
+    const char *query;               /* raw query string without '?', or "" */
+    const p11kms_http_header *headers;
+    size_t nheaders;
+    const uint8_t *body;
+    size_t body_len;
+    const char *service;             /* the signing name the daemon serves on this request: "kms" or "secretsmanager" */
+    int64_t now_ms;                  /* 0: the library's clock */
+} p11kms_sigv4_request;
+
+/*
+ * Verify an AWS Signature Version 4 (Authorization header form,
+ * AWS4-HMAC-SHA256). The access key's secret never leaves the HSM: the token
+ * holds "AWS4"+secret as a non-extractable generic secret, the first HMAC of
+ * the signing-key chain runs there, and only the derived per-day signing key
+ * is cached, in locked memory. On success *caller is a new caller for the
+ * access key's principal (p11kms_caller_free), with its auth set to SIGV4
+ * and the key id, and *access_key_id (may be NULL) receives the id
+ * (p11kms_free). Failures: P11KMS_ERR_SIGNATURE_INVALID,
+ * P11KMS_ERR_UNRECOGNIZED_CLIENT, P11KMS_ERR_INCOMPLETE_SIGNATURE,
+ * P11KMS_ERR_REQUEST_EXPIRED, with a one-line detail that never contains a
+ * secret. Every refusal is audited (action "p11kms:Authenticate").
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms_sigv4_request *req,
+                                                         p11kms_caller **caller, char **access_key_id);
+
+/*
+ * Access keys: only the service administrators (kms:PutKeyPolicy on the
+ * service key alias/p11kms/default) manage them; every change is audited.
+ * Create: at most two per principal. *access_key_id "AKIA..." (20 chars,
+ * p11kms_free) and *secret (40 chars) are returned once; the secret exists
+ * outside the HSM only in that buffer (locked memory, wiped by
+ * p11kms_buf_free).
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_access_key_create(p11kms *h, const p11kms_caller *c, const char *principal,
+                                                              char **access_key_id, p11kms_buf **secret);
+/* JSON array of {"AccessKeyId","Principal","Status":"Active"|"Inactive","CreateDate"}; principal NULL = all. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_access_key_list(p11kms *h, const p11kms_caller *c, const char *principal,
+                                                            char **json);
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_access_key_set_enabled(p11kms *h, const p11kms_caller *c,
+                                                                   const char *access_key_id, int enabled);
+/* Removes the record and destroys the token object. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_access_key_delete(p11kms *h, const p11kms_caller *c,
+                                                              const char *access_key_id);
+
+/* The ARN that names a key in every response: arn:aws:kms:REGION:ACCOUNT:key/UUID (p11kms_free). */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_arn(p11kms *h, const char *key_id, char **arn);
+/*
+ * Turn automatic rotation on (days 90..2560) or off (days 0): AWS
+ * EnableKeyRotation / DisableKeyRotation, kms:EnableKeyRotation /
+ * kms:DisableKeyRotation. p11kms_key_describe reports the period.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_set_rotation(p11kms *h, const p11kms_caller *c, const char *key,
+                                                             unsigned days);
+/* Point an existing alias at another key (AWS UpdateAlias): kms:UpdateAlias on the old and the new key. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_alias_update(p11kms *h, const p11kms_caller *c, const char *alias,
+                                                         const char *key);
 
 #ifdef __cplusplus
 }

@@ -98,6 +98,10 @@ typedef struct pk_audit_event {
     bool pending;                /* a change about to be committed: "pending" (result is ignored) */
     const pk_audit_kv *details;  /* extra public data */
     size_t n_details;
+    /* How the caller authenticated (p11kmsd): logged as "auth":{...} when method is set. */
+    const char *auth_method;     /* "peer-uid", "sigv4", "certificate"; NULL: in-process, no member */
+    const char *auth_id;         /* uid/gid, access key id or certificate subject */
+    const char *auth_request_id; /* the daemon's request id (x-amzn-RequestId) */
 } pk_audit_event;
 
 typedef enum pk_audit_sync {

@@ -196,6 +196,16 @@ static pk_result put_sids(body_w *w, const char *const *sids, size_t n)
     return pk_buf_append(w->b, "]", 1);
 }
 
+/* "auth":{"method":..,"id":..,"request_id":..}: how a daemon caller proved who it is (issue 12). */
+static pk_result put_auth(body_w *w, const pk_audit_event *ev)
+{
+    PK_GUARD(pk_buf_append_str(w->b, ",\"auth\":{"));
+    PK_GUARD(put_member(w, false, "method", ev->auth_method));
+    if (ev->auth_id != NULL) PK_GUARD(put_member(w, true, "id", ev->auth_id));
+    if (ev->auth_request_id != NULL) PK_GUARD(put_member(w, true, "request_id", ev->auth_request_id));
+    return pk_buf_append(w->b, "}", 1);
+}
+
 static pk_result write_body(body_w *w, const pk_audit_event *ev, const char *request_id)
 {
     static const char *const resource_keys[] = {"key_id", "key_version", "alias", "secret_id", "connection"};
@@ -223,6 +233,7 @@ static pk_result write_body(body_w *w, const pk_audit_event *ev, const char *req
     PK_GUARD(put_member(w, true, "result",
                         ev->pending ? "pending" : ev->result == P11KMS_OK ? "ok" : p11kms_rc_name(ev->result)));
     if (ev->n_details > 0) PK_GUARD(put_map(w, "details", ev->details, ev->n_details));
+    if (ev->auth_method != NULL) PK_GUARD(put_auth(w, ev));
     if (w->dropped > 0) {
         PK_GUARD(pk_buf_append_str(body, ",\"duplicate_keys_dropped\":"));
         PK_GUARD(put_u64(body, w->dropped));

@@ -274,19 +274,6 @@ P11KMS_API p11kms_rc p11kms_key_cancel_deletion(p11kms *h, const p11kms_caller *
     return managed(h, c, key, "kms:CancelKeyDeletion", do_cancel, NULL);
 }
 
-/*
- * Service-wide administration (purge now; access keys later) belongs to the
- * service administrators: whoever the service key's policy allows `action`.
- * The service key is named in the record, so a denial says where to look.
- */
-static pk_result authorize_service_admin(pk_op *op, const char *action)
-{
-    pk_key *k = NULL;
-    PK_GUARD(load_authorized(op, PK_SERVICE_ALIAS, action, &k));
-    pk_key_release(op->h, k);
-    return PK_OK;
-}
-
 P11KMS_API p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **report_json)
 {
     pk_op op;
@@ -299,7 +286,7 @@ P11KMS_API p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:PurgeKeys"));
     pk_op_output_str(&op, report_json);
     /* Purge destroys keys: only a key administrator of the service may run it. */
-    PK_TRY(authorize_service_admin(&op, "kms:ScheduleKeyDeletion"));
+    PK_TRY(pk_op_authorize_service_admin(&op, "kms:ScheduleKeyDeletion"));
     PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_key_purge(h, true, &rep));
     pk_jo_init(&j, &out);

@@ -44,11 +44,59 @@ P11KMS_API p11kms_rc p11kms_caller_set_source_ip(p11kms_caller *c, const char *i
     return P11KMS_OK;
 }
 
+#define AUTH_ID_MAX 512
+
+const char *pk_auth_method_name(p11kms_auth_method m)
+{
+    switch (m) {
+    case P11KMS_AUTH_PEER_UID: return "peer-uid";
+    case P11KMS_AUTH_SIGV4: return "sigv4";
+    case P11KMS_AUTH_CERTIFICATE: return "certificate";
+    case P11KMS_AUTH_NONE:
+    default: return NULL;
+    }
+}
+
+static pk_result dup_opt(const char *s, const char *what, char **out)
+{
+    *out = NULL;
+    if (s == NULL) return PK_OK;
+    PK_ENSURE(strlen(s) <= AUTH_ID_MAX, P11KMS_ERR_INVALID_ARGUMENT, "%s is longer than %d bytes", what, AUTH_ID_MAX);
+    *out = strdup(s);
+    PK_ENSURE_ALLOC(*out);
+    return PK_OK;
+}
+
+P11KMS_API p11kms_rc p11kms_caller_set_auth(p11kms_caller *c, p11kms_auth_method method, const char *identity,
+                                            const char *request_id)
+{
+    char *id = NULL, *rid = NULL;
+    pk_result r;
+    pk_error_clear();
+    if (c == NULL) return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no caller").code;
+    if (method != P11KMS_AUTH_NONE && pk_auth_method_name(method) == NULL)
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "unknown authentication method %d", (int)method).code;
+    r = dup_opt(identity, "authenticated identity", &id);
+    if (pk_ok(r)) r = dup_opt(request_id, "request id", &rid);
+    if (pk_failed(r)) {
+        free(id);
+        return r.code;
+    }
+    free(c->auth_id);
+    free(c->auth_request_id);
+    c->auth = method;
+    c->auth_id = id;
+    c->auth_request_id = rid;
+    return P11KMS_OK;
+}
+
 P11KMS_API void p11kms_caller_free(p11kms_caller *c)
 {
     if (c == NULL) return;
     free(c->principal);
     free(c->source_ip);
+    free(c->auth_id);
+    free(c->auth_request_id);
     free(c);
 }
 
@@ -168,6 +216,20 @@ pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action)
                    op->caller->principal, action, k->id, pk_decision_name(res.decision), sids);
 }
 
+pk_result pk_op_authorize_service_admin(pk_op *op, const char *action)
+{
+    pk_key_ref ref;
+    pk_key *k = NULL;
+    pk_result r;
+    PK_GUARD(pk_key_resolve(op->h, PK_SERVICE_ALIAS, false, &ref));
+    pk_op_set_key(op, &ref);
+    PK_GUARD(pk_key_get(op->h, ref.key_id, &k));
+    r = k->state == PK_KEY_DELETED ? pk_fail(P11KMS_ERR_NOT_FOUND, "key %s was deleted", ref.key_id)
+                                   : pk_op_authorize(op, k, action);
+    pk_key_release(op->h, k);
+    return r;
+}
+
 pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad)
 {
     pk_result r = pk_context_encode(pk_ctx_cast(ctx), n, aad);
@@ -270,7 +332,7 @@ static void withhold(pk_op *op)
 static pk_result op_record(pk_op *op, pk_result r, bool pending)
 {
     pk_audit_event ev;
-    pk_audit_kv details[3];
+    pk_audit_kv details[4];
     char version[16];
 
     memset(&ev, 0, sizeof(ev));
@@ -297,6 +359,12 @@ static pk_result op_record(pk_op *op, pk_result r, bool pending)
     if (op->src_key_id[0]) details[ev.n_details++] = (pk_audit_kv){"source_key_id", op->src_key_id};
     if (op->ctx_invalid) details[ev.n_details++] = (pk_audit_kv){"context_invalid", "true"};
     if (op->bypass != NULL) details[ev.n_details++] = (pk_audit_kv){"bypassed", op->bypass};
+    if (op->access_key_id != NULL) details[ev.n_details++] = (pk_audit_kv){"access_key_id", op->access_key_id};
+    if (op->caller != NULL) {
+        ev.auth_method = pk_auth_method_name(op->caller->auth);
+        ev.auth_id = op->caller->auth_id;
+        ev.auth_request_id = op->caller->auth_request_id;
+    }
     return pk_audit_write(op->h->audit, &ev, op->request_id);
 }
 

@@ -13,7 +13,13 @@
 struct p11kms_caller {
     char *principal;
     char *source_ip;
+    p11kms_auth_method auth;   /* how the daemon authenticated it (P11KMS_AUTH_NONE in-process) */
+    char *auth_id;             /* uid/gid, access key id or certificate */
+    char *auth_request_id;     /* the daemon's request id */
 };
+
+/* The audit name of an authentication method ("sigv4"), or NULL for in-process callers. */
+const char *pk_auth_method_name(p11kms_auth_method m);
 
 struct p11kms_buf {
     uint8_t *data;
@@ -31,6 +37,7 @@ typedef struct pk_op {
     char alias[PK_ALIAS_MAX + 8];
     const char *secret_id;
     const char *connection;
+    const char *access_key_id;         /* access-key management: the key acted on (never its secret) */
     const pk_ctx_kv *ctx;              /* only a context that passed pk_context_encode */
     size_t nctx;
     bool ctx_invalid;                  /* the caller's context was refused and is not on record */
@@ -59,6 +66,13 @@ void pk_op_set_key(pk_op *op, const pk_key_ref *ref);
  * naming principal, action, key and decision, never context values.
  */
 PK_MUST_USE pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action);
+/*
+ * Service-wide administration (purge, access keys) belongs to the service
+ * administrators: whoever the service key's (alias/p11kms/default) policy
+ * allows `action`. The service key is named in the record, so a denial says
+ * where to look.
+ */
+PK_MUST_USE pk_result pk_op_authorize_service_admin(pk_op *op, const char *action);
 /* A key's state allows cryptographic use (checked after authorisation, as AWS does). */
 PK_MUST_USE pk_result pk_key_usable(const pk_key *k);
 /*

@@ -39,6 +39,11 @@ static const struct {
     [P11KMS_ERR_NO_MEMORY] = {"P11KMS_ERR_NO_MEMORY", "out of memory", 1},
     [P11KMS_ERR_INTERNAL] = {"P11KMS_ERR_INTERNAL", "internal error", 1},
     [P11KMS_ERR_NOT_INITIALIZED] = {"P11KMS_ERR_NOT_INITIALIZED", "store not initialised", 3},
+    /* Authentication refusals exit 4, like a denial. */
+    [P11KMS_ERR_SIGNATURE_INVALID] = {"P11KMS_ERR_SIGNATURE_INVALID", "request signature does not match", 4},
+    [P11KMS_ERR_UNRECOGNIZED_CLIENT] = {"P11KMS_ERR_UNRECOGNIZED_CLIENT", "access key unknown or disabled", 4},
+    [P11KMS_ERR_INCOMPLETE_SIGNATURE] = {"P11KMS_ERR_INCOMPLETE_SIGNATURE", "request signature incomplete", 4},
+    [P11KMS_ERR_REQUEST_EXPIRED] = {"P11KMS_ERR_REQUEST_EXPIRED", "request expired", 4},
 };
 
 static int rc_valid(p11kms_rc rc) { return (int)rc >= 0 && rc < P11KMS_RC_COUNT_; }
