@@ -3,7 +3,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "crypto/crypto.h"
@@ -105,4 +107,30 @@ pk_result pk_kwp_wrap_kat(const uint8_t kek[32], const uint8_t *key, size_t key_
 out:
     EVP_CIPHER_CTX_free(c);
     return r;
+}
+
+/* The HMAC implementation, fetched once: a fetch per call is a provider lookup under a lock. */
+static EVP_MAC *hmac_alg;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_fetch(void) { hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL); }
+
+pk_result pk_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_t n,
+                         uint8_t out[PK_HMAC_SHA256_LEN])
+{
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    EVP_MAC_CTX *ctx;
+    size_t len = 0;
+    int ok;
+
+    pthread_once(&hmac_once, hmac_fetch);
+    PK_ENSURE(hmac_alg != NULL, P11KMS_ERR_INTERNAL, "OpenSSL has no HMAC implementation");
+    ctx = EVP_MAC_CTX_new(hmac_alg);
+    PK_ENSURE_ALLOC(ctx);
+    ok = EVP_MAC_init(ctx, key, key_len, params) == 1 && EVP_MAC_update(ctx, data, n) == 1 &&
+         EVP_MAC_final(ctx, out, &len, PK_HMAC_SHA256_LEN) == 1 && len == PK_HMAC_SHA256_LEN;
+    EVP_MAC_CTX_free(ctx); /* frees (and cleanses) the keyed state */
+    PK_ENSURE(ok, P11KMS_ERR_INTERNAL, "OpenSSL HMAC-SHA256 failed");
+    return PK_OK;
 }

@@ -32,6 +32,16 @@ void pk_sha256_free(pk_sha256_ctx *ctx);
 PK_MUST_USE pk_result pk_sha256_digest(pk_sha256_ctx *ctx, const void *p, size_t n, uint8_t out[PK_SHA256_LEN]);
 
 /*
+ * HMAC-SHA256 (RFC 2104) in software with OpenSSL's EVP_MAC. Only for keys
+ * derived outside the token by design: the SigV4 signing-key chain after
+ * its first step, which runs in the HSM (docs/AUTH.md). The caller wipes
+ * key and out.
+ */
+#define PK_HMAC_SHA256_LEN 32
+PK_MUST_USE pk_result pk_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_t n,
+                                     uint8_t out[PK_HMAC_SHA256_LEN]);
+
+/*
  * RFC 5649 AES-256 key wrap with padding, in software. Used only to check a
  * token's key-wrap mechanism against a known answer built from public test
  * values at probe time; never with real keys.

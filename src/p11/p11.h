@@ -171,6 +171,16 @@ void pk_p11_get_stats(pk_p11 *p, pk_p11_stats *out);
 /* Tests only: close every session behind the pool's back, as a token reset would. */
 void pk_p11_test_drop_sessions(pk_p11 *p);
 
+/* ---- Imported secrets (p11_secret.c) ---- */
+/*
+ * Create a token generic secret holding `value` (SigV4: "AWS4" + secret):
+ * sensitive, non-extractable, CKA_SIGN only. HMAC with pk_p11_hmac, remove
+ * with pk_p11_destroy_key. The caller wipes value.
+ */
+PK_MUST_USE pk_result pk_p11_secret_create(pk_p11 *p, const pk_keyid *id, const char *label, pk_bytes value);
+/* Tests and reports: does reading CKA_VALUE succeed? (false: CKR_ATTRIBUTE_SENSITIVE) */
+PK_MUST_USE pk_result pk_p11_secret_value_readable(pk_p11 *p, const pk_keyid *id, bool *readable);
+
 /* ---- Token set-up (softhsm-token.sh, test fixtures) ---- */
 /*
  * Initialise the token in the first free slot of `module` with `label`,
