@@ -40,6 +40,7 @@ struct p11kms {
      */
     int64_t store_recheck_ms;
     int64_t store_checked_at; /* monotonic ms of the last check (under store_lock) */
+    struct pk_sigv4_cache *sigv4; /* derived SigV4 signing keys (core/api_sigv4.c), made on first use */
 };
 
 #define PK_STORE_RECHECK_MS 50

@@ -13,6 +13,7 @@
 
 #include "audit/audit.h"
 #include "conf/conf.h"
+#include "core/access.h"
 #include "core/op.h"
 #include "json/json_in.h"
 #include "secrets/secrets.h"
@@ -210,6 +211,7 @@ P11KMS_API void p11kms_close(p11kms *h)
     h->audit = NULL;
     /* Wipes the decrypted-secret cache before the handle goes away. */
     pk_secrets_detach(h);
+    pk_sigv4_cache_free(h->sigv4); /* wipes the derived signing keys */
     pk_keycache_free(h->keys);
     pk_store_flush_close(h);
     pk_store_close(h->store);
