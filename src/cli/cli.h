@@ -104,6 +104,7 @@ int pk_cmd_token(pk_cli *cli, int argc, char **argv);
 int pk_cmd_init(pk_cli *cli, int argc, char **argv);
 int pk_cmd_key(pk_cli *cli, int argc, char **argv);
 int pk_cmd_alias(pk_cli *cli, int argc, char **argv);
+int pk_cmd_access_key(pk_cli *cli, int argc, char **argv);
 int pk_cmd_encrypt(pk_cli *cli, int argc, char **argv);
 int pk_cmd_decrypt(pk_cli *cli, int argc, char **argv);
 int pk_cmd_datakey(pk_cli *cli, int argc, char **argv);

@@ -253,6 +253,27 @@ static const pk_help_entry table[] = {
      "resolves; OUT is replaced atomically and has mode 0600.",
      OPTS({"-o OUT, --out OUT", "write to OUT (default: stdout)"}),
      "p11kms render flink-conf.yaml.in -o flink-conf.yaml"},
+    {"access-key create", "access-key create --principal ARN", "SigV4 access key for p11kmsd",
+     "Create an access key for PRINCIPAL (at most two each, so keys can be\n"
+     "rotated) and print its AccessKeyId and SecretAccessKey once. The secret\n"
+     "lives only in the HSM, as a non-extractable key; it cannot be shown again.\n"
+     "Only the service administrators (kms:PutKeyPolicy on alias/p11kms/default)\n"
+     "may manage access keys.",
+     OPTS({"--principal ARN", "the principal the key authenticates as"}),
+     "p11kms access-key create --principal arn:aws:iam::111122223333:role/flink-operator"},
+    {"access-key list", "access-key list [--principal ARN]", "access keys and their status",
+     "List access keys (never their secrets): id, Active or Inactive, creation\n"
+     "date and principal; all of them or those of one principal.",
+     OPTS({"--principal ARN", "only this principal's keys"}), "p11kms access-key list"},
+    {"access-key disable", "access-key disable ACCESS_KEY_ID", "refuse requests signed with a key",
+     "Set an access key to Inactive: p11kmsd answers its requests with\n"
+     "UnrecognizedClientException until it is enabled again.", NULL,
+     "p11kms access-key disable AKIAIOSFODNN7EXAMPLE"},
+    {"access-key enable", "access-key enable ACCESS_KEY_ID", "accept a disabled key again",
+     "Set an Inactive access key to Active.", NULL, "p11kms access-key enable AKIAIOSFODNN7EXAMPLE"},
+    {"access-key delete", "access-key delete ACCESS_KEY_ID", "remove a key and its HSM object",
+     "Delete an access key: its record and the token object holding its secret.", NULL,
+     "p11kms access-key delete AKIAIOSFODNN7EXAMPLE"},
     {"help", "help [--commands | COMMAND [SUBCOMMAND]]", "this help, or a command's",
      "Print the usage, options and an example of a command. --commands lists\n"
      "every command path, one a line. `p11kms COMMAND [SUBCOMMAND] --help` does\n"
@@ -274,6 +295,7 @@ static const struct {
     {"Secrets (Flink FLIP-529; values as k=v, k=@FILE or --from-json FILE|-):", "secret"},
     {"Connections (NAME: [catalog.][db.]name; sensitive options kept in a secret):", "connection"},
     {"Rendering:", "render"},
+    {"Access keys for p11kmsd (service administrators only):", "access-key"},
     {"Help:", "help"},
 };
 

@@ -28,6 +28,7 @@ static const command commands[] = {
     {"secret", pk_cmd_secret},
     {"connection", pk_cmd_connection},
     {"render", pk_cmd_render},
+    {"access-key", pk_cmd_access_key},
 };
 
 int main(int argc, char **argv)

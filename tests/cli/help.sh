@@ -49,6 +49,11 @@ connection show-create
 connection resolve
 connection list
 render
+access-key create
+access-key list
+access-key disable
+access-key enable
+access-key delete
 help"
 run "$P11KMS" help --commands
 expect_rc 0 "help --commands"; expect_out "$want" "help --commands lists every command path"
