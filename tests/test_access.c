@@ -225,8 +225,29 @@ static void host_unsigned(vreq *v)
 
 static void wrong_service(vreq *v) { v->req.service = "kms"; }
 
+
+static void date_mismatch(vreq *v)
+{
+    for (size_t i = 0; i < v->nhdr; i++)
+        if (strcmp(v->hdr[i].name, "X-Amz-Date") == 0) v->hdr[i].value = "20150831T123600Z";
+
+}
+
+static void test_access_body_must_match_content_sha256(void)
+{
+    vreq v;
+    p11kms_caller *c = NULL;
+    vreq_load("post-x-www-form-urlencoded", &v);
+    v.req.body = (const uint8_t *)"Param1=value2";
+    PK_ASSERT_RC(p11kms_sigv4_verify(h, &v.req, &c, NULL), P11KMS_ERR_SIGNATURE_INVALID,
+                 "x-amz-content-sha256 does not match the SHA-256 of the request body");
+    vreq_free(&v);
+}
+
 static void test_access_refusals_use_aws_error_names(void)
 {
+    refused(date_mismatch, 24 * 3600 * 1000 - 60000, P11KMS_ERR_SIGNATURE_INVALID,
+            "the date in the credential scope (20150830) does not match x-amz-date");
     refused(tamper, 0, P11KMS_ERR_SIGNATURE_INVALID,
             "the request signature does not match the signature p11kms calculated; check the secret access key "
             "and the signing method");
@@ -338,6 +359,13 @@ static void test_access_audit_record_carries_auth(void)
     PK_ASSERT_RC(p11kms_caller_set_auth(c, (p11kms_auth_method)42, "x", NULL), P11KMS_ERR_INVALID_ARGUMENT,
                  "unknown authentication method 42");
     p11kms_caller_free(c);
+    /* The Unix socket's peer credentials. */
+    CU_ASSERT_EQUAL_FATAL(p11kms_caller_new(OPERATOR, &c), P11KMS_OK);
+    CU_ASSERT_EQUAL(p11kms_caller_set_auth(c, P11KMS_AUTH_PEER_UID, "uid=1001 gid=1001", NULL), P11KMS_OK);
+    CU_ASSERT_EQUAL(p11kms_key_list(h, c, &json), P11KMS_OK);
+    p11kms_free(json);
+    CU_ASSERT_TRUE(file_has(path, "\"auth\":{\"method\":\"peer-uid\",\"id\":\"uid=1001 gid=1001\"}"));
+    p11kms_caller_free(c);
     vreq_free(&v);
 }
 
@@ -393,6 +421,7 @@ int main(void)
     CU_TestInfo tests[] = {
         {"test_access_aws_suite_vectors_verify", test_access_aws_suite_vectors_verify},
         {"test_access_refusals_use_aws_error_names", test_access_refusals_use_aws_error_names},
+        {"test_access_body_must_match_content_sha256", test_access_body_must_match_content_sha256},
         {"test_access_disabled_key_is_unrecognized_even_when_cached",
          test_access_disabled_key_is_unrecognized_even_when_cached},
         {"test_access_create_only_by_admins_and_secret_stays_in_hsm",
