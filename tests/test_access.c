@@ -356,6 +356,10 @@ static void test_access_audit_record_carries_auth(void)
     refused(tamper, 0, P11KMS_ERR_SIGNATURE_INVALID, NULL);
     CU_ASSERT_TRUE(file_has(path, "\"action\":\"p11kms:Authenticate\""));
     CU_ASSERT_TRUE(file_has(path, "\"result\":\"P11KMS_ERR_SIGNATURE_INVALID\""));
+    CU_ASSERT_TRUE(file_has(path, "\"principal\":\"" OPERATOR "\",\"action\":\"p11kms:Authenticate\""));
+    refused(unknown_key, 0, P11KMS_ERR_UNRECOGNIZED_CLIENT, NULL);
+    CU_ASSERT_TRUE(file_has(path, "\"principal\":null,\"action\":\"p11kms:Authenticate\""));
+    CU_ASSERT_TRUE(file_has(path, "\"auth\":{\"method\":\"sigv4\",\"id\":\"AKIDUNKNOWN\"}"));
     PK_ASSERT_RC(p11kms_caller_set_auth(c, (p11kms_auth_method)42, "x", NULL), P11KMS_ERR_INVALID_ARGUMENT,
                  "unknown authentication method 42");
     p11kms_caller_free(c);

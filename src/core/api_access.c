@@ -151,6 +151,20 @@ static pk_result random_chars(p11kms *h, const char *alphabet, size_t alen, char
     return PK_OK;
 }
 
+static void drop_orphan(p11kms *h, const char *akid)
+{
+    pk_access_key k;
+    pk_keyid tid;
+    bool found = true;
+    char detail[512];
+    snprintf(detail, sizeof(detail), "%s", p11kms_last_error()); /* the caller must see the first failure */
+    if (pk_ok(pk_access_key_load(h, akid, &k, &found)) && !found) {
+        pk_access_key_token_id(akid, &tid);
+        PK_IGNORE(pk_p11_destroy_key(h->p11, &tid));
+    }
+    pk_fail(P11KMS_ERR_INTERNAL, "%s", detail);
+}
+
 static pk_result store_key(p11kms *h, const char *principal, const char *akid, const char *secret, size_t slen)
 {
     create_job j;
@@ -168,7 +182,9 @@ static pk_result store_key(p11kms *h, const char *principal, const char *akid, c
     PK_TRY(pk_secbuf_append(&value, "AWS4", 4));
     PK_TRY(pk_secbuf_append(&value, secret, slen));
     j.value = pk_bytes_of(value.data, value.len);
-    PK_TRY(pk_with_write_tx(h, create_tx, &j));
+    r = pk_with_write_tx(h, create_tx, &j);
+    /* Rolled back after the object was made (e.g. the audit trail refused the record): remove the object. */
+    if (pk_failed(r)) drop_orphan(h, akid);
 out:
     pk_secbuf_free(&value);
     return r;

@@ -162,9 +162,9 @@ static pk_result signing_key(p11kms *h, const pk_sigv4_auth *a, uint8_t out[PK_H
     if (cache_lookup(c, key, gen, out, principal)) return PK_OK;
     PK_GUARD(pk_access_key_load(h, a->akid, &k, &found));
     PK_ENSURE(found, P11KMS_ERR_UNRECOGNIZED_CLIENT, "the access key id %s is not known to p11kms", a->akid);
+    memcpy(principal, k.principal, 256); /* also names the principal in a refusal's record */
     PK_ENSURE(k.active, P11KMS_ERR_UNRECOGNIZED_CLIENT, "the access key %s is disabled", a->akid);
     PK_GUARD(derive(h, a, out));
-    memcpy(principal, k.principal, 256);
     cache_put(c, key, gen, out, principal);
     return PK_OK;
 }
@@ -220,19 +220,21 @@ out:
     return r;
 }
 
-/* Every refusal is on record: who tried (the access key id), why, and the principal when the key is known. */
-static p11kms_rc refuse(p11kms *h, const pk_sigv4_auth *a, pk_result r)
+/*
+ * Every refusal is on record: who tried (the access key id), why, and the
+ * principal when the key was looked up. No extra store or HSM work here: a
+ * flood of bad requests costs no more than the checks themselves.
+ */
+static p11kms_rc refuse(p11kms *h, const pk_sigv4_auth *a, const char *principal, pk_result r)
 {
     char detail[512], rid[PK_AUDIT_REQUEST_ID_MAX + 1];
     pk_audit_event ev;
     pk_audit_kv details[1];
-    pk_access_key k;
-    bool found = false;
     pk_result ar;
 
     snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
     memset(&ev, 0, sizeof(ev));
-    if (a->akid[0] != '\0' && pk_ok(pk_access_key_load(h, a->akid, &k, &found)) && found) ev.principal = k.principal;
+    if (principal[0] != '\0') ev.principal = principal;
     ev.action = "p11kms:Authenticate";
     ev.decision = PK_AUDIT_DECISION_NA;
     ev.result = r.code;
@@ -252,7 +254,7 @@ P11KMS_API p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms_sigv4_request *
                                          char **access_key_id)
 {
     pk_sigv4_auth a;
-    char principal[256];
+    char principal[256] = "";
     bool dup = false;
     pk_result r;
     p11kms_rc rc;
@@ -267,7 +269,7 @@ P11KMS_API p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms_sigv4_request *
     r = dup ? pk_fail(P11KMS_ERR_INCOMPLETE_SIGNATURE, "the request has more than one Authorization header")
             : pk_sigv4_parse_authorization(authz, &a);
     if (pk_ok(r)) r = verify(h, req, &a, principal);
-    if (pk_failed(r)) return refuse(h, &a, r);
+    if (pk_failed(r)) return refuse(h, &a, principal, r);
     rc = p11kms_caller_new(principal, caller);
     if (rc == P11KMS_OK) rc = p11kms_caller_set_auth(*caller, P11KMS_AUTH_SIGV4, a.akid, NULL);
     if (rc == P11KMS_OK && access_key_id != NULL && (*access_key_id = strdup(a.akid)) == NULL)
