@@ -13,7 +13,11 @@
 
 #include "core/access.h"
 #include "core/op.h"
+#include "crypto/crypto.h"
 #include "lib/fixture.h"
+#include "util/codec.h"
+
+#include <pthread.h>
 
 #define ADMIN "arn:aws:iam::111122223333:role/key-admin"
 #define OPERATOR "arn:aws:iam::111122223333:role/flink-operator"
@@ -420,6 +424,46 @@ static void test_access_key_arn_rotation_and_update_alias(void)
     p11kms_free(k2);
 }
 
+/* RFC 4231 test case 2: the host-side half of the signing-key chain. */
+static void test_access_hmac_sha256_known_answer(void)
+{
+    uint8_t mac[PK_HMAC_SHA256_LEN];
+    char hex[2 * PK_HMAC_SHA256_LEN + 1];
+    const char data[] = "what do ya want for nothing?";
+    CU_ASSERT_FATAL(pk_ok(pk_hmac_sha256((const uint8_t *)"Jefe", 4, data, strlen(data), mac)));
+    pk_hex_encode(mac, sizeof(mac), hex);
+    CU_ASSERT_STRING_EQUAL(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+static void *verify_loop(void *arg)
+{
+    const char *name = arg;
+    vreq v;
+    long failures = 0;
+    vreq_load(name, &v);
+    for (int i = 0; i < 200; i++) {
+        p11kms_caller *c = NULL;
+        if (p11kms_sigv4_verify(h, &v.req, &c, NULL) != P11KMS_OK) failures++;
+        p11kms_caller_free(c);
+        /* Now and then drop the cache under the other threads' feet. */
+        if (i % 50 == 0) pk_sigv4_cache_clear(h);
+    }
+    vreq_free(&v);
+    return (void *)failures;
+}
+
+static void test_access_verify_is_thread_safe(void)
+{
+    static const char *const names[] = {"get-vanilla", "post-vanilla", "get-utf8", "get-header-value-trim"};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, verify_loop, (void *)names[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        void *failures = NULL;
+        pthread_join(t[i], &failures);
+        CU_ASSERT_EQUAL((long)failures, 0);
+    }
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -432,6 +476,8 @@ int main(void)
          test_access_create_only_by_admins_and_secret_stays_in_hsm},
         {"test_access_audit_record_carries_auth", test_access_audit_record_carries_auth},
         {"test_access_key_arn_rotation_and_update_alias", test_access_key_arn_rotation_and_update_alias},
+        {"test_access_hmac_sha256_known_answer", test_access_hmac_sha256_known_answer},
+        {"test_access_verify_is_thread_safe", test_access_verify_is_thread_safe},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"test_access", suite_init, suite_clean, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

@@ -13,6 +13,9 @@ check 'p11-kit/|pkcs11' p11
 check 'openssl/' crypto
 check 'jansson' json
 check 'sqlite3' store
+# src/auth (SigV4 canonicalisation) is pure: it calls only crypto and util, never up into core.
+bad=$(grep -lE '#include "(core|keys|store|p11|audit|secrets|policy|cli)/' "$src"/auth/*.[ch] 2>/dev/null || true)
+if [ -n "$bad" ]; then echo "FAIL: src/auth includes a higher layer: $bad"; fail=1; fi
 if grep -rn "#include" "$src/../include/p11kms/p11kms.h" | grep -vE '<std(def|int)\.h>'; then
     echo "FAIL: the public header includes more than stddef.h/stdint.h"; fail=1
 fi
