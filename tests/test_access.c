@@ -464,6 +464,24 @@ static void test_access_verify_is_thread_safe(void)
     }
 }
 
+/* Records with "auth" and p11kms:Authenticate refusals keep the chain verifiable. */
+static void test_access_audit_chain_verifies(void)
+{
+    pk_audit_report rep;
+    char path[512], **files = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof(path), "%s/audit.log", fx.dir);
+    memset(&rep, 0, sizeof(rep));
+    CU_ASSERT_TRUE_FATAL(pk_ok(pk_audit_series(path, &files, &n)));
+    CU_ASSERT_TRUE_FATAL(n > 0);
+    CU_ASSERT_TRUE(pk_ok(pk_audit_verify(h->p11, NULL, (const char *const *)files, n, PK_AUDIT_VERIFY_ALLOW_UNSEALED,
+                                         &rep)));
+    CU_ASSERT_EQUAL(rep.problem, PK_AUDIT_OK);
+    if (rep.problem != PK_AUDIT_OK) fprintf(stderr, "\n  audit: %s\n", rep.detail);
+    CU_ASSERT_TRUE(rep.records > 10);
+    pk_audit_series_free(files, n);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -478,6 +496,7 @@ int main(void)
         {"test_access_key_arn_rotation_and_update_alias", test_access_key_arn_rotation_and_update_alias},
         {"test_access_hmac_sha256_known_answer", test_access_hmac_sha256_known_answer},
         {"test_access_verify_is_thread_safe", test_access_verify_is_thread_safe},
+        {"test_access_audit_chain_verifies", test_access_audit_chain_verifies},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"test_access", suite_init, suite_clean, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
