@@ -464,6 +464,26 @@ static void test_access_verify_is_thread_safe(void)
     }
 }
 
+/* The report knows access-key objects, but still flags one whose record is gone (a crash mid-delete). */
+static void test_access_report_flags_only_orphaned_objects(void)
+{
+    char *json = NULL;
+    size_t nf = 99;
+    pk_keyid tid;
+    PK_ASSERT_RC(p11kms_report_keys(h, admin, &json, &nf), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NULL(strstr(json, "UnknownTokenObject"));
+    p11kms_free(json);
+    pk_access_key_token_id("AKIAORPHANORPHAN2345", &tid);
+    CU_ASSERT_FATAL(pk_ok(pk_p11_secret_create(h->p11, &tid, "p11kms:access:AKIAORPHANORPHAN2345",
+                                               pk_bytes_of("AWS4x", 5))));
+    PK_ASSERT_RC(p11kms_report_keys(h, admin, &json, &nf), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "UnknownTokenObject"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "p11kms:access:AKIAORPHANORPHAN2345"));
+    CU_ASSERT_EQUAL(nf, 1);
+    p11kms_free(json);
+    CU_ASSERT(pk_ok(pk_p11_destroy_key(h->p11, &tid)));
+}
+
 /* Records with "auth" and p11kms:Authenticate refusals keep the chain verifiable. */
 static void test_access_audit_chain_verifies(void)
 {
@@ -496,6 +516,7 @@ int main(void)
         {"test_access_key_arn_rotation_and_update_alias", test_access_key_arn_rotation_and_update_alias},
         {"test_access_hmac_sha256_known_answer", test_access_hmac_sha256_known_answer},
         {"test_access_verify_is_thread_safe", test_access_verify_is_thread_safe},
+        {"test_access_report_flags_only_orphaned_objects", test_access_report_flags_only_orphaned_objects},
         {"test_access_audit_chain_verifies", test_access_audit_chain_verifies},
         CU_TEST_INFO_NULL,
     };

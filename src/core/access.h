@@ -36,6 +36,12 @@ PK_MUST_USE pk_result pk_access_key_load(p11kms *h, const char *akid, pk_access_
  */
 PK_MUST_USE pk_result pk_access_key_import(p11kms *h, const char *principal, const char *akid, const char *secret);
 
+/*
+ * Is this token object the secret of an access key the store knows? (The
+ * compliance report must not call it unknown.) Takes store_lock.
+ */
+bool pk_access_key_owns_object(p11kms *h, const pk_p11_object *o);
+
 /* ---- SigV4 signing-key cache (core/api_sigv4.c) ---- */
 struct pk_sigv4_cache;
 /* Wipe every cached signing key and free the cache (p11kms_close). NULL is fine. */

@@ -95,6 +95,19 @@ pk_result pk_access_key_load(p11kms *h, const char *akid, pk_access_key *out, bo
     return r;
 }
 
+bool pk_access_key_owns_object(p11kms *h, const pk_p11_object *o)
+{
+    const size_t plen = strlen(PK_ACCESS_LABEL_PREFIX);
+    const char *akid = o->label + plen;
+    pk_access_key k;
+    pk_keyid tid;
+    bool found = false;
+    if (strncmp(o->label, PK_ACCESS_LABEL_PREFIX, plen) != 0 || pk_failed(akid_valid(akid))) return false;
+    pk_access_key_token_id(akid, &tid);
+    if (tid.len != o->id.len || memcmp(tid.bytes, o->id.bytes, tid.len) != 0) return false;
+    return pk_ok(pk_access_key_load(h, akid, &k, &found)) && found && strcmp(k.label, o->label) == 0;
+}
+
 /* ---- create ---- */
 
 typedef struct create_job {

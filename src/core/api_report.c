@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/access.h"
 #include "core/op.h"
 #include "util/codec.h"
 #include "util/json_out.h"
@@ -125,7 +126,7 @@ static pk_result unknown_objects(p11kms *h, const pk_key_list *l, pk_json_out *j
     for (size_t i = 0; pk_ok(r) && i < n; i++) {
         char hex[2 * PK_KEYID_MAX + 1], msg[300];
         pk_key_attrs a;
-        if (is_known_object(l, &objs[i])) continue;
+        if (is_known_object(l, &objs[i]) || pk_access_key_owns_object(h, &objs[i])) continue;
         pk_hex_encode(objs[i].id.bytes, objs[i].id.len, hex);
         pk_jo_obj_begin(j);
         pk_jo_kstr(j, "Label", objs[i].label);

@@ -85,4 +85,8 @@ for a in CreateAccessKey DisableAccessKey EnableAccessKey DeleteAccessKey; do
 done
 run "$P11KMS" audit verify
 expect_rc 0 "audit verify"
+
+# An access key's token object is known to the compliance report: no finding.
+as "$ADM" report keys
+expect_rc 0 "report keys with access keys"; expect_out_lacks "UnknownTokenObject" "report keys: no unknown object"
 finish
