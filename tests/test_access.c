@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth/sigv4.h"
 #include "core/access.h"
 #include "core/op.h"
 #include "crypto/crypto.h"
@@ -464,6 +465,51 @@ static void test_access_verify_is_thread_safe(void)
     }
 }
 
+/* Sign a request in software with a secret p11kms_access_key_create returned; the token must agree. */
+static void test_access_created_key_verifies_a_client_signature(void)
+{
+    static const char *const chain[] = {"20150830", "us-east-1", "service", "aws4_request"};
+    char *id = NULL, authz_value[512], hex[65];
+    p11kms_buf *sec = NULL;
+    p11kms_caller *c = NULL;
+    uint8_t k[32], next[32], sig[32];
+    pk_secbuf key0 = {0};
+    pk_sigv4_auth a;
+    pk_buf canon = {0}, sts = {0};
+    vreq v;
+
+    PK_ASSERT_RC(p11kms_access_key_create(h, admin, "arn:aws:iam::111122223333:role/client", &id, &sec), P11KMS_OK,
+                 NULL);
+    CU_ASSERT_FATAL(id != NULL);
+    vreq_load("post-vanilla", &v);
+    snprintf(authz_value, sizeof(authz_value),
+             "AWS4-HMAC-SHA256 Credential=%s/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, "
+             "Signature=%064d", id, 0);
+    authz(&v)->value = authz_value;
+    CU_ASSERT_FATAL(pk_ok(pk_sigv4_parse_authorization(authz_value, &a)));
+    CU_ASSERT_FATAL(pk_ok(pk_sigv4_canonical_request(&v.req, &a, true, &canon)));
+    CU_ASSERT_FATAL(pk_ok(pk_sigv4_string_to_sign(&a, "20150830T123600Z", &canon, &sts)));
+    CU_ASSERT_FATAL(pk_ok(pk_secbuf_append(&key0, "AWS4", 4)));
+    CU_ASSERT_FATAL(pk_ok(pk_secbuf_append(&key0, p11kms_buf_data(sec), p11kms_buf_len(sec))));
+    CU_ASSERT_FATAL(pk_ok(pk_hmac_sha256(key0.data, key0.len, chain[0], strlen(chain[0]), k)));
+    for (int i = 1; i < 4; i++) {
+        CU_ASSERT_FATAL(pk_ok(pk_hmac_sha256(k, 32, chain[i], strlen(chain[i]), next)));
+        memcpy(k, next, 32);
+    }
+    CU_ASSERT_FATAL(pk_ok(pk_hmac_sha256(k, 32, sts.data, sts.len, sig)));
+    pk_hex_encode(sig, 32, hex);
+    memcpy(strstr(authz_value, "Signature=") + 10, hex, 64);
+    PK_ASSERT_RC(p11kms_sigv4_verify(h, &v.req, &c, NULL), P11KMS_OK, NULL);
+    if (c != NULL) CU_ASSERT_STRING_EQUAL(c->principal, "arn:aws:iam::111122223333:role/client");
+    p11kms_caller_free(c);
+    pk_secbuf_free(&key0);
+    pk_buf_free(&canon);
+    pk_buf_free(&sts);
+    vreq_free(&v);
+    p11kms_buf_free(sec);
+    p11kms_free(id);
+}
+
 /* The report knows access-key objects, but still flags one whose record is gone (a crash mid-delete). */
 static void test_access_report_flags_only_orphaned_objects(void)
 {
@@ -516,6 +562,7 @@ int main(void)
         {"test_access_key_arn_rotation_and_update_alias", test_access_key_arn_rotation_and_update_alias},
         {"test_access_hmac_sha256_known_answer", test_access_hmac_sha256_known_answer},
         {"test_access_verify_is_thread_safe", test_access_verify_is_thread_safe},
+        {"test_access_created_key_verifies_a_client_signature", test_access_created_key_verifies_a_client_signature},
         {"test_access_report_flags_only_orphaned_objects", test_access_report_flags_only_orphaned_objects},
         {"test_access_audit_chain_verifies", test_access_audit_chain_verifies},
         CU_TEST_INFO_NULL,
