@@ -592,6 +592,7 @@ static char *create_key(void)
     p11kms_key_spec spec;
     char *id = NULL;
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.admins = admins;
     spec.nadmins = 1;
     spec.operators = ops;

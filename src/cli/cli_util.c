@@ -48,6 +48,12 @@ int pk_cli_print_buf(pk_buf *b)
     return PK_EXIT_OK;
 }
 
+int pk_cli_print_str(const char *s)
+{
+    pk_buf b = {(uint8_t *)(uintptr_t)s, strlen(s), 0};
+    return pk_cli_print_buf(&b);
+}
+
 int pk_cli_open_input(const char *path, int *fd)
 {
     struct stat st;

@@ -65,6 +65,13 @@ PK_MUST_USE pk_result pk_key_usable(const pk_key *k);
  * Register an output so that a failed audit write withholds it: the caller
  * never receives a result whose operation is not on record.
  */
+/*
+ * Copy a public spec struct by its leading struct_size into *dst (dst_size
+ * bytes): only sizes in known[] are accepted; a smaller one is an older
+ * caller, so the fields past it stay zero.
+ */
+pk_result pk_spec_copy(void *dst, size_t dst_size, const void *src, const size_t *known, size_t nknown,
+                       const char *what);
 void pk_op_output_buf(pk_op *op, p11kms_buf **out);
 void pk_op_output_str(pk_op *op, char **out);
 /*
