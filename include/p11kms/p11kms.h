@@ -20,7 +20,8 @@
  *   (it is bound in canonical order, docs/FORMAT.md), and a key given twice,
  *   an empty key or text that is not UTF-8 is refused with
  *   P11KMS_ERR_INVALID_ARGUMENT.
- * - Spec structs (p11kms_key_spec, p11kms_connection_spec) start with
+ * - Spec structs (p11kms_key_spec, p11kms_connection_spec,
+ *   p11kms_policy_request) start with
  *   size_t struct_size, which the caller sets to sizeof the struct it was
  *   compiled with. A size the library does not know is refused with
  *   P11KMS_ERR_INVALID_ARGUMENT; a smaller known size is an older caller,
@@ -437,6 +438,50 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_audit_rotate(const p11kms_config *cf
                                                          char **rotated);
 /* The configured series as a JSON array of paths, oldest first (may be []). */
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_audit_files(const p11kms_config *cfg, char **json);
+
+/* ---- Offline key policies (docs/POLICY.md); no handle, token or store ---- */
+
+typedef struct p11kms_policy p11kms_policy;
+
+/*
+ * Compile a key policy document. P11KMS_ERR_POLICY_INVALID with the line
+ * and reason when it is malformed. A compiled policy is read-only: any
+ * number of threads may evaluate it at once.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_compile(const char *json, size_t len, p11kms_policy **out);
+P11KMS_API void p11kms_policy_free(p11kms_policy *pol);
+
+/* A what-if request. A spec struct: set struct_size (see the top). */
+typedef struct p11kms_policy_request {
+    size_t struct_size;                 /* sizeof(p11kms_policy_request) */
+    const char *principal;              /* caller ARN */
+    const char *action;                 /* "kms:Encrypt" */
+    const char *resource;               /* key ARN; NULL matches only Resource "*" */
+    const p11kms_kv *context;           /* encryption context, keys unique */
+    size_t ncontext;
+    const p11kms_kv *request_context;   /* aws:SourceIp, kms:RequestAlias, ... */
+    size_t nrequest_context;
+    int64_t time_ms;                    /* request time, ms since the epoch (UTC); the caller's clock */
+} p11kms_policy_request;
+
+/*
+ * Evaluate req against pol. request_json (optional, request_json_len
+ * bytes) is one JSON request object (a `policy eval --batch` line) whose
+ * members override req's fields. principal and action are required.
+ * *result is {"decision":"Allowed"|"ExplicitlyDenied"|"ImplicitlyDenied",
+ * "matched":[Sid...]} plus "truncated":true when not every Sid fits.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_eval(const p11kms_policy *pol, const p11kms_policy_request *req,
+                                                        const char *request_json, size_t request_json_len,
+                                                        char **result);
+/*
+ * Lint findings as a JSON array of {"kind","statement":N|null,"sid",
+ * "message","error":bool}; [] when clean. error marks findings that
+ * key create / put-policy refuse without --bypass-lint.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_lint(const p11kms_policy *pol, char **findings);
+/* ISO 8601 ("2024-06-15T12:00:00Z") or epoch seconds, as Date conditions read it. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_parse_time(const char *s, int64_t *ms);
 
 /* ---- Token set-up; no store or handle needed ---- */
 

@@ -26,6 +26,13 @@ int pk_cli_fail(p11kms_rc rc)
     return p11kms_exit_code(rc);
 }
 
+int pk_cli_fail_at(const char *at, p11kms_rc rc)
+{
+    const char *detail = p11kms_last_error();
+    fprintf(stderr, "p11kms: %s: %s\n", at, detail != NULL && *detail != '\0' ? detail : p11kms_strerror(rc));
+    return p11kms_exit_code(rc);
+}
+
 int pk_cli_usage(const char *fmt, ...)
 {
     va_list ap;

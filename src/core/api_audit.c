@@ -7,6 +7,7 @@
 #include "audit/audit.h"
 #include "conf/conf.h"
 #include "p11/p11.h"
+#include "core/op.h"
 #include "util/json_out.h"
 
 /* The configured log path; a config failure naming the file when unset. */
@@ -29,20 +30,6 @@ static pk_result open_token(const p11kms_config *cfg, pk_p11 **p11)
     o.require_login = true;
     o.read_write = true;
     return pk_p11_open(&o, p11);
-}
-
-/* Hand a finished JSON buffer to the caller as a NUL-terminated string. */
-static pk_result take_json(pk_json_out *j, char **out)
-{
-    pk_result r = pk_jo_result(j);
-    if (pk_ok(r)) r = pk_buf_append(j->buf, "", 1);
-    if (pk_failed(r)) {
-        pk_buf_free(j->buf);
-        return r;
-    }
-    *out = (char *)j->buf->data;
-    memset(j->buf, 0, sizeof(*j->buf));
-    return PK_OK;
 }
 
 static pk_result report_to_json(const pk_audit_report *rep, char **out)
@@ -69,7 +56,7 @@ static pk_result report_to_json(const pk_audit_report *rep, char **out)
     pk_jo_kint(&j, "unreadable", (int64_t)rep->unreadable);
     pk_jo_kstr(&j, "head", rep->head);
     pk_jo_obj_end(&j);
-    return take_json(&j, out);
+    return pk_jo_take(&j, out);
 }
 
 P11KMS_API p11kms_rc p11kms_audit_verify(const p11kms_config *cfg, const char *const *files, size_t nfiles,
@@ -153,7 +140,7 @@ P11KMS_API p11kms_rc p11kms_audit_files(const p11kms_config *cfg, char **json)
     pk_jo_arr_begin(&j);
     for (size_t i = 0; i < n; i++) pk_jo_str(&j, series[i]);
     pk_jo_arr_end(&j);
-    PK_TRY(take_json(&j, json));
+    PK_TRY(pk_jo_take(&j, json));
 out:
     pk_audit_series_free(series, n);
     return r.code;

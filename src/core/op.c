@@ -333,3 +333,16 @@ pk_result pk_spec_copy(void *dst, size_t dst_size, const void *src, const size_t
     return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "%s: struct_size %zu is not one this library knows (set it to sizeof)",
                    what, n);
 }
+
+pk_result pk_jo_take(pk_json_out *j, char **out)
+{
+    pk_result r = pk_jo_result(j);
+    if (pk_ok(r)) r = pk_buf_append(j->buf, "", 1);
+    if (pk_failed(r)) {
+        pk_buf_free(j->buf);
+        return r;
+    }
+    *out = (char *)j->buf->data;
+    memset(j->buf, 0, sizeof(*j->buf));
+    return PK_OK;
+}
