@@ -16,7 +16,6 @@
 #include "cli/cli_session.h"
 #include "json/json_in.h"
 
-#define VALUE_FILE_MAX (64 * 1024)
 #define MAX_RESET 64
 
 #define MAX_ARGV_OPTS 256
@@ -30,30 +29,17 @@ typedef struct conn_args {
     size_t nargv_opts;
 } conn_args;
 
+/* Keep the command-line pairs: they are checked once the config is known. */
+static void note_argv(const char *key, const char *arg, void *ctx)
+{
+    conn_args *a = ctx;
+    (void)key;
+    if (a->nargv_opts < MAX_ARGV_OPTS) a->argv_opts[a->nargv_opts++] = arg;
+}
+
 static int add_opt(conn_args *a, const char *arg)
 {
-    p11kms_secret_map *m = a->opts;
-    const char *eq = strchr(arg, '=');
-    char *key;
-    p11kms_rc rc;
-    if (eq == NULL || eq == arg) return pk_cli_usage("connection options are given as OPTION=VALUE or OPTION=@FILE");
-    key = strndup(arg, (size_t)(eq - arg));
-    if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
-    if (eq[1] == '@') {
-        pk_secbuf v = PK_SECBUF_INIT;
-        int ex = pk_cli_read_value(key, eq + 2, VALUE_FILE_MAX, &v);
-        if (ex != PK_EXIT_OK) {
-            free(key);
-            return ex;
-        }
-        rc = p11kms_secret_map_set(m, key, (const char *)v.data);
-        pk_secbuf_free(&v);
-    } else {
-        if (eq[1] != '\0' && a->nargv_opts < MAX_ARGV_OPTS) a->argv_opts[a->nargv_opts++] = arg;
-        rc = p11kms_secret_map_set(m, key, eq + 1);
-    }
-    free(key);
-    return rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
+    return pk_cli_map_add(a->opts, arg, "connection options are given as OPTION=VALUE or OPTION=@FILE", note_argv, a);
 }
 
 /*
