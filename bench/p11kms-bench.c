@@ -560,7 +560,6 @@ static void make_token(void)
 {
     char path[512], text[1024], pin[33];
     uint8_t raw[16];
-    pk_secbuf so = PK_SECBUF_INIT, user = PK_SECBUF_INIT;
     snprintf(B.tmpdir, sizeof(B.tmpdir), "/tmp/p11kms-bench-XXXXXX");
     if (mkdtemp(B.tmpdir) == NULL) die("mkdtemp");
     snprintf(path, sizeof(path), "%s/tokens", B.tmpdir);
@@ -574,11 +573,8 @@ static void make_token(void)
     pk_hex_encode(raw, sizeof(raw), pin);
     snprintf(path, sizeof(path), "%s/user.pin", B.tmpdir);
     write_file(path, pin, 0600);
-    if (pk_failed(pk_secbuf_set(&user, pin, strlen(pin))) || pk_failed(pk_secbuf_set(&so, pin, strlen(pin))))
-        die("pin");
-    if (pk_failed(pk_p11_init_token(P11KMS_SOFTHSM_MODULE, "bench", &so, &user))) die("token init");
-    pk_secbuf_free(&so);
-    pk_secbuf_free(&user);
+    /* The SO PIN is the user PIN: a throw-away token. */
+    if (p11kms_token_init(P11KMS_SOFTHSM_MODULE, "bench", path, path) != P11KMS_OK) die("token init");
     snprintf(text, sizeof(text), "module = %s\ntoken = pkcs11:token=bench\npin = file:user.pin\nstore = sqlite:p11kms.db\naudit = audit.log\n",
              P11KMS_SOFTHSM_MODULE);
     snprintf(path, sizeof(path), "%s/p11kms.conf", B.tmpdir);
@@ -592,6 +588,7 @@ static char *create_key(void)
     p11kms_key_spec spec;
     char *id = NULL;
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.admins = admins;
     spec.nadmins = 1;
     spec.operators = ops;

@@ -385,6 +385,7 @@ static void test_access_key_arn_rotation_and_update_alias(void)
     char *k1 = NULL, *k2 = NULL, *arn = NULL, *json = NULL, want[200];
 
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.admins = admins;
     spec.nadmins = 1;
     spec.operators = ops;

@@ -50,6 +50,7 @@ static char *new_key(void)
     p11kms_key_spec spec;
     char *id = NULL;
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.admins = admins;
     spec.nadmins = 1;
     spec.operators = ops;
@@ -58,9 +59,50 @@ static char *new_key(void)
     return id;
 }
 
+/* Spec structs carry their size: an unknown one is refused, not misread. */
+static void test_keys_spec_struct_size(void)
+{
+    const char *admins[] = {ADMIN};
+    p11kms_key_spec spec;
+    char *id = NULL;
+    memset(&spec, 0, sizeof(spec));
+    spec.admins = admins;
+    spec.nadmins = 1;
+    CU_ASSERT_EQUAL(p11kms_key_create(h, admin, &spec, &id), P11KMS_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_STRING_EQUAL(p11kms_last_error(),
+                           "key spec: struct_size 0 is not one this library knows (set it to sizeof)");
+    CU_ASSERT_PTR_NULL(id);
+    spec.struct_size = sizeof(spec) + 8;
+    CU_ASSERT_EQUAL(p11kms_key_create(h, admin, &spec, &id), P11KMS_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_PTR_NULL(id);
+    spec.struct_size = sizeof(spec);
+    CU_ASSERT_EQUAL(p11kms_key_create(h, admin, &spec, &id), P11KMS_OK);
+    p11kms_free(id);
+}
+
 static uint32_t blob_version(const p11kms_buf *b)
 {
-    return pk_load_be32(p11kms_buf_data(b) + 2 + PK_UUID_LEN);
+    char id[37];
+    uint32_t v = 0, raw = pk_load_be32(p11kms_buf_data(b) + 2 + PK_UUID_LEN);
+    /* The public reader agrees with the layout of docs/FORMAT.md. */
+    CU_ASSERT_EQUAL(p11kms_blob_info(p11kms_buf_data(b), p11kms_buf_len(b), id, &v), P11KMS_OK);
+    CU_ASSERT_EQUAL(v, raw);
+    return raw;
+}
+
+static void test_keys_blob_info_refuses_non_blobs(void)
+{
+    uint8_t junk[64] = {0x02};
+    char id[37] = "x";
+    uint32_t v = 7;
+    CU_ASSERT_EQUAL(p11kms_blob_info(junk, sizeof(junk), id, &v), P11KMS_ERR_CIPHERTEXT_INVALID);
+    CU_ASSERT_STRING_EQUAL(p11kms_last_error(), "ciphertext is not a p11kms blob");
+    CU_ASSERT_STRING_EQUAL(id, "");
+    CU_ASSERT_EQUAL(v, 0);
+    junk[0] = 0x01;
+    CU_ASSERT_EQUAL(p11kms_blob_info(junk, 50, id, &v), P11KMS_ERR_CIPHERTEXT_INVALID);
+    CU_ASSERT_EQUAL(p11kms_blob_info(junk, 51, id, &v), P11KMS_OK);
+    CU_ASSERT_STRING_EQUAL(id, "00000000-0000-0000-0000-000000000000");
 }
 
 static void test_keys_blob_format_is_versioned_and_bound(void)
@@ -207,6 +249,7 @@ static void test_keys_put_policy_refuses_lint_errors(void)
     p11kms_free(got);
     /* key create with a policy: the same rule. */
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.policy_json = typo;
     PK_ASSERT_RC(p11kms_key_create(h, admin, &spec, &id2), P11KMS_ERR_POLICY_INVALID,
                  "policy lint: Statement[1] (Sid \"Use\"): unknown action \"kms:Decrpyt\"; fix the policy or pass "
@@ -273,6 +316,7 @@ static void test_keys_purge_rotates_past_the_period(void)
     p11kms_key_spec spec;
     char *id = NULL, *report = NULL, *json = NULL;
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.admins = admins;
     spec.nadmins = 1;
     spec.operators = ops;
@@ -517,6 +561,8 @@ int main(void)
     s = CU_add_suite("keys", suite_init, suite_clean);
     CU_add_test(s, "test_keys_blob_format_is_versioned_and_bound", test_keys_blob_format_is_versioned_and_bound);
     CU_add_test(s, "test_keys_context_rules", test_keys_context_rules);
+    CU_add_test(s, "test_keys_spec_struct_size", test_keys_spec_struct_size);
+    CU_add_test(s, "test_keys_blob_info_refuses_non_blobs", test_keys_blob_info_refuses_non_blobs);
     CU_add_test(s, "test_keys_nonce_budget_rotates_before_the_bound", test_keys_nonce_budget_rotates_before_the_bound);
     CU_add_test(s, "test_keys_purge_destroys_after_the_window", test_keys_purge_destroys_after_the_window);
     CU_add_test(s, "test_keys_purge_rotates_past_the_period", test_keys_purge_rotates_past_the_period);

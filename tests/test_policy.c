@@ -629,6 +629,53 @@ static void test_scalars_numbers_ips(void)
     CU_ASSERT_FALSE(pol_glob("", 0, "x", 1, false));
 }
 
+/* ---- The public offline calls (p11kms_policy_*) --------------------------- */
+
+static void test_public_policy_calls(void)
+{
+    const char *doc = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Sid\":\"Ops\",\"Effect\":\"Allow\","
+                      "\"Principal\":{\"AWS\":\"*\"},\"Action\":\"kms:Encrypt\",\"Resource\":\"*\","
+                      "\"Condition\":{\"StringEquals\":{\"kms:EncryptionContext:app\":\"x\"}}},"
+                      "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"*\"},\"Action\":\"kms:Encrpyt\",\"Resource\":\"*\"}]}";
+    p11kms_policy *p = NULL;
+    p11kms_kv ctx[] = {{"app", "x"}};
+    p11kms_policy_request q;
+    char *out = NULL;
+    int64_t ms = 1;
+    const char *line = "{\"principal\":\"arn:aws:iam::111122223333:user/b\",\"action\":\"kms:Decrypt\"}";
+
+    CU_ASSERT_EQUAL_FATAL(p11kms_policy_compile(doc, strlen(doc), &p), P11KMS_OK);
+    memset(&q, 0, sizeof(q));
+    q.principal = "arn:aws:iam::111122223333:user/a";
+    q.action = "kms:Encrypt";
+    q.context = ctx;
+    q.ncontext = 1;
+    CU_ASSERT_EQUAL(p11kms_policy_eval(p, &q, NULL, 0, &out), P11KMS_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_PTR_NULL(out);
+    q.struct_size = sizeof(q);
+    CU_ASSERT_EQUAL_FATAL(p11kms_policy_eval(p, &q, NULL, 0, &out), P11KMS_OK);
+    CU_ASSERT_STRING_EQUAL(out, "{\"decision\":\"Allowed\",\"matched\":[\"Ops\"]}");
+    p11kms_free(out);
+    /* A JSON request line overrides the fields it names. */
+    CU_ASSERT_EQUAL_FATAL(p11kms_policy_eval(p, &q, line, strlen(line), &out), P11KMS_OK);
+    CU_ASSERT_STRING_EQUAL(out, "{\"decision\":\"ImplicitlyDenied\",\"matched\":[]}");
+    p11kms_free(out);
+    q.action = NULL;
+    CU_ASSERT_EQUAL(p11kms_policy_eval(p, &q, NULL, 0, &out), P11KMS_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_STRING_EQUAL(p11kms_last_error(), "principal and action are required");
+    CU_ASSERT_EQUAL_FATAL(p11kms_policy_lint(p, &out), P11KMS_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"statement\":1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"error\":true"));
+    p11kms_free(out);
+    p11kms_policy_free(p);
+    CU_ASSERT_EQUAL(p11kms_policy_parse_time("1718452800", &ms), P11KMS_OK);
+    CU_ASSERT_EQUAL(ms, 1718452800000LL);
+    CU_ASSERT_EQUAL(p11kms_policy_parse_time("noon", &ms), P11KMS_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(ms, 0);
+    CU_ASSERT_EQUAL(p11kms_policy_compile("{", 1, &p), P11KMS_ERR_POLICY_INVALID);
+    CU_ASSERT_PTR_NULL(p);
+}
+
 /* ---- Runner --------------------------------------------------------------- */
 
 typedef struct {
@@ -672,6 +719,7 @@ int main(void)
         {"sid_truncation", test_eval_sid_truncation},
         {"names_and_actions", test_eval_names_and_actions},
         {"request_json", test_request_json},
+        {"public_calls", test_public_policy_calls},
     };
     static const test_def scalars[] = {
         {"dates", test_scalars_dates},

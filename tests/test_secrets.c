@@ -94,6 +94,7 @@ static char *make_key_on(p11kms *on)
     p11kms_key_spec spec;
     char *id = NULL;
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.admins = admins;
     spec.nadmins = 1;
     spec.operators = ops;
@@ -461,6 +462,7 @@ static void test_secrets_policy_namespace_condition(void)
              "\"Condition\":{\"StringEquals\":{\"kms:EncryptionContext:p11kms:namespace\":\"team-a\"}}}]}",
              ADM, OPR);
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.policy_json = policy;
     PK_ASSERT_RC(p11kms_key_create(h, adm, &spec, &key), P11KMS_OK, NULL);
     PK_ASSERT_RC(p11kms_secret_put(h, opr, "team-a", key, m, &id), P11KMS_OK, NULL);
@@ -591,6 +593,7 @@ static void test_secrets_connections(void)
     CU_ASSERT(p11kms_secret_map_set(opts, "password", "pg-pass-1") == P11KMS_OK);
     CU_ASSERT(p11kms_secret_map_set(opts, "sasl.jaas.config", "jaas-value") == P11KMS_OK);
     memset(&spec, 0, sizeof(spec));
+    spec.struct_size = sizeof(spec);
     spec.type = "jdbc";
     spec.comment = "orders db";
     spec.options = opts;
@@ -652,6 +655,8 @@ static void test_secrets_render(void)
     char b64[256];
 
     memset(&spec, 0, sizeof(spec));
+
+    spec.struct_size = sizeof(spec);
     spec.options = opts;
     PK_ASSERT_RC(p11kms_connection_create(h, opr, "rconn", &spec), P11KMS_OK, NULL);
     PK_ASSERT_RC(p11kms_encrypt(h, opr, "alias/p11kms/default", NULL, 0, (const uint8_t *)pt, strlen(pt), &blob),
@@ -858,6 +863,21 @@ static p11kms_config *conf_with(const char *name, const char *extra, char *path,
     return cfg;
 }
 
+/* The argv warning's rule: built-in words always, `sensitive_options` from the config. */
+static void test_secrets_option_sensitive_public(void)
+{
+    char path[512];
+    p11kms_config *cfg = conf_with("sens.conf", "sensitive_options = api.key, X_Token\n", path, sizeof(path));
+    CU_ASSERT_TRUE(p11kms_connection_option_sensitive(NULL, "DB.Password"));
+    CU_ASSERT_FALSE(p11kms_connection_option_sensitive(NULL, "url"));
+    CU_ASSERT_FALSE(p11kms_connection_option_sensitive(NULL, "my.api.key"));
+    CU_ASSERT_TRUE(p11kms_connection_option_sensitive(cfg, "my.API.key"));
+    CU_ASSERT_TRUE(p11kms_connection_option_sensitive(cfg, "x_token_2"));
+    CU_ASSERT_FALSE(p11kms_connection_option_sensitive(cfg, "url"));
+    CU_ASSERT_FALSE(p11kms_connection_option_sensitive(cfg, NULL));
+    p11kms_config_free(cfg);
+}
+
 static p11kms *open_with(p11kms_config *cfg)
 {
     p11kms *hh = NULL;
@@ -998,6 +1018,7 @@ static void test_secrets_store_sync_batch(void)
     /* Connection changes are batched too; close syncs whatever the flusher has not. */
     opts = map2("url", "jdbc:x", "password", "pw");
     memset(&cs, 0, sizeof(cs));
+    cs.struct_size = sizeof(cs);
     cs.ns = "batch";
     cs.options = opts;
     PK_ASSERT_RC(p11kms_connection_create(hb, opr, "batchconn", &cs), P11KMS_OK, NULL);
@@ -1117,5 +1138,6 @@ int main(void)
     CU_add_test(s, "test_secrets_store_sync_batch_open_close", test_secrets_store_sync_batch_open_close);
     CU_add_test(s, "test_secrets_store_sync_batch_fork", test_secrets_store_sync_batch_fork);
     CU_add_test(s, "test_secrets_store_sync_switch", test_secrets_store_sync_switch);
+    CU_add_test(s, "test_secrets_option_sensitive_public", test_secrets_option_sensitive_public);
     return pk_run_suites();
 }

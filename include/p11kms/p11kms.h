@@ -20,6 +20,12 @@
  *   (it is bound in canonical order, docs/FORMAT.md), and a key given twice,
  *   an empty key or text that is not UTF-8 is refused with
  *   P11KMS_ERR_INVALID_ARGUMENT.
+ * - Spec structs (p11kms_key_spec, p11kms_connection_spec,
+ *   p11kms_policy_request) start with
+ *   size_t struct_size, which the caller sets to sizeof the struct it was
+ *   compiled with. A size the library does not know is refused with
+ *   P11KMS_ERR_INVALID_ARGUMENT; a smaller known size is an older caller,
+ *   and fields added after it are taken as zero. Zero the struct first.
  */
 #ifndef P11KMS_P11KMS_H
 #define P11KMS_P11KMS_H
@@ -97,6 +103,18 @@ P11KMS_API const char *p11kms_config_path(const p11kms_config *cfg);
 /* A value by key ("module", "token", "store", ...), or NULL when unset. */
 P11KMS_API const char *p11kms_config_get(const p11kms_config *cfg, const char *key);
 P11KMS_API void p11kms_config_free(p11kms_config *cfg);
+/*
+ * A path-valued key ("audit", "store", ...) resolved against the config
+ * file's folder, or NULL when unset. Valid as long as cfg.
+ */
+P11KMS_API const char *p11kms_config_path_value(const p11kms_config *cfg, const char *key);
+/*
+ * Whether a connection option is sensitive (its value shown as "****"):
+ * its lower-cased name contains a built-in sensitive word (password,
+ * secret, token, ...) or one listed in the config's `sensitive_options`.
+ * cfg may be NULL (built-in words only).
+ */
+P11KMS_API int p11kms_connection_option_sensitive(const p11kms_config *cfg, const char *name);
 
 /* ---- Token inspection (no store needed) ------------------------------ */
 
@@ -181,6 +199,7 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_init(const p11kms_config *cfg, const
  */
 
 typedef struct p11kms_key_spec {
+    size_t struct_size;               /* sizeof(p11kms_key_spec), see the top */
     const char *description;          /* optional */
     const char *policy_json;          /* optional: a full key policy */
     const char *const *admins;        /* optional: build the default policy from templates */
@@ -350,6 +369,7 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11km
  * keeps the rest plus __flink.encrypted-secret-key__ = the secret id.
  */
 typedef struct p11kms_connection_spec {
+    size_t struct_size;                /* sizeof(p11kms_connection_spec), see the top */
     const char *type;                  /* optional */
     const char *comment;               /* optional */
     const char *ns;                    /* optional: namespace of its secret (default "default") */
@@ -399,6 +419,94 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_connection_list(p11kms *h, const p11
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_render(p11kms *h, const p11kms_caller *c, const char *template_text,
                                                    size_t len, p11kms_buf **out);
 
+/* ---- Audit trail (docs/AUDIT.md); no store or handle needed ---- */
+
+/* Accept records after the last seal (a log still being written). */
+#define P11KMS_AUDIT_ALLOW_UNSEALED 1u
+/*
+ * Verify the hash chain and seals of files[0..nfiles) or, with nfiles 0,
+ * of the configured series (`audit` and its rotated files, oldest first;
+ * P11KMS_ERR_NOT_FOUND "audit: no audit log at PATH" when there is none).
+ * Logs in to the token for the audit key. A broken trail is not a failure
+ * of the call: *report_json is {"ok":bool, and when not ok "problem",
+ * "file","line","seq","detail", then "files","records","seals","last_seq",
+ * "last_sealed_seq","unsealed","unreadable","head"}. Free with p11kms_free.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_audit_verify(const p11kms_config *cfg, const char *const *files,
+                                                         size_t nfiles, unsigned flags, char **report_json);
+/*
+ * Record RotateAuditLog by principal, seal, and start a new file.
+ * *rotated is the name the closed file got (free with p11kms_free).
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_audit_rotate(const p11kms_config *cfg, const char *principal,
+                                                         char **rotated);
+/* The configured series as a JSON array of paths, oldest first (may be []). */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_audit_files(const p11kms_config *cfg, char **json);
+
+/* ---- Offline key policies (docs/POLICY.md); no handle, token or store ---- */
+
+typedef struct p11kms_policy p11kms_policy;
+
+/*
+ * Compile a key policy document. P11KMS_ERR_POLICY_INVALID with the line
+ * and reason when it is malformed. A compiled policy is read-only: any
+ * number of threads may evaluate it at once.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_compile(const char *json, size_t len, p11kms_policy **out);
+P11KMS_API void p11kms_policy_free(p11kms_policy *pol);
+
+/* A what-if request. A spec struct: set struct_size (see the top). */
+typedef struct p11kms_policy_request {
+    size_t struct_size;                 /* sizeof(p11kms_policy_request) */
+    const char *principal;              /* caller ARN */
+    const char *action;                 /* "kms:Encrypt" */
+    const char *resource;               /* key ARN; NULL matches only Resource "*" */
+    const p11kms_kv *context;           /* encryption context, keys unique */
+    size_t ncontext;
+    const p11kms_kv *request_context;   /* aws:SourceIp, kms:RequestAlias, ... */
+    size_t nrequest_context;
+    int64_t time_ms;                    /* request time, ms since the epoch (UTC); the caller's clock */
+} p11kms_policy_request;
+
+/*
+ * Evaluate req against pol. request_json (optional, request_json_len
+ * bytes) is one JSON request object (a `policy eval --batch` line) whose
+ * members override req's fields. principal and action are required.
+ * *result is {"decision":"Allowed"|"ExplicitlyDenied"|"ImplicitlyDenied",
+ * "matched":[Sid...]} plus "truncated":true when not every Sid fits.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_eval(const p11kms_policy *pol, const p11kms_policy_request *req,
+                                                        const char *request_json, size_t request_json_len,
+                                                        char **result);
+/*
+ * Lint findings as a JSON array of {"kind","statement":N|null,"sid",
+ * "message","error":bool}; [] when clean. error marks findings that
+ * key create / put-policy refuse without --bypass-lint.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_lint(const p11kms_policy *pol, char **findings);
+/* ISO 8601 ("2024-06-15T12:00:00Z") or epoch seconds, as Date conditions read it. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_policy_parse_time(const char *s, int64_t *ms);
+
+/* ---- Token set-up; no store or handle needed ---- */
+
+/*
+ * Initialise the token in the first free slot of module with label, and
+ * set the SO PIN and the user PIN, read from files (regular, not readable
+ * by group or others, at most 256 bytes). PINs are never arguments, so
+ * they stay out of argv; the library wipes them after use.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_token_init(const char *module, const char *label,
+                                                       const char *so_pin_file, const char *user_pin_file);
+
+/* ---- Blob inspection (docs/FORMAT.md); no key access, nothing decrypted ---- */
+
+/*
+ * The key id (36-character UUID plus NUL) and key version a ciphertext
+ * blob names. P11KMS_ERR_CIPHERTEXT_INVALID when it is too short or of an
+ * unknown format version. Pure; any thread.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_blob_info(const uint8_t *blob, size_t len, char key_id[37],
+                                                      uint32_t *key_version);
 
 /* ---- Authentication of callers (p11kmsd; docs/AUTH.md) ------------------ */
 

@@ -37,6 +37,10 @@ int pk_cli_fail(p11kms_rc rc);
 int pk_cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write a finished pk_buf (JSON document or text) to stdout with a newline. */
 int pk_cli_print_buf(pk_buf *b);
+/* A string (JSON the library returned) and a newline on stdout. */
+int pk_cli_print_str(const char *s);
+/* As pk_cli_fail, the detail prefixed with "AT: " (a file, or FILE:LINE). */
+int pk_cli_fail_at(const char *at, p11kms_rc rc);
 /*
  * Read a whole file ("-" for stdin) of at most max bytes into a
  * NUL-terminated buffer. For public data only (policies, blobs); secret

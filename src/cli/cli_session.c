@@ -165,6 +165,32 @@ int pk_cli_read_value(const char *key, const char *path, size_t max, pk_secbuf *
     return ex;
 }
 
+int pk_cli_map_add(p11kms_secret_map *m, const char *arg, const char *usage,
+                   void (*on_argv)(const char *key, const char *arg, void *ctx), void *ctx)
+{
+    const char *eq = strchr(arg, '=');
+    char *key;
+    p11kms_rc rc;
+    if (eq == NULL || eq == arg) return pk_cli_usage("%s", usage);
+    key = strndup(arg, (size_t)(eq - arg));
+    if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
+    if (eq[1] == '@') {
+        pk_secbuf v = PK_SECBUF_INIT;
+        int ex = pk_cli_read_value(key, eq + 2, PK_CLI_VALUE_FILE_MAX, &v);
+        if (ex != PK_EXIT_OK) {
+            free(key);
+            return ex;
+        }
+        rc = p11kms_secret_map_set(m, key, (const char *)v.data);
+        pk_secbuf_free(&v);
+    } else {
+        if (eq[1] != '\0' && on_argv != NULL) on_argv(key, arg, ctx);
+        rc = p11kms_secret_map_set(m, key, eq + 1);
+    }
+    free(key);
+    return rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
+}
+
 int pk_cli_write_secret(const char *path, const uint8_t *data, size_t len)
 {
     if (path != NULL && strcmp(path, "-") != 0) return pk_cli_write_file_atomic(path, data, len);
@@ -173,9 +199,8 @@ int pk_cli_write_secret(const char *path, const uint8_t *data, size_t len)
 
 int pk_cli_print_json(pk_cli *cli, char *json)
 {
+    int ex = pk_cli_print_str(json);
     (void)cli;
-    fputs(json, stdout);
-    fputc('\n', stdout);
     p11kms_free(json);
-    return fflush(stdout) == 0 ? PK_EXIT_OK : PK_EXIT_FAILED;
+    return ex;
 }

@@ -38,6 +38,17 @@ int pk_cli_read_secret(const char *path, size_t max, pk_secbuf *out);
  * secret; KEY= on the command line stores an empty value deliberately.
  */
 int pk_cli_read_value(const char *key, const char *path, size_t max, pk_secbuf *out);
+/* Largest value a KEY=@FILE may give. */
+#define PK_CLI_VALUE_FILE_MAX (64 * 1024)
+/*
+ * The command's one KEY=VALUE / KEY=@FILE (@- = standard input) reader: the
+ * pair goes into m. usage is the message for an argument without KEY= (the
+ * argument itself is never echoed: it may be a mistyped secret). For a
+ * non-empty value given on the command line, on_argv (optional) is called
+ * with the key first, so the caller can warn that argv is world-readable.
+ */
+int pk_cli_map_add(p11kms_secret_map *m, const char *arg, const char *usage,
+                   void (*on_argv)(const char *key, const char *arg, void *ctx), void *ctx);
 /* Write secret output to stdout with write(2), or atomically to a new 0600 file. */
 int pk_cli_write_secret(const char *path, const uint8_t *data, size_t len);
 /* Print a library JSON string and free it. */

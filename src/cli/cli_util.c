@@ -26,6 +26,13 @@ int pk_cli_fail(p11kms_rc rc)
     return p11kms_exit_code(rc);
 }
 
+int pk_cli_fail_at(const char *at, p11kms_rc rc)
+{
+    const char *detail = p11kms_last_error();
+    fprintf(stderr, "p11kms: %s: %s\n", at, detail != NULL && *detail != '\0' ? detail : p11kms_strerror(rc));
+    return p11kms_exit_code(rc);
+}
+
 int pk_cli_usage(const char *fmt, ...)
 {
     va_list ap;
@@ -46,6 +53,12 @@ int pk_cli_print_buf(pk_buf *b)
         return PK_EXIT_FAILED;
     }
     return PK_EXIT_OK;
+}
+
+int pk_cli_print_str(const char *s)
+{
+    pk_buf b = {(uint8_t *)(uintptr_t)s, strlen(s), 0};
+    return pk_cli_print_buf(&b);
 }
 
 int pk_cli_open_input(const char *path, int *fd)

@@ -6,104 +6,89 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit/audit.h"
 #include "cli/cli.h"
-#include "conf/conf.h"
-#include "p11/p11.h"
-#include "util/json_out.h"
+#include "json/json_in.h"
 
-/* The configured log path, or a usage-level failure naming the config file. */
-static int audit_path(const p11kms_config *cfg, const char **path)
+/* A JSON value the library returned, parsed for the text rendering. */
+static int parse_json(const char *json, pk_jv **doc)
 {
-    *path = pk_conf_path_value(cfg, "audit");
-    if (*path == NULL)
-        return pk_cli_fail(pk_fail(P11KMS_ERR_CONFIG, "%s: no `audit` path set", p11kms_config_path(cfg)).code);
-    return PK_EXIT_OK;
-}
-
-static int open_token(const p11kms_config *cfg, pk_p11 **p11)
-{
-    pk_p11_opts o;
-    pk_result r;
-
-    memset(&o, 0, sizeof(o));
-    o.module = p11kms_config_get(cfg, "module");
-    o.token_uri = p11kms_config_get(cfg, "token");
-    o.cfg = cfg;
-    o.pool_size = 1;
-    o.require_login = true;
-    o.read_write = true;
-    r = pk_p11_open(&o, p11);
+    pk_result r = pk_json_parse(json, strlen(json), P11KMS_ERR_INTERNAL, doc);
     return pk_ok(r) ? PK_EXIT_OK : pk_cli_fail(r.code);
 }
 
-static void report_counts(pk_json_out *j, const pk_audit_report *rep)
+static const char *jstr(const pk_jv *doc, const char *k)
 {
-    pk_jo_kint(j, "files", (int64_t)rep->files);
-    pk_jo_kint(j, "records", (int64_t)rep->records);
-    pk_jo_kint(j, "seals", (int64_t)rep->seals);
-    pk_jo_kint(j, "last_seq", (int64_t)rep->last_seq);
-    pk_jo_kint(j, "last_sealed_seq", (int64_t)rep->last_sealed_seq);
-    pk_jo_kint(j, "unsealed", (int64_t)rep->unsealed);
-    pk_jo_kint(j, "unreadable", (int64_t)rep->unreadable);
-    pk_jo_kstr(j, "head", rep->head);
+    const char *v = pk_jv_str(pk_jv_get(doc, k));
+    return v ? v : "";
 }
 
-static int print_report_json(const pk_audit_report *rep)
-{
-    pk_buf b = {0};
-    pk_json_out j;
-    int ex;
+static uint64_t jnum(const pk_jv *doc, const char *k) { return (uint64_t)pk_jv_int(pk_jv_get(doc, k)); }
 
-    pk_jo_init(&j, &b);
-    pk_jo_obj_begin(&j);
-    pk_jo_kbool(&j, "ok", rep->problem == PK_AUDIT_OK);
-    if (rep->problem != PK_AUDIT_OK) {
-        pk_jo_kstr(&j, "problem", pk_audit_problem_name(rep->problem));
-        pk_jo_kstr(&j, "file", rep->file);
-        pk_jo_kint(&j, "line", (int64_t)rep->line);
-        pk_jo_kint(&j, "seq", (int64_t)rep->seq);
-        pk_jo_kstr(&j, "detail", rep->detail);
-    }
-    report_counts(&j, rep);
-    pk_jo_obj_end(&j);
-    ex = pk_ok(pk_jo_result(&j)) ? pk_cli_print_buf(&b) : pk_cli_fail(P11KMS_ERR_NO_MEMORY);
-    pk_buf_free(&b);
-    if (ex != PK_EXIT_OK) return ex;
-    return rep->problem == PK_AUDIT_OK ? PK_EXIT_OK : PK_EXIT_FAILED;
-}
-
-static int print_report_text(const pk_audit_report *rep)
+static int print_report_text(const pk_jv *rep)
 {
-    if (rep->problem != PK_AUDIT_OK) {
-        fprintf(stderr, "p11kms: audit: %s:%" PRIu64 ": seq %" PRIu64 ": %s: %s\n", rep->file, rep->line, rep->seq,
-                pk_audit_problem_name(rep->problem), rep->detail);
+    uint64_t files = jnum(rep, "files");
+    if (pk_jv_typeof(pk_jv_get(rep, "ok")) != PK_JV_TRUE) {
+        fprintf(stderr, "p11kms: audit: %s:%" PRIu64 ": seq %" PRIu64 ": %s: %s\n", jstr(rep, "file"),
+                jnum(rep, "line"), jnum(rep, "seq"), jstr(rep, "problem"), jstr(rep, "detail"));
         return PK_EXIT_FAILED;
     }
-    printf("audit log verified: %zu file%s, %" PRIu64 " records, %" PRIu64 " seals, last seq %" PRIu64
+    printf("audit log verified: %" PRIu64 " file%s, %" PRIu64 " records, %" PRIu64 " seals, last seq %" PRIu64
            ", head %s",
-           rep->files, rep->files == 1 ? "" : "s", rep->records, rep->seals, rep->last_seq, rep->head);
-    if (rep->unsealed > 0) printf(", %" PRIu64 " unsealed at the end (allowed)", rep->unsealed);
+           files, files == 1 ? "" : "s", jnum(rep, "records"), jnum(rep, "seals"), jnum(rep, "last_seq"),
+           jstr(rep, "head"));
+    if (jnum(rep, "unsealed") > 0) printf(", %" PRIu64 " unsealed at the end (allowed)", jnum(rep, "unsealed"));
     printf("\n");
     return PK_EXIT_OK;
+}
+
+/* The report as the library wrote it (--json) or as one line; exit 1 when the trail is broken. */
+static int print_report(const pk_cli *cli, const char *json)
+{
+    pk_jv *rep = NULL;
+    int ex = parse_json(json, &rep);
+    if (ex != PK_EXIT_OK) return ex;
+    if (cli->json) {
+        ex = pk_cli_print_str(json);
+        if (ex == PK_EXIT_OK && pk_jv_typeof(pk_jv_get(rep, "ok")) != PK_JV_TRUE) ex = PK_EXIT_FAILED;
+    } else {
+        ex = print_report_text(rep);
+    }
+    pk_json_free(rep);
+    return ex;
+}
+
+/* With no FILE, an empty series is "no audit log", a failed verification (exit 1). */
+static int series_exists(const p11kms_config *cfg)
+{
+    char *json = NULL;
+    pk_jv *doc = NULL;
+    p11kms_rc rc = p11kms_audit_files(cfg, &json);
+    int ex;
+    if (rc != P11KMS_OK) return pk_cli_fail(rc);
+    ex = parse_json(json, &doc);
+    p11kms_free(json);
+    if (ex == PK_EXIT_OK && pk_jv_size(doc) == 0) {
+        fprintf(stderr, "p11kms: audit: no audit log at %s\n", p11kms_config_path_value(cfg, "audit"));
+        ex = PK_EXIT_FAILED;
+    }
+    pk_json_free(doc);
+    return ex;
 }
 
 static int audit_verify(pk_cli *cli, int argc, char **argv)
 {
     p11kms_config *cfg = NULL;
-    pk_p11 *p11 = NULL;
     const char **given = NULL;
-    char **series = NULL;
-    size_t ngiven = 0, nseries = 0;
+    size_t ngiven = 0;
     unsigned flags = 0;
-    pk_audit_report rep;
-    pk_result r;
+    char *json = NULL;
+    p11kms_rc rc;
     int ex;
 
     given = calloc((size_t)argc, sizeof(*given));
     if (given == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--allow-unsealed") == 0) flags |= PK_AUDIT_VERIFY_ALLOW_UNSEALED;
+        if (strcmp(argv[i], "--allow-unsealed") == 0) flags |= P11KMS_AUDIT_ALLOW_UNSEALED;
         else if (pk_cli_common_opt(cli, argc, argv, &i)) continue;
         else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             free(given);
@@ -111,31 +96,11 @@ static int audit_verify(pk_cli *cli, int argc, char **argv)
         } else given[ngiven++] = argv[i];
     }
     if ((ex = pk_cli_load_config(cli, &cfg)) != PK_EXIT_OK) goto out;
-    if (ngiven == 0) {
-        const char *path;
-        if ((ex = audit_path(cfg, &path)) != PK_EXIT_OK) goto out;
-        r = pk_audit_series(path, &series, &nseries);
-        if (pk_failed(r)) {
-            ex = pk_cli_fail(r.code);
-            goto out;
-        }
-        if (nseries == 0) {
-            fprintf(stderr, "p11kms: audit: no audit log at %s\n", path);
-            ex = PK_EXIT_FAILED;
-            goto out;
-        }
-    }
-    if ((ex = open_token(cfg, &p11)) != PK_EXIT_OK) goto out;
-    r = ngiven > 0 ? pk_audit_verify(p11, NULL, given, ngiven, flags, &rep)
-                   : pk_audit_verify(p11, NULL, (const char *const *)series, nseries, flags, &rep);
-    if (pk_failed(r)) {
-        ex = pk_cli_fail(r.code);
-        goto out;
-    }
-    ex = cli->json ? print_report_json(&rep) : print_report_text(&rep);
+    if (ngiven == 0 && (ex = series_exists(cfg)) != PK_EXIT_OK) goto out;
+    rc = p11kms_audit_verify(cfg, given, ngiven, flags, &json);
+    ex = rc == P11KMS_OK ? print_report(cli, json) : pk_cli_fail(rc);
 out:
-    pk_p11_close(p11);
-    pk_audit_series_free(series, nseries);
+    p11kms_free(json);
     free(given);
     p11kms_config_free(cfg);
     return ex;
@@ -144,43 +109,20 @@ out:
 static int audit_rotate(pk_cli *cli, int argc, char **argv)
 {
     p11kms_config *cfg = NULL;
-    pk_p11 *p11 = NULL;
-    pk_audit *a = NULL;
-    pk_audit_event ev;
-    char rotated[4096] = "";
-    pk_result r = PK_OK, rc;
+    char *rotated = NULL;
+    p11kms_rc rc;
     int ex;
 
     for (int i = 2; i < argc; i++)
         if (!pk_cli_common_opt(cli, argc, argv, &i)) return pk_cli_usage("audit rotate: unexpected '%s'", argv[i]);
     if ((ex = pk_cli_load_config(cli, &cfg)) != PK_EXIT_OK) return ex;
-    if ((ex = open_token(cfg, &p11)) != PK_EXIT_OK) goto out;
-    PK_TRY(pk_audit_open_conf(cfg, p11, &a));
-    /* The rotation is itself an auditable act; it lands in the file being closed. */
-    memset(&ev, 0, sizeof(ev));
-    ev.principal = cli->principal;
-    ev.action = "RotateAuditLog";
-    ev.result = P11KMS_OK;
-    PK_TRY(pk_audit_write(a, &ev, NULL));
-    PK_TRY(pk_audit_rotate(a, rotated, sizeof(rotated)));
-out:
-    rc = pk_audit_close(a);
-    if (pk_ok(r)) r = rc;
-    if (pk_failed(r)) ex = pk_cli_fail(r.code);
-    else if (ex == PK_EXIT_OK && cli->json) {
-        pk_buf b = {0};
-        pk_json_out j;
-        pk_jo_init(&j, &b);
-        pk_jo_obj_begin(&j);
-        pk_jo_kstr(&j, "path", pk_conf_path_value(cfg, "audit"));
-        pk_jo_kstr(&j, "rotated", rotated);
-        pk_jo_obj_end(&j);
-        ex = pk_ok(pk_jo_result(&j)) ? pk_cli_print_buf(&b) : pk_cli_fail(P11KMS_ERR_NO_MEMORY);
-        pk_buf_free(&b);
-    } else if (ex == PK_EXIT_OK) {
-        printf("rotated %s to %s\n", pk_conf_path_value(cfg, "audit"), rotated);
-    }
-    pk_p11_close(p11);
+    rc = p11kms_audit_rotate(cfg, cli->principal, &rotated);
+    if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
+    else if (cli->json)
+        ex = pk_cli_print_obj("path", p11kms_config_path_value(cfg, "audit"), "rotated", rotated, NULL);
+    else
+        printf("rotated %s to %s\n", p11kms_config_path_value(cfg, "audit"), rotated);
+    p11kms_free(rotated);
     p11kms_config_free(cfg);
     return ex;
 }
@@ -189,34 +131,21 @@ out:
 static int audit_files(pk_cli *cli, int argc, char **argv)
 {
     p11kms_config *cfg = NULL;
-    char **series = NULL;
-    size_t n = 0;
-    const char *path;
-    pk_result r;
+    char *json = NULL;
+    pk_jv *doc = NULL;
+    p11kms_rc rc;
     int ex;
 
     for (int i = 2; i < argc; i++)
         if (!pk_cli_common_opt(cli, argc, argv, &i)) return pk_cli_usage("audit files: unexpected '%s'", argv[i]);
     if ((ex = pk_cli_load_config(cli, &cfg)) != PK_EXIT_OK) return ex;
-    if ((ex = audit_path(cfg, &path)) != PK_EXIT_OK) goto out;
-    r = pk_audit_series(path, &series, &n);
-    if (pk_failed(r)) {
-        ex = pk_cli_fail(r.code);
-        goto out;
-    }
-    if (cli->json) {
-        pk_buf b = {0};
-        pk_json_out j;
-        pk_jo_init(&j, &b);
-        pk_jo_arr_begin(&j);
-        for (size_t i = 0; i < n; i++) pk_jo_str(&j, series[i]);
-        pk_jo_arr_end(&j);
-        ex = pk_cli_print_jo(&j);
-    } else {
-        for (size_t i = 0; i < n; i++) printf("%s\n", series[i]);
-    }
-out:
-    pk_audit_series_free(series, n);
+    rc = p11kms_audit_files(cfg, &json);
+    if (rc != P11KMS_OK) ex = pk_cli_fail(rc);
+    else if (cli->json) ex = pk_cli_print_str(json);
+    else if ((ex = parse_json(json, &doc)) == PK_EXIT_OK)
+        for (size_t i = 0; i < pk_jv_size(doc); i++) printf("%s\n", pk_jv_str(pk_jv_at(doc, i)));
+    pk_json_free(doc);
+    p11kms_free(json);
     p11kms_config_free(cfg);
     return ex;
 }

@@ -15,56 +15,53 @@
 
 #include "cli/cli_session.h"
 #include "json/json_in.h"
-#include "secrets/secrets.h"
 
-#define VALUE_FILE_MAX (64 * 1024)
 #define MAX_RESET 64
 
-/* Flink's sensitive-key rule (lower-case substring match), for the argv warning. */
-static bool sensitive_name(const char *key)
-{
-    char lower[256];
-    size_t i;
-    for (i = 0; key[i] != '\0' && i + 1 < sizeof(lower); i++) lower[i] = (char)tolower((unsigned char)key[i]);
-    lower[i] = '\0';
-    return pk_conn_option_sensitive_builtin(lower);
-}
-
-static int add_opt(p11kms_secret_map *m, const char *arg)
-{
-    const char *eq = strchr(arg, '=');
-    char *key, *hint = NULL;
-    p11kms_rc rc;
-    if (eq == NULL || eq == arg) return pk_cli_usage("connection options are given as OPTION=VALUE or OPTION=@FILE");
-    key = strndup(arg, (size_t)(eq - arg));
-    if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
-    if (eq[1] == '@') {
-        pk_secbuf v = PK_SECBUF_INIT;
-        int ex = pk_cli_read_value(key, eq + 2, VALUE_FILE_MAX, &v);
-        if (ex != PK_EXIT_OK) {
-            free(key);
-            return ex;
-        }
-        rc = p11kms_secret_map_set(m, key, (const char *)v.data);
-        pk_secbuf_free(&v);
-    } else {
-        /* argv is world-readable in /proc: say so for sensitive options, but keep working. */
-        if (eq[1] != '\0' && sensitive_name(key) && asprintf(&hint, "%s=@FILE", key) >= 0) {
-            pk_cli_warn_argv_secret(key, hint);
-            free(hint);
-        }
-        rc = p11kms_secret_map_set(m, key, eq + 1);
-    }
-    free(key);
-    return rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
-}
+#define MAX_ARGV_OPTS 256
 
 typedef struct conn_args {
     const char *name, *comment, *type, *ns, *key, *like;
     const char *reset[MAX_RESET];
     size_t nreset;
     p11kms_secret_map *opts;
+    const char *argv_opts[MAX_ARGV_OPTS]; /* OPTION=VALUE given on the command line */
+    size_t nargv_opts;
 } conn_args;
+
+/* Keep the command-line pairs: they are checked once the config is known. */
+static void note_argv(const char *key, const char *arg, void *ctx)
+{
+    conn_args *a = ctx;
+    (void)key;
+    if (a->nargv_opts < MAX_ARGV_OPTS) a->argv_opts[a->nargv_opts++] = arg;
+}
+
+static int add_opt(conn_args *a, const char *arg)
+{
+    return pk_cli_map_add(a->opts, arg, "connection options are given as OPTION=VALUE or OPTION=@FILE", note_argv, a);
+}
+
+/*
+ * argv is world-readable in /proc: say so for sensitive options (the
+ * library's rule, with the config's sensitive_options when it loads), but
+ * keep working. After the parse, so --config may come anywhere.
+ */
+static void warn_argv_secrets(const pk_cli *cli, const conn_args *a)
+{
+    p11kms_config *cfg = NULL;
+    if (a->nargv_opts > 0 && p11kms_config_load(cli->config_path, &cfg) != P11KMS_OK) cfg = NULL;
+    for (size_t i = 0; i < a->nargv_opts; i++) {
+        const char *arg = a->argv_opts[i];
+        char *key = strndup(arg, (size_t)(strchr(arg, '=') - arg)), *hint = NULL;
+        if (key != NULL && p11kms_connection_option_sensitive(cfg, key) && asprintf(&hint, "%s=@FILE", key) >= 0) {
+            pk_cli_warn_argv_secret(key, hint);
+            free(hint);
+        }
+        free(key);
+    }
+    p11kms_config_free(cfg);
+}
 
 static int parse(pk_cli *cli, int argc, char **argv, bool opts_ok, conn_args *a)
 {
@@ -85,10 +82,11 @@ static int parse(pk_cli *cli, int argc, char **argv, bool opts_ok, conn_args *a)
         } else if (strncmp(argv[i], "--", 2) == 0) return pk_cli_usage("connection %s: unexpected '%s'", argv[0], argv[i]);
         else if (a->name == NULL && strchr(argv[i], '=') == NULL) a->name = argv[i];
         else if (opts_ok) {
-            if ((ex = add_opt(a->opts, argv[i])) != PK_EXIT_OK) return ex;
+            if ((ex = add_opt(a, argv[i])) != PK_EXIT_OK) return ex;
         } else
             return pk_cli_usage("connection %s: unexpected argument", argv[0]);
     }
+    warn_argv_secrets(cli, a);
     return PK_EXIT_OK;
 }
 
@@ -166,7 +164,7 @@ int pk_cmd_connection(pk_cli *cli, int argc, char **argv)
         goto out;
     if ((ex = pk_cli_session_open(cli, &s)) != PK_EXIT_OK) goto out;
     if (strcmp(sub, "create") == 0) {
-        p11kms_connection_spec spec = {a.type, a.comment, a.ns, a.key, a.opts};
+        p11kms_connection_spec spec = {sizeof(spec), a.type, a.comment, a.ns, a.key, a.opts};
         rc = p11kms_connection_create(s.h, s.caller, a.name, &spec);
         if (rc == P11KMS_OK) ex = print_done(cli, a.name, "created");
     } else if (strcmp(sub, "alter") == 0) {

@@ -73,17 +73,19 @@ static void args_free(crypto_args *a)
     pk_cli_kv_free(&a->new_ctx);
 }
 
-/* The key id inside a blob (bytes 2..17, docs/FORMAT.md). */
-static void blob_key_id(const uint8_t *b, char id[PK_UUID_STR_LEN + 1])
+/* The key id and version a blob names, read by the library (docs/FORMAT.md). */
+static void blob_key_id(const p11kms_buf *blob, char id[37], uint32_t *version)
 {
-    pk_uuid_format(b + 2, id);
+    uint32_t v = 0;
+    if (p11kms_blob_info(p11kms_buf_data(blob), p11kms_buf_len(blob), id, &v) != P11KMS_OK) id[0] = '\0';
+    if (version != NULL) *version = v;
 }
 
 /* The blob as one base64 line, or {"KeyId":..,"CiphertextBlob":..} with --json. */
 static int print_blob(const pk_cli *cli, const p11kms_buf *blob)
 {
     size_t n = p11kms_buf_len(blob);
-    char *b64 = malloc(pk_base64_len(n) + 1), id[PK_UUID_STR_LEN + 1];
+    char *b64 = malloc(pk_base64_len(n) + 1), id[37];
     pk_buf out = {0};
     pk_json_out j;
     int ex;
@@ -92,7 +94,7 @@ static int print_blob(const pk_cli *cli, const p11kms_buf *blob)
     pk_base64_encode(p11kms_buf_data(blob), n, b64);
     pk_jo_init(&j, &out);
     if (cli->json) {
-        blob_key_id(p11kms_buf_data(blob), id);
+        blob_key_id(blob, id, NULL);
         pk_jo_obj_begin(&j);
         pk_jo_kstr(&j, "KeyId", id);
         pk_jo_kstr(&j, "CiphertextBlob", b64);
@@ -270,7 +272,8 @@ static int print_datakey(const char *out, const p11kms_buf *blob, const p11kms_b
 {
     const uint8_t *b = p11kms_buf_data(blob);
     size_t n = p11kms_buf_len(blob);
-    char id[PK_UUID_STR_LEN + 1], *b64 = malloc(pk_base64_len(n) + 1);
+    char id[37], *b64 = malloc(pk_base64_len(n) + 1);
+    uint32_t version;
     pk_buf head = {0};
     pk_json_out j;
     int ex;
@@ -280,12 +283,12 @@ static int print_datakey(const char *out, const p11kms_buf *blob, const p11kms_b
         free(b64);
         return ex;
     }
-    blob_key_id(b, id);
+    blob_key_id(blob, id, &version);
     pk_base64_encode(b, n, b64);
     pk_jo_init(&j, &head);
     pk_jo_obj_begin(&j);
     pk_jo_kstr(&j, "KeyId", id);
-    pk_jo_kint(&j, "KeyVersion", pk_load_be32(b + 2 + PK_UUID_LEN));
+    pk_jo_kint(&j, "KeyVersion", version);
     pk_jo_kstr(&j, "CiphertextBlob", b64);
     free(b64);
     if (out != NULL || pt == NULL) return print_secret_json(&j, NULL, NULL, 0);

@@ -38,6 +38,8 @@ static int key_create(pk_cli *cli, int argc, char **argv)
     p11kms_rc rc;
 
     memset(&spec, 0, sizeof(spec));
+
+    spec.struct_size = sizeof(spec);
     for (int i = 2; i < argc; i++) {
         if (pk_cli_optv(argc, argv, &i, "--alias", &v)) alias = v;
         else if (pk_cli_optv(argc, argv, &i, "--description", &v)) spec.description = v;

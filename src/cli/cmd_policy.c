@@ -7,12 +7,13 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli/cli.h"
-#include "policy/policy.h"
+#include "json/json_in.h"
 #include "util/json_out.h"
 
 #define EVAL_USAGE                                                                                  \
@@ -26,15 +27,15 @@
 typedef struct eval_opts {
     const char *policy_path;
     const char *batch_path;
-    pk_policy_request req;
-    pk_policy_kv *ctx;
+    p11kms_policy_request req;
+    p11kms_kv *ctx;
     size_t nctx;
-    pk_policy_kv *extra;
+    p11kms_kv *extra;
     size_t nextra;
 } eval_opts;
 
 /* Split "K=V" in place into a kv entry; the key must not be empty. */
-static bool split_kv(char *arg, pk_policy_kv *kv)
+static bool split_kv(char *arg, p11kms_kv *kv)
 {
     char *eq = strchr(arg, '=');
     if (eq == NULL || eq == arg) return false;
@@ -44,6 +45,7 @@ static bool split_kv(char *arg, pk_policy_kv *kv)
     return true;
 }
 
+/* The policy engine is pure: the command passes its clock. */
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -55,7 +57,8 @@ static int parse_eval_args(pk_cli *cli, int argc, char **argv, eval_opts *o)
 {
     const char *v;
 
-    o->req.now_ms = now_ms();
+    o->req.struct_size = sizeof(o->req);
+    o->req.time_ms = now_ms();
     for (int i = 1; i < argc; i++) {
         v = NULL;
         if (pk_cli_common_opt(cli, argc, argv, &i)) {
@@ -71,7 +74,7 @@ static int parse_eval_args(pk_cli *cli, int argc, char **argv, eval_opts *o)
         } else if (pk_cli_opt(argc, argv, &i, "--batch", &v)) {
             o->batch_path = v;
         } else if (pk_cli_opt(argc, argv, &i, "--time", &v)) {
-            if (v != NULL && !pk_policy_parse_time(v, &o->req.now_ms))
+            if (v != NULL && p11kms_policy_parse_time(v, &o->req.time_ms) != P11KMS_OK)
                 return pk_cli_usage("--time: '%s' is not an ISO 8601 date or epoch seconds", v);
         } else if (pk_cli_opt(argc, argv, &i, "--context", &v)) {
             if (v == NULL || !split_kv((char *)v, &o->ctx[o->nctx]))
@@ -95,79 +98,68 @@ static int parse_eval_args(pk_cli *cli, int argc, char **argv, eval_opts *o)
     if (o->batch_path == NULL && (o->req.principal == NULL || o->req.action == NULL))
         return pk_cli_usage("policy eval needs --principal and --action (or --batch FILE)");
     o->req.context = o->ctx;
-    o->req.context_len = o->nctx;
-    o->req.extra = o->extra;
-    o->req.extra_len = o->nextra;
+    o->req.ncontext = o->nctx;
+    o->req.request_context = o->extra;
+    o->req.nrequest_context = o->nextra;
     return PK_EXIT_OK;
 }
 
-static int load_policy(const char *path, pk_policy **out)
+static int load_policy(const char *path, p11kms_policy **out)
 {
     pk_buf text = {0};
-    pk_result r;
-    int rc = pk_cli_read_file(path, POLICY_MAX, "a key policy is at most 32768 bytes", &text);
+    p11kms_rc rc;
+    int ex = pk_cli_read_file(path, POLICY_MAX, "a key policy is at most 32768 bytes", &text);
 
-    if (rc != PK_EXIT_OK) {
-        pk_buf_free(&text);
-        return rc;
-    }
-    r = pk_policy_compile((const char *)text.data, text.len, out);
+    if (ex == PK_EXIT_OK && (rc = p11kms_policy_compile((const char *)text.data, text.len, out)) != P11KMS_OK)
+        ex = pk_cli_fail_at(path, rc);
     pk_buf_free(&text);
-    if (pk_failed(r)) return pk_cli_fail(pk_annotate(r, "%s: ", path).code);
-    return PK_EXIT_OK;
+    return ex;
 }
 
-/* One result as a line: text "Allowed: Sid1, Sid2" or JSON {"decision":...,"matched":[...]}. */
-static int print_result(const pk_cli *cli, const pk_policy_result *res)
+/* One result as a line: text "Allowed: Sid1, Sid2" or the library's JSON {"decision":...,"matched":[...]}. */
+static int print_result(const pk_cli *cli, const char *json)
 {
     pk_buf out = {0};
-    pk_result r = PK_OK;
-    int rc;
+    pk_jv *doc = NULL;
+    const pk_jv *sids;
+    pk_result r;
+    int ex;
 
-    if (cli->json) {
-        pk_json_out j;
-        pk_jo_init(&j, &out);
-        pk_jo_obj_begin(&j);
-        pk_jo_kstr(&j, "decision", pk_decision_name(res->decision));
-        pk_jo_key(&j, "matched");
-        pk_jo_arr_begin(&j);
-        for (size_t i = 0; i < res->nsids; i++) pk_jo_str(&j, res->sids[i]);
-        pk_jo_arr_end(&j);
-        if (res->sids_truncated) pk_jo_kbool(&j, "truncated", true);
-        pk_jo_obj_end(&j);
-        r = pk_jo_result(&j);
-    } else {
-        r = pk_buf_append_str(&out, pk_decision_name(res->decision));
-        for (size_t i = 0; pk_ok(r) && i < res->nsids; i++) r = pk_buf_printf(&out, "%s%s", i ? ", " : ": ", res->sids[i]);
-        if (pk_ok(r) && res->sids_truncated) r = pk_buf_append_str(&out, ", ...");
-    }
-    if (pk_failed(r)) {
-        pk_buf_free(&out);
-        return pk_cli_fail(r.code);
-    }
-    rc = pk_cli_print_buf(&out);
+    if (cli->json) return pk_cli_print_str(json);
+    r = pk_json_parse(json, strlen(json), P11KMS_ERR_INTERNAL, &doc);
+    sids = pk_jv_get(doc, "matched");
+    if (pk_ok(r)) r = pk_buf_append_str(&out, pk_jv_str(pk_jv_get(doc, "decision")));
+    for (size_t i = 0; pk_ok(r) && i < pk_jv_size(sids); i++)
+        r = pk_buf_printf(&out, "%s%s", i ? ", " : ": ", pk_jv_str(pk_jv_at(sids, i)));
+    if (pk_ok(r) && pk_jv_get(doc, "truncated") != NULL) r = pk_buf_append_str(&out, ", ..."); /* only ever true */
+    ex = pk_ok(r) ? pk_cli_print_buf(&out) : pk_cli_fail(r.code);
     pk_buf_free(&out);
-    return rc;
+    pk_json_free(doc);
+    return ex;
 }
 
-static int eval_one(const pk_cli *cli, const pk_policy *p, const pk_policy_request *req)
+/* Evaluate o's request, overridden by a JSON line when given; at (optional) prefixes a failure. */
+static int eval_one(const pk_cli *cli, const p11kms_policy *p, const eval_opts *o, const char *line, size_t len,
+                    const char *at)
 {
-    pk_policy_result res;
-    pk_result r = pk_policy_eval(p, req, &res);
-    if (pk_failed(r)) return pk_cli_fail(r.code);
-    return print_result(cli, &res);
+    char *json = NULL;
+    p11kms_rc rc = p11kms_policy_eval(p, &o->req, line, len, &json);
+    int ex;
+    if (rc != P11KMS_OK) return at != NULL ? pk_cli_fail_at(at, rc) : pk_cli_fail(rc);
+    ex = print_result(cli, json);
+    p11kms_free(json);
+    return ex;
 }
 
 /*
  * --batch: one JSON request per line (blank lines skipped). Command-line
  * request options are the defaults each line may override.
  */
-static int eval_batch(const pk_cli *cli, const pk_policy *p, const eval_opts *o)
+static int eval_batch(const pk_cli *cli, const p11kms_policy *p, const eval_opts *o)
 {
     pk_buf text = {0};
-    pk_policy_request_doc doc = {0};
     size_t lineno = 0;
-    char *line, *next;
+    char *line, *next, at[4200];
     int rc = pk_cli_read_file(o->batch_path, BATCH_MAX, "a --batch file is at most 64 MiB", &text);
 
     if (rc != PK_EXIT_OK) goto out;
@@ -176,26 +168,16 @@ static int eval_batch(const pk_cli *cli, const pk_policy *p, const eval_opts *o)
         goto out;
     }
     for (line = (char *)text.data; line != NULL && rc == PK_EXIT_OK; line = next) {
-        pk_result r;
         size_t len;
         next = strchr(line, '\n');
         len = next != NULL ? (size_t)(next - line) : strlen(line);
         if (next != NULL) next++;
         lineno++;
         if (strspn(line, " \t\r") >= len) continue;
-        pk_policy_request_doc_free(&doc);
-        doc.req = o->req;
-        r = pk_policy_request_parse(line, len, NULL, &doc);
-        if (pk_ok(r) && (doc.req.principal == NULL || doc.req.action == NULL))
-            r = pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "principal and action are required");
-        if (pk_failed(r)) {
-            rc = pk_cli_fail(pk_annotate(r, "%s:%zu: ", o->batch_path, lineno).code);
-            goto out;
-        }
-        rc = eval_one(cli, p, &doc.req);
+        snprintf(at, sizeof(at), "%s:%zu", o->batch_path, lineno);
+        rc = eval_one(cli, p, o, line, len, at);
     }
 out:
-    pk_policy_request_doc_free(&doc);
     pk_buf_free(&text);
     return rc;
 }
@@ -203,7 +185,7 @@ out:
 static int cmd_eval(pk_cli *cli, int argc, char **argv)
 {
     eval_opts o;
-    pk_policy *p = NULL;
+    p11kms_policy *p = NULL;
     int rc;
 
     memset(&o, 0, sizeof(o));
@@ -217,51 +199,64 @@ static int cmd_eval(pk_cli *cli, int argc, char **argv)
     if (rc != PK_EXIT_OK) goto out;
     rc = load_policy(o.policy_path, &p);
     if (rc != PK_EXIT_OK) goto out;
-    rc = o.batch_path != NULL ? eval_batch(cli, p, &o) : eval_one(cli, p, &o.req);
+    rc = o.batch_path != NULL ? eval_batch(cli, p, &o) : eval_one(cli, p, &o, NULL, 0, NULL);
 out:
-    pk_policy_free(p);
+    p11kms_policy_free(p);
     free(o.ctx);
     free(o.extra);
     return rc;
 }
 
-static pk_result lint_output(const pk_cli *cli, const pk_lint_report *rep, pk_buf *out)
+/* Text lines "kind: message" (or "no findings"), or the findings as JSON without the error flag. */
+static pk_result lint_output(const pk_cli *cli, const pk_jv *items, pk_buf *out)
 {
     pk_json_out j;
+    size_t n = pk_jv_size(items);
 
     if (!cli->json) {
-        for (size_t i = 0; i < rep->n; i++) {
-            PK_GUARD(pk_buf_printf(out, "%s%s: %s", i ? "\n" : "", pk_lint_kind_name(rep->items[i].kind),
-                                   rep->items[i].message));
+        for (size_t i = 0; i < n; i++) {
+            const pk_jv *f = pk_jv_at(items, i);
+            PK_GUARD(pk_buf_printf(out, "%s%s: %s", i ? "\n" : "", pk_jv_str(pk_jv_get(f, "kind")),
+                                   pk_jv_str(pk_jv_get(f, "message"))));
         }
-        return rep->n == 0 ? pk_buf_append_str(out, "no findings") : PK_OK;
+        return n == 0 ? pk_buf_append_str(out, "no findings") : PK_OK;
     }
     pk_jo_init(&j, out);
     pk_jo_arr_begin(&j);
-    for (size_t i = 0; i < rep->n; i++) {
-        const pk_lint_finding *f = &rep->items[i];
+    for (size_t i = 0; i < n; i++) {
+        const pk_jv *f = pk_jv_at(items, i), *st = pk_jv_get(f, "statement");
         pk_jo_obj_begin(&j);
-        pk_jo_kstr(&j, "kind", pk_lint_kind_name(f->kind));
+        pk_jo_kstr(&j, "kind", pk_jv_str(pk_jv_get(f, "kind")));
         pk_jo_key(&j, "statement");
-        if (f->statement >= 0) {
-            pk_jo_int(&j, f->statement);
+        if (pk_jv_typeof(st) == PK_JV_INTEGER) {
+            pk_jo_int(&j, pk_jv_int(st));
         } else {
             pk_jo_null(&j);
         }
-        pk_jo_kstr(&j, "sid", f->sid);
-        pk_jo_kstr(&j, "message", f->message);
+        pk_jo_kstr(&j, "sid", pk_jv_str(pk_jv_get(f, "sid")));
+        pk_jo_kstr(&j, "message", pk_jv_str(pk_jv_get(f, "message")));
         pk_jo_obj_end(&j);
     }
     pk_jo_arr_end(&j);
     return pk_jo_result(&j);
 }
 
+/* The library's findings for a compiled policy, parsed. */
+static p11kms_rc lint_findings(const p11kms_policy *p, pk_jv **doc)
+{
+    char *json = NULL;
+    p11kms_rc rc = p11kms_policy_lint(p, &json);
+    if (rc == P11KMS_OK) rc = pk_json_parse(json, strlen(json), P11KMS_ERR_INTERNAL, doc).code;
+    p11kms_free(json);
+    return rc;
+}
+
 static int cmd_lint(pk_cli *cli, int argc, char **argv)
 {
-    pk_policy *p = NULL;
-    pk_lint_report rep = {0};
+    p11kms_policy *p = NULL;
+    pk_jv *items = NULL;
     pk_buf out = {0};
-    pk_result r;
+    p11kms_rc r;
     int rc;
 
     const char *path = NULL;
@@ -274,18 +269,18 @@ static int cmd_lint(pk_cli *cli, int argc, char **argv)
     if (path == NULL) return pk_cli_usage(LINT_USAGE);
     rc = load_policy(path, &p);
     if (rc != PK_EXIT_OK) goto out;
-    r = pk_policy_lint(p, &rep);
-    if (pk_ok(r)) r = lint_output(cli, &rep, &out);
-    if (pk_failed(r)) {
-        rc = pk_cli_fail(r.code);
+    r = lint_findings(p, &items);
+    if (r == P11KMS_OK) r = lint_output(cli, items, &out).code;
+    if (r != P11KMS_OK) {
+        rc = pk_cli_fail(r);
         goto out;
     }
     rc = pk_cli_print_buf(&out);
-    if (rc == PK_EXIT_OK && rep.n > 0) rc = PK_EXIT_FAILED;
+    if (rc == PK_EXIT_OK && pk_jv_size(items) > 0) rc = PK_EXIT_FAILED;
 out:
     pk_buf_free(&out);
-    pk_lint_report_free(&rep);
-    pk_policy_free(p);
+    pk_json_free(items);
+    p11kms_policy_free(p);
     return rc;
 }
 
@@ -299,14 +294,16 @@ int pk_cmd_policy(pk_cli *cli, int argc, char **argv)
 
 void pk_cli_policy_warnings(const char *json, size_t len)
 {
-    pk_policy *p = NULL;
-    pk_lint_report rep = {0};
+    p11kms_policy *p = NULL;
+    pk_jv *items = NULL;
     /* Errors are left only when the caller bypassed lint: they are shown as well. */
-    if (pk_ok(pk_policy_compile(json, len, &p)) && pk_ok(pk_policy_lint(p, &rep))) {
-        for (size_t i = 0; i < rep.n; i++) {
-            fprintf(stderr, "p11kms: warning: %s: %s\n", pk_lint_kind_name(rep.items[i].kind), rep.items[i].message);
+    if (p11kms_policy_compile(json, len, &p) == P11KMS_OK && lint_findings(p, &items) == P11KMS_OK) {
+        for (size_t i = 0; i < pk_jv_size(items); i++) {
+            const pk_jv *f = pk_jv_at(items, i);
+            fprintf(stderr, "p11kms: warning: %s: %s\n", pk_jv_str(pk_jv_get(f, "kind")),
+                    pk_jv_str(pk_jv_get(f, "message")));
         }
     }
-    pk_lint_report_free(&rep);
-    pk_policy_free(p);
+    pk_json_free(items);
+    p11kms_policy_free(p);
 }

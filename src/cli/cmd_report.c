@@ -86,13 +86,13 @@ int pk_cmd_report(pk_cli *cli, int argc, char **argv)
         ex = pk_cli_fail(rc);
     } else {
         if (cli->json)
-            puts(json);
+            ex = pk_cli_print_str(json);
         else if (keys)
             keys_text(json, n);
         else
             policies_text(json, n);
         /* Findings are the point of a compliance report: cron sees them in the exit code. */
-        ex = n > 0 ? PK_EXIT_FAILED : PK_EXIT_OK;
+        if (ex == PK_EXIT_OK && n > 0) ex = PK_EXIT_FAILED;
     }
     p11kms_free(json);
     pk_cli_session_close(&s);

@@ -16,38 +16,24 @@
 #include "cli/cli_session.h"
 #include "json/json_in.h"
 
-#define VALUE_FILE_MAX (64 * 1024)
 #define JSON_MAX (256 * 1024)
+
+/* argv is world-readable in /proc: say so, but keep working (scripts rely on it). */
+static void warn_argv(const char *key, const char *arg, void *ctx)
+{
+    char *hint = NULL;
+    (void)arg;
+    (void)ctx;
+    if (asprintf(&hint, "%s=@FILE or --from-json -", key) >= 0) {
+        pk_cli_warn_argv_secret(key, hint);
+        free(hint);
+    }
+}
 
 /* k=v or k=@FILE into m. */
 static int add_pair(p11kms_secret_map *m, const char *arg)
 {
-    const char *eq = strchr(arg, '=');
-    char *key, *hint = NULL;
-    p11kms_rc rc;
-    /* Never echo the argument: it may be a mistyped secret. */
-    if (eq == NULL || eq == arg) return pk_cli_usage("secret values are given as KEY=VALUE or KEY=@FILE");
-    key = strndup(arg, (size_t)(eq - arg));
-    if (key == NULL) return pk_cli_fail(P11KMS_ERR_NO_MEMORY);
-    if (eq[1] == '@') {
-        pk_secbuf v = PK_SECBUF_INIT;
-        int ex = pk_cli_read_value(key, eq + 2, VALUE_FILE_MAX, &v);
-        if (ex != PK_EXIT_OK) {
-            free(key);
-            return ex;
-        }
-        rc = p11kms_secret_map_set(m, key, (const char *)v.data);
-        pk_secbuf_free(&v);
-    } else {
-        /* argv is world-readable in /proc: say so, but keep working (scripts rely on it). */
-        if (eq[1] != '\0' && asprintf(&hint, "%s=@FILE or --from-json -", key) >= 0) {
-            pk_cli_warn_argv_secret(key, hint);
-            free(hint);
-        }
-        rc = p11kms_secret_map_set(m, key, eq + 1);
-    }
-    free(key);
-    return rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
+    return pk_cli_map_add(m, arg, "secret values are given as KEY=VALUE or KEY=@FILE", warn_argv, NULL);
 }
 
 static int read_json(const char *path, p11kms_secret_map **m)

@@ -5,8 +5,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "conf/conf.h"
-#include "p11/p11.h"
 #include "util/json_out.h"
 
 static int print_info_json(const p11kms_token_info *ti)
@@ -90,12 +88,11 @@ static int token_info(pk_cli *cli, int argc, char **argv)
     return ex;
 }
 
-/* token init: PINs come from files only, never from argv. */
+/* token init: PINs come from files only, never from argv; the library reads and wipes them. */
 static int token_init(pk_cli *cli, int argc, char **argv)
 {
     const char *module = NULL, *label = NULL, *so_file = NULL, *pin_file = NULL, *v;
-    pk_secbuf so = PK_SECBUF_INIT, pin = PK_SECBUF_INIT;
-    pk_result r = PK_OK;
+    p11kms_rc rc;
 
     for (int i = 2; i < argc; i++) {
         if (pk_cli_opt(argc, argv, &i, "--module", &v)) module = v;
@@ -106,13 +103,7 @@ static int token_init(pk_cli *cli, int argc, char **argv)
     }
     if (module == NULL || label == NULL || so_file == NULL || pin_file == NULL)
         return pk_cli_usage("token init --module PATH --label LABEL --so-pin-file FILE --pin-file FILE");
-    PK_TRY(pk_conf_read_pin_file(so_file, &so));
-    PK_TRY(pk_conf_read_pin_file(pin_file, &pin));
-    PK_TRY(pk_p11_init_token(module, label, &so, &pin));
-out:
-    pk_secbuf_free(&so);
-    pk_secbuf_free(&pin);
-    if (pk_failed(r)) return pk_cli_fail(r.code);
+    if ((rc = p11kms_token_init(module, label, so_file, pin_file)) != P11KMS_OK) return pk_cli_fail(rc);
     if (cli->json) return pk_cli_print_obj("label", label, "result", "initialised", NULL);
     printf("initialised token '%s'\n", label);
     return PK_EXIT_OK;

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,9 +91,13 @@ static void forget_secret(p11kms *h, const char *id)
     if (id != NULL && *id != '\0' && pk_ok(pk_secrets_of(h, &st))) pk_cache_forget(st, id);
 }
 
+/* Every size p11kms_connection_spec has had; append when a field is added. */
+static const size_t connection_spec_sizes[] = {sizeof(p11kms_connection_spec)};
+
 P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c, const char *name,
-                                              const p11kms_connection_spec *spec)
+                                              const p11kms_connection_spec *caller_spec)
 {
+    p11kms_connection_spec full, *spec = &full;
     pk_op op;
     pk_result r = PK_OK;
     pk_conn conn;
@@ -112,7 +117,8 @@ P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c,
     op.connection = name;
     PK_TRY(pk_op_preflight(&op));
     PK_TRY(pk_conn_name_validate(name));
-    PK_CHECK(spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no connection specification");
+    PK_CHECK(caller_spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no connection specification");
+    PK_TRY(pk_spec_copy(&full, sizeof(full), caller_spec, connection_spec_sizes, 1, "connection spec"));
     ns = spec->ns ? spec->ns : PK_NS_DEFAULT;
     PK_TRY(pk_ns_validate(ns));
     PK_TRY(pk_secrets_of(h, &st));
@@ -584,4 +590,33 @@ out:
     free(a.items);
     pk_buf_free(&out);
     return pk_op_finish(&op, r);
+}
+
+/* The argv warning's rule without a handle: built-in words, then `sensitive_options`. */
+P11KMS_API int p11kms_connection_option_sensitive(const p11kms_config *cfg, const char *name)
+{
+    char low[PK_SECRET_KEY_MAX + 1];
+    const char *p = cfg != NULL ? p11kms_config_get(cfg, "sensitive_options") : NULL;
+    size_t n;
+
+    if (name == NULL) return 0;
+    n = strlen(name);
+    if (n > PK_SECRET_KEY_MAX) n = PK_SECRET_KEY_MAX;
+    for (size_t i = 0; i < n; i++) low[i] = (char)tolower((unsigned char)name[i]);
+    low[n] = '\0';
+    if (pk_conn_option_sensitive_builtin(low)) return 1;
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t m = end ? (size_t)(end - p) : strlen(p);
+        char word[PK_SECRET_KEY_MAX + 1];
+        while (m > 0 && isspace((unsigned char)*p)) p++, m--;
+        while (m > 0 && isspace((unsigned char)p[m - 1])) m--;
+        if (m > 0 && m < sizeof(word)) {
+            for (size_t i = 0; i < m; i++) word[i] = (char)tolower((unsigned char)p[i]);
+            word[m] = '\0';
+            if (strstr(low, word) != NULL) return 1;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "core/op.h"
 #include "crypto/crypto.h"
+#include "util/codec.h"
 
 #define AES_128_BYTES 16
 #define AES_256_BYTES 32
@@ -201,4 +202,20 @@ out:
     pk_buf_free(&out);
     pk_key_release(h, dst);
     return pk_op_finish(&op, r);
+}
+
+/* Header layout of docs/FORMAT.md version 1: version, flags, key id, key version. */
+#define BLOB_MIN_LEN 51
+P11KMS_API p11kms_rc p11kms_blob_info(const uint8_t *blob, size_t len, char key_id[37], uint32_t *key_version)
+{
+    pk_error_clear();
+    if (key_id != NULL) key_id[0] = '\0';
+    if (key_version != NULL) *key_version = 0;
+    if (blob == NULL || key_id == NULL || key_version == NULL)
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "blob info: NULL argument").code;
+    if (len < BLOB_MIN_LEN || blob[0] != 0x01)
+        return pk_fail(P11KMS_ERR_CIPHERTEXT_INVALID, "ciphertext is not a p11kms blob").code;
+    pk_uuid_format(blob + 2, key_id);
+    *key_version = pk_load_be32(blob + 2 + PK_UUID_LEN);
+    return P11KMS_OK;
 }

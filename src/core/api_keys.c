@@ -93,8 +93,13 @@ static pk_result describe_json(p11kms *h, const pk_key *k, pk_buf *out)
     return pk_jo_result(&j);
 }
 
-P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_spec *spec, char **key_id)
+/* Every size p11kms_key_spec has had; append when a field is added. */
+static const size_t key_spec_sizes[] = {sizeof(p11kms_key_spec)};
+
+P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_spec *caller_spec,
+                                       char **key_id)
 {
+    p11kms_key_spec full, *spec = &full;
     pk_op op;
     pk_result r = PK_OK;
     pk_buf policy = {0};
@@ -107,7 +112,8 @@ P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const 
     PK_TRY(pk_op_begin(&op, h, c, "kms:CreateKey"));
     pk_op_output_str(&op, key_id);
     PK_TRY(pk_op_preflight(&op));
-    PK_CHECK(spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no key specification");
+    PK_CHECK(caller_spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no key specification");
+    PK_TRY(pk_spec_copy(&full, sizeof(full), caller_spec, key_spec_sizes, 1, "key spec"));
     PK_CHECK(spec->policy_json == NULL || (spec->nadmins == 0 && spec->noperators == 0), P11KMS_ERR_INVALID_ARGUMENT,
              "give either a policy or administrators/operators, not both");
     memset(&a, 0, sizeof(a));

@@ -385,3 +385,32 @@ p11kms_rc pk_op_finish(pk_op *op, pk_result r)
     if (pk_failed(r)) pk_fail(r.code, "%s", detail);
     return r.code;
 }
+
+pk_result pk_spec_copy(void *dst, size_t dst_size, const void *src, const size_t *known, size_t nknown,
+                       const char *what)
+{
+    size_t n;
+    memcpy(&n, src, sizeof(n));
+    for (size_t i = 0; i < nknown; i++) {
+        if (n == known[i] && n <= dst_size && n >= sizeof(n)) {
+            memset(dst, 0, dst_size);
+            memcpy(dst, src, n);
+            return PK_OK;
+        }
+    }
+    return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "%s: struct_size %zu is not one this library knows (set it to sizeof)",
+                   what, n);
+}
+
+pk_result pk_jo_take(pk_json_out *j, char **out)
+{
+    pk_result r = pk_jo_result(j);
+    if (pk_ok(r)) r = pk_buf_append(j->buf, "", 1);
+    if (pk_failed(r)) {
+        pk_buf_free(j->buf);
+        return r;
+    }
+    *out = (char *)j->buf->data;
+    memset(j->buf, 0, sizeof(*j->buf));
+    return PK_OK;
+}

@@ -9,6 +9,7 @@
 #include "audit/audit.h"
 #include "core/core.h"
 #include "keys/keys.h"
+#include "util/json_out.h"
 
 struct p11kms_caller {
     char *principal;
@@ -79,6 +80,15 @@ PK_MUST_USE pk_result pk_key_usable(const pk_key *k);
  * Register an output so that a failed audit write withholds it: the caller
  * never receives a result whose operation is not on record.
  */
+/*
+ * Copy a public spec struct by its leading struct_size into *dst (dst_size
+ * bytes): only sizes in known[] are accepted; a smaller one is an older
+ * caller, so the fields past it stay zero.
+ */
+pk_result pk_spec_copy(void *dst, size_t dst_size, const void *src, const size_t *known, size_t nknown,
+                       const char *what);
+/* A finished JSON writer's text handed to the caller (p11kms_free); the buffer is freed on failure. */
+pk_result pk_jo_take(pk_json_out *j, char **out);
 void pk_op_output_buf(pk_op *op, p11kms_buf **out);
 void pk_op_output_str(pk_op *op, char **out);
 /*

@@ -1,1 +1,1 @@
-libp11kms_core_la_SOURCES += src/json/json_in.h src/json/json_in.c
+libp11kms_util_la_SOURCES += src/json/json_in.h src/json/json_in.c

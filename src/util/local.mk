@@ -1,5 +1,10 @@
-libp11kms_core_la_SOURCES += \
-	src/util/result.h src/util/error.c \
+# The dependency-light helpers (buffers, codecs, secure buffers, JSON writer,
+# times) and the read-only JSON reader: one convenience library that both
+# libp11kms-core and the p11kms command link, so the command need not reach
+# into core. error.c stays in core: it defines public p11kms_ calls.
+noinst_LTLIBRARIES += libp11kms-util.la
+libp11kms_util_la_SOURCES = \
+	src/util/result.h \
 	src/util/bytes.h src/util/buf.c \
 	src/util/secbuf.h src/util/secbuf.c \
 	src/util/codec.h src/util/codec.c \
@@ -7,3 +12,7 @@ libp11kms_core_la_SOURCES += \
 	src/util/timefmt.h src/util/timefmt.c \
 	src/util/forkgen.h src/util/forkgen.c \
 	src/util/group_commit.h src/util/group_commit.c
+libp11kms_util_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+libp11kms_util_la_LIBADD = $(JANSSON_LIBS)
+libp11kms_core_la_SOURCES += src/util/result.h src/util/error.c
+libp11kms_core_la_LIBADD += libp11kms-util.la

@@ -33,5 +33,25 @@ for l in -lp11kms -lp11-kit -lcrypto -ljansson -lsqlite3; do
     *) echo "FAIL: pkg-config --static --libs $pc lacks $l: $static"; echo "0 passed, 1 failed"; exit 1 ;;
     esac
 done
-echo "exported: $(printf '%s\n' "$syms" | wc -l) p11kms_ symbols"
+# The command is a client of the exported library only: every symbol it
+# takes from libp11kms is a p11kms_ call of src/libp11kms.sym, and it holds
+# no copy of core (operations, keys, secrets, audit, PKCS#11, store, policy).
+bin=$top/.libs/lt-p11kms; [ -f "$bin" ] || bin=$top/.libs/p11kms; [ -f "$bin" ] || bin=$top/p11kms
+if ! ldd "$bin" 2>/dev/null | grep -q 'libp11kms\.so'; then
+    echo "FAIL: $bin does not link libp11kms.so"; echo "0 passed, 1 failed"; exit 1
+fi
+used=$(nm -D --undefined-only "$bin" | awk '{print $NF}' | grep '^p11kms_' | sort -u)
+[ -n "$used" ] || { echo "FAIL: $bin takes no p11kms_ symbol from the library"; echo "0 passed, 1 failed"; exit 1; }
+stray=$(comm -23 <(printf '%s\n' "$used") <(printf '%s\n' "$want"))
+if [ -n "$stray" ]; then
+    echo "FAIL: $bin uses symbols not in src/libp11kms.sym:"; printf '%s\n' "$stray"
+    echo "0 passed, 1 failed"; exit 1
+fi
+own=$(nm "$bin" | awk '$2 ~ /^[TtDdBbRr]$/ {print $3}' |
+      grep -E '^(p11kms_|pk_(op|key|keys|secret|secrets|conn|audit|p11|store|policy|conf|record|rows)_)' || true)
+if [ -n "$own" ]; then
+    echo "FAIL: $bin defines library symbols itself:"; printf '%s\n' "$own" | head -20
+    echo "0 passed, 1 failed"; exit 1
+fi
+echo "exported: $(printf '%s\n' "$syms" | wc -l) p11kms_ symbols; p11kms uses $(printf '%s\n' "$used" | wc -l)"
 echo "1 passed, 0 failed"

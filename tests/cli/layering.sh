@@ -19,5 +19,11 @@ if [ -n "$bad" ]; then echo "FAIL: src/auth includes a higher layer: $bad"; fail
 if grep -rn "#include" "$src/../include/p11kms/p11kms.h" | grep -vE '<std(def|int)\.h>'; then
     echo "FAIL: the public header includes more than stddef.h/stdint.h"; fail=1
 fi
+# The command is a client of the public header: besides its own folder it
+# may include only the helpers of libp11kms-util (util/ without error.c's
+# internals, and the JSON reader).
+bad=$(grep -nE '^#include "' "$src"/cli/*.c "$src"/cli/*.h |
+      grep -vE '#include "(config\.h|cli/[a-z_]+\.h|p11kms/p11kms\.h|util/(bytes|codec|json_out|secbuf|timefmt|result)\.h|json/json_in\.h)"' || true)
+if [ -n "$bad" ]; then echo "FAIL: src/cli includes internal headers:"; echo "$bad"; fail=1; fi
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail

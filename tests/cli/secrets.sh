@@ -166,6 +166,13 @@ oper connection create bad "__flink.encrypted-secret-key__=x"
 expect_rc 2 "reserved key refused"
 expect_err "$(argv_warning __flink.encrypted-secret-key__ conn)
 p11kms: option '__flink.encrypted-secret-key__' is reserved for the secret reference; it cannot be set" "reserved key"
+# The argv warning also knows the config's sensitive_options, wherever --config stands.
+cp -p "$P11KMS_CONFIG" "$T/sens.conf"; echo "sensitive_options = apitok" >>"$T/sens.conf"
+oper connection create cat.sens "my.apitok=v1" --config "$T/sens.conf"
+expect_rc 0 "create with a config-sensitive option in argv"
+expect_err "$(argv_warning my.apitok conn)" "argv warning for sensitive_options"
+oper connection drop cat.sens
+expect_rc 0 "drop cat.sens"
 oper connection describe cat.db.orders
 expect_rc 0 "describe"; expect_out_has '"password":"****"' "describe redacts"; expect_out_lacks "$CONNPW" "describe hides the value"
 expect_out_has '"username":"flink"' "describe shows public options"
