@@ -69,7 +69,9 @@ pk_result p11_init_fail(CK_RV rv);
 /* ---- errors (p11_errors.c) ---- */
 const char *pk_ckr_name(CK_RV rv);
 /* Fail with a code derived from rv and a detail naming the function and CKR. */
-pk_result pk_p11_rv_fail(CK_RV rv, const char *function);
+pk_result pk_p11_rv_fail_at(CK_RV rv, const char *function, const char *file, int line);
+/* The origin is the caller's file:line, not this adapter's. */
+#define pk_p11_rv_fail(rv, function) pk_p11_rv_fail_at((rv), (function), __FILE__, __LINE__)
 #define P11_CALL(p, fn_name, args) ((p)->fn->fn_name args)
 #define P11_ENSURE_RV(rv, name) \
     do { CK_RV rv_ = (rv); if (rv_ != CKR_OK) return pk_p11_rv_fail(rv_, (name)); } while (0)
