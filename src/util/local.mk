@@ -5,3 +5,5 @@ libp11kms_core_la_SOURCES += \
 	src/util/codec.h src/util/codec.c \
 	src/util/json_out.h src/util/json_out.c \
 	src/util/timefmt.h src/util/timefmt.c
+
+libp11kms_core_la_SOURCES += src/util/lru_map.h src/util/lru_map.c
