@@ -9,6 +9,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "p11/p11.h"
+#include "util/lru_map.h"
 
 /* One cached key: a token object and/or its session-object form. */
 typedef struct cache_entry {
@@ -17,8 +18,7 @@ typedef struct cache_entry {
     CK_OBJECT_HANDLE session_obj; /* session copy or unwrapped key; CK_INVALID_HANDLE if none yet */
     bool data_key;
     unsigned pins;                /* operations using session_obj right now */
-    struct cache_entry *hnext;
-    struct cache_entry *lru_prev, *lru_next; /* data keys only */
+    pk_lru_node node;             /* keyed by id; on the LRU list: data keys only */
 } cache_entry;
 
 struct pk_p11 {
@@ -47,10 +47,8 @@ struct pk_p11 {
     unsigned nidle;
 
     pthread_mutex_t cache_lock;
-    cache_entry **buckets;
-    size_t nbuckets, count;
-    cache_entry lru;              /* sentinel: lru.lru_next is most recent */
-    size_t data_keys, data_key_limit;
+    pk_lru_map cache;             /* id -> cache_entry; LRU bounds the data keys */
+    size_t data_key_limit;
     bool swept;                   /* a full FindObjects sweep ran in this generation */
 
     pk_p11_stats stats;
