@@ -20,6 +20,7 @@ CLI_SCENARIOS = tests/cli/token.sh tests/cli/keys.sh tests/cli/roles.sh tests/cl
 CLI_SCENARIOS += tests/cli/help.sh tests/cli/install.sh
 CLI_SCENARIOS += tests/cli/fulldisk.sh tests/cli/nss.sh
 CLI_SCENARIOS += tests/cli/cliinput.sh
+CLI_SCENARIOS += tests/cli/hardening.sh
 TESTS += $(UNIT_TESTS) $(CLI_SCENARIOS)
 EXTRA_DIST += $(CLI_SCENARIOS) tests/cli/lib.sh tests/vectors tests/valgrind.supp
 

@@ -388,6 +388,31 @@ static void test_p11_config_errors_name_the_line(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(p11kms_last_error(), "k4.conf: 'pin' is not set"));
 }
 
+/* A CKR failure's origin is the PKCS#11 call site, not the CK_RV adapter in p11_errors.c. */
+static void test_p11_ckr_failure_keeps_call_site_origin(void)
+{
+    pk_keyid id = make_id("test:origin");
+    uint8_t mac[PK_HMAC_LEN];
+    pk_result r;
+
+    CU_ASSERT_TRUE_FATAL(pk_ok(pk_p11_generate_key(p11, PK_KEY_AES_CMK, &id, "p11kms:test:origin")));
+    pk_error_clear();
+    r = pk_p11_hmac(p11, &id, pk_bytes_of("data", 4), mac); /* an AES key cannot HMAC */
+    CU_ASSERT_TRUE(pk_failed(r));
+    CU_ASSERT_PTR_NOT_NULL(strstr(p11kms_last_error(), "CKR_"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(pk_error_origin(), "p11/p11_"));
+    CU_ASSERT_PTR_NULL(strstr(pk_error_origin(), "p11_errors.c"));
+    /* Annotating and recoding keep it. */
+    {
+        char before[96];
+        snprintf(before, sizeof(before), "%s", pk_error_origin());
+        r = pk_recode(pk_annotate(r, "key %s: ", "test:origin"), P11KMS_ERR_INTERNAL);
+        CU_ASSERT_STRING_EQUAL(pk_error_origin(), before);
+        CU_ASSERT_PTR_NOT_NULL(strstr(p11kms_last_error(), "key test:origin: "));
+    }
+    PK_IGNORE(pk_p11_destroy_key(p11, &id));
+}
+
 int main(void)
 {
     CU_pSuite s;
@@ -407,5 +432,6 @@ int main(void)
     CU_add_test(s, "test_p11_config_errors_name_the_line", test_p11_config_errors_name_the_line);
     CU_add_test(s, "test_p11_open_refuses_bad_module_and_uri", test_p11_open_refuses_bad_module_and_uri);
     CU_add_test(s, "test_p11_open_refuses_bad_pin", test_p11_open_refuses_bad_pin);
+    CU_add_test(s, "test_p11_ckr_failure_keeps_call_site_origin", test_p11_ckr_failure_keeps_call_site_origin);
     return pk_run_suites();
 }

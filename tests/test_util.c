@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include "util/forkgen.h"
 #include "util/group_commit.h"
 #include "util/json_out.h"
+#include "util/lru_map.h"
 #include "util/secbuf.h"
 
 static void test_util_base64_round_trip(void)
@@ -393,6 +396,150 @@ static void test_util_secmem_fork_while_pool_locked(void)
     CU_ASSERT_EQUAL(hung, 0);
 }
 
+/* ---- lru_map ---- */
+typedef struct {
+    pk_lru_node node;
+    char id[24];
+    int pins;
+    int *released; /* counts release/evict calls */
+} lru_item;
+
+static lru_item *lru_item_new(pk_lru_map *m, const char *id, int *released)
+{
+    lru_item *it = calloc(1, sizeof(*it));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(it);
+    snprintf(it->id, sizeof(it->id), "%s", id);
+    it->released = released;
+    pk_lru_map_insert(m, &it->node, it->id, strlen(it->id));
+    return it;
+}
+
+static lru_item *lru_find(pk_lru_map *m, const char *id)
+{
+    pk_lru_node *n = pk_lru_map_find(m, id, strlen(id));
+    return n ? PK_LRU_ENTRY(n, lru_item, node) : NULL;
+}
+
+static void lru_release(pk_lru_node *n, void *ctx)
+{
+    lru_item *it = PK_LRU_ENTRY(n, lru_item, node);
+    (void)ctx;
+    if (it->released) (*it->released)++;
+    free(it);
+}
+
+static bool lru_evict_unpinned(pk_lru_map *m, pk_lru_node *n, void *ctx)
+{
+    lru_item *it = PK_LRU_ENTRY(n, lru_item, node);
+    char *log = ctx;
+    if (it->pins > 0) return false;
+    strcat(log, it->id);
+    strcat(log, ",");
+    pk_lru_map_remove(m, n);
+    lru_release(n, NULL);
+    return true;
+}
+
+static bool lru_evict_quiet(pk_lru_map *m, pk_lru_node *n, void *ctx)
+{
+    (void)ctx;
+    pk_lru_map_remove(m, n);
+    lru_release(n, NULL);
+    return true;
+}
+
+static void test_util_lru_map_insert_find_remove(void)
+{
+    pk_lru_map m;
+    int released = 0;
+    lru_item *a, *b;
+
+    CU_ASSERT_TRUE_FATAL(pk_ok(pk_lru_map_init(&m, 4, 0)));
+    a = lru_item_new(&m, "key-a", &released);
+    b = lru_item_new(&m, "key-b", &released);
+    CU_ASSERT_PTR_EQUAL(lru_find(&m, "key-a"), a);
+    CU_ASSERT_PTR_EQUAL(lru_find(&m, "key-b"), b);
+    CU_ASSERT_PTR_NULL(lru_find(&m, "key-c"));
+    CU_ASSERT_PTR_NULL(lru_find(&m, "key-"));  /* a prefix is another key */
+    CU_ASSERT_EQUAL(pk_lru_map_count(&m), 2);
+    CU_ASSERT_EQUAL(pk_lru_map_lru_count(&m), 0); /* not on the LRU until touched */
+    pk_lru_map_remove(&m, &a->node);
+    free(a);
+    CU_ASSERT_PTR_NULL(lru_find(&m, "key-a"));
+    CU_ASSERT_PTR_EQUAL(lru_find(&m, "key-b"), b);
+    CU_ASSERT_EQUAL(pk_lru_map_count(&m), 1);
+    pk_lru_map_destroy(&m, lru_release, NULL);
+    CU_ASSERT_EQUAL(released, 1); /* destroy releases what is left */
+}
+
+static void test_util_lru_map_evicts_least_recent_unpinned(void)
+{
+    pk_lru_map m;
+    char log[128] = "";
+    int released = 0;
+    const char *ids[] = {"k1", "k2", "k3", "k4"};
+    lru_item *it[4];
+
+    CU_ASSERT_TRUE_FATAL(pk_ok(pk_lru_map_init(&m, 0, 7)));
+    for (size_t i = 0; i < 4; i++) {
+        it[i] = lru_item_new(&m, ids[i], &released);
+        pk_lru_map_touch(&m, &it[i]->node);
+    }
+    lru_item_new(&m, "untracked", &released); /* never touched: never evicted */
+    pk_lru_map_touch(&m, &it[0]->node);        /* k1 is now the most recent */
+    CU_ASSERT_PTR_EQUAL(pk_lru_map_oldest(&m), &it[1]->node);
+    it[1]->pins = 1;                           /* k2 pinned: skipped */
+    CU_ASSERT_EQUAL(pk_lru_map_evict(&m, 2, lru_evict_unpinned, log), 2);
+    CU_ASSERT_STRING_EQUAL(log, "k3,k4,");
+    CU_ASSERT_EQUAL(pk_lru_map_lru_count(&m), 2);
+    CU_ASSERT_EQUAL(pk_lru_map_count(&m), 3);
+    CU_ASSERT_PTR_NOT_NULL(lru_find(&m, "k1"));
+    CU_ASSERT_PTR_NOT_NULL(lru_find(&m, "k2"));
+    CU_ASSERT_PTR_NOT_NULL(lru_find(&m, "untracked"));
+    /* Nothing evictable: all pinned, the list stays over capacity. */
+    it[0]->pins = 1;
+    CU_ASSERT_EQUAL(pk_lru_map_evict(&m, 0, lru_evict_unpinned, log), 0);
+    CU_ASSERT_EQUAL(released, 2);
+    pk_lru_map_destroy(&m, lru_release, NULL);
+    CU_ASSERT_EQUAL(released, 5);
+}
+
+static void test_util_lru_map_grows_with_many_entries(void)
+{
+    enum { N = 20000 };
+    pk_lru_map m;
+    int released = 0;
+    size_t b0;
+
+    CU_ASSERT_TRUE_FATAL(pk_ok(pk_lru_map_init(&m, 16, 0)));
+    b0 = m.nbuckets;
+    for (int i = 0; i < N; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "id-%d", i);
+        pk_lru_map_touch(&m, &lru_item_new(&m, id, &released)->node);
+    }
+    CU_ASSERT_TRUE(m.nbuckets > b0);
+    CU_ASSERT_TRUE(m.count <= 2 * m.nbuckets);
+    CU_ASSERT_EQUAL(pk_lru_map_count(&m), N);
+    for (int i = 0; i < N; i += 97) {
+        char id[24];
+        snprintf(id, sizeof(id), "id-%d", i);
+        CU_ASSERT_PTR_NOT_NULL(lru_find(&m, id));
+    }
+    /* Keep the newest 100; the others leave oldest first. */
+    CU_ASSERT_EQUAL(pk_lru_map_evict(&m, 100, lru_evict_quiet, NULL), N - 100);
+    CU_ASSERT_PTR_NULL(lru_find(&m, "id-0"));
+    CU_ASSERT_PTR_NULL(lru_find(&m, "id-19899"));
+    CU_ASSERT_PTR_NOT_NULL(lru_find(&m, "id-19900"));
+    CU_ASSERT_PTR_NOT_NULL(lru_find(&m, "id-19999"));
+    CU_ASSERT_EQUAL(released, N - 100);
+    pk_lru_map_clear(&m, lru_release, NULL);
+    CU_ASSERT_EQUAL(pk_lru_map_count(&m), 0);
+    CU_ASSERT_PTR_NULL(lru_find(&m, "id-19999"));
+    pk_lru_map_destroy(&m, lru_release, NULL);
+    CU_ASSERT_EQUAL(released, N);
+}
+
 int main(void)
 {
     CU_pSuite s;
@@ -415,5 +562,8 @@ int main(void)
     CU_add_test(s, "test_util_flusher_syncs_within_the_window", test_util_flusher_syncs_within_the_window);
     CU_add_test(s, "test_util_fork_generation_changes_in_child", test_util_fork_generation_changes_in_child);
     CU_add_test(s, "test_util_secmem_fork_while_pool_locked", test_util_secmem_fork_while_pool_locked);
+    CU_add_test(s, "test_util_lru_map_insert_find_remove", test_util_lru_map_insert_find_remove);
+    CU_add_test(s, "test_util_lru_map_evicts_least_recent_unpinned", test_util_lru_map_evicts_least_recent_unpinned);
+    CU_add_test(s, "test_util_lru_map_grows_with_many_entries", test_util_lru_map_grows_with_many_entries);
     return pk_run_suites();
 }

@@ -196,6 +196,7 @@ P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
     if (pk_ok(r)) r = purge_at_open(h);
     if (pk_ok(r)) r = pk_store_flush_start(h);
     if (pk_failed(r)) {
+        pk_error_report(r.code);
         p11kms_close(h);
         return r.code;
     }

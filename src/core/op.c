@@ -372,18 +372,23 @@ p11kms_rc pk_op_finish(pk_op *op, pk_result r)
 {
     pk_result ar;
     char detail[512];
+    char origin[96];
 
     if (tl_mutating == op) tl_mutating = NULL;
-    if (op->h == NULL || op->h->audit == NULL) return r.code;
-    /* Keep the operation's own error detail: it is what the caller must see. */
+    if (op->h == NULL || op->h->audit == NULL) return pk_error_report(r.code);
+    /* Keep the operation's own error detail and origin: they are what the caller must see. */
     snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
+    snprintf(origin, sizeof(origin), "%s", pk_error_origin());
     ar = op_record(op, r, false);
     if (pk_failed(ar)) {
         withhold(op);
-        return ar.code;
+        return pk_error_report(ar.code);
     }
-    if (pk_failed(r)) pk_fail(r.code, "%s", detail);
-    return r.code;
+    if (pk_failed(r)) {
+        pk_fail(r.code, "%s", detail);
+        pk_error_set_origin(origin);
+    }
+    return pk_error_report(r.code);
 }
 
 pk_result pk_spec_copy(void *dst, size_t dst_size, const void *src, const size_t *known, size_t nknown,

@@ -23,27 +23,10 @@
 #define DEFAULT_DATA_KEY_LIMIT 4096
 #define FIND_BATCH 256
 
-static size_t hash_id(const pk_keyid *id)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < id->len; i++) {
-        h ^= id->bytes[i];
-        h *= 1099511628211ull;
-    }
-    return (size_t)h;
-}
-
-static bool id_equal(const pk_keyid *a, const pk_keyid *b)
-{
-    return a->len == b->len && memcmp(a->bytes, b->bytes, a->len) == 0;
-}
-
 pk_result p11_cache_init(pk_p11 *p)
 {
-    p->nbuckets = INITIAL_BUCKETS;
-    p->buckets = calloc(p->nbuckets, sizeof(*p->buckets));
-    PK_ENSURE_ALLOC(p->buckets);
-    p->lru.lru_next = p->lru.lru_prev = &p->lru;
+    /* Ids are made by the service or by authorised callers, so no random seed. */
+    PK_GUARD(pk_lru_map_init(&p->cache, INITIAL_BUCKETS, 0));
     p->data_key_limit = DEFAULT_DATA_KEY_LIMIT;
     pthread_mutex_init(&p->cache_lock, NULL);
     return PK_OK;
@@ -51,98 +34,43 @@ pk_result p11_cache_init(pk_p11 *p)
 
 static cache_entry *lookup_inlock(pk_p11 *p, const pk_keyid *id)
 {
-    for (cache_entry *e = p->buckets[hash_id(id) % p->nbuckets]; e != NULL; e = e->hnext)
-        if (id_equal(&e->id, id)) return e;
-    return NULL;
-}
-
-static void lru_unlink(cache_entry *e)
-{
-    e->lru_prev->lru_next = e->lru_next;
-    e->lru_next->lru_prev = e->lru_prev;
-    e->lru_next = e->lru_prev = NULL;
-}
-
-static void lru_push_front(pk_p11 *p, cache_entry *e)
-{
-    e->lru_next = p->lru.lru_next;
-    e->lru_prev = &p->lru;
-    p->lru.lru_next->lru_prev = e;
-    p->lru.lru_next = e;
-}
-
-static void grow_inlock(pk_p11 *p)
-{
-    size_t nb = p->nbuckets * 2;
-    cache_entry **b = calloc(nb, sizeof(*b));
-    if (b == NULL) return; /* keep the longer chains; still correct */
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        cache_entry *e = p->buckets[i];
-        while (e != NULL) {
-            cache_entry *next = e->hnext;
-            size_t h = hash_id(&e->id) % nb;
-            e->hnext = b[h];
-            b[h] = e;
-            e = next;
-        }
-    }
-    free(p->buckets);
-    p->buckets = b;
-    p->nbuckets = nb;
+    pk_lru_node *n = pk_lru_map_find(&p->cache, id->bytes, id->len);
+    return n != NULL ? PK_LRU_ENTRY(n, cache_entry, node) : NULL;
 }
 
 static cache_entry *insert_inlock(pk_p11 *p, const pk_keyid *id)
 {
     cache_entry *e = calloc(1, sizeof(*e));
-    size_t h;
     if (e == NULL) return NULL;
-    if (p->count >= 2 * p->nbuckets) grow_inlock(p);
     e->id = *id;
     e->token_obj = CK_INVALID_HANDLE;
     e->session_obj = CK_INVALID_HANDLE;
-    h = hash_id(id) % p->nbuckets;
-    e->hnext = p->buckets[h];
-    p->buckets[h] = e;
-    p->count++;
+    pk_lru_map_insert(&p->cache, &e->node, e->id.bytes, e->id.len);
     return e;
 }
 
 static void unlink_inlock(pk_p11 *p, cache_entry *e)
 {
-    cache_entry **pp = &p->buckets[hash_id(&e->id) % p->nbuckets];
-    while (*pp != e) pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    if (e->data_key) {
-        lru_unlink(e);
-        p->data_keys--;
-    }
-    p->count--;
+    pk_lru_map_remove(&p->cache, &e->node);
     free(e);
+}
+
+static void release_entry(pk_lru_node *n, void *ctx)
+{
+    (void)ctx;
+    free(PK_LRU_ENTRY(n, cache_entry, node));
 }
 
 void p11_cache_forget_inlock(pk_p11 *p)
 {
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        cache_entry *e = p->buckets[i];
-        while (e != NULL) {
-            cache_entry *next = e->hnext;
-            free(e);
-            e = next;
-        }
-        p->buckets[i] = NULL;
-    }
-    p->count = 0;
-    p->data_keys = 0;
-    p->lru.lru_next = p->lru.lru_prev = &p->lru;
+    pk_lru_map_clear(&p->cache, release_entry, NULL);
     p->swept = false;
 }
 
 void p11_cache_free(pk_p11 *p)
 {
-    if (p->buckets == NULL) return;
-    p11_cache_forget_inlock(p);
-    free(p->buckets);
-    p->buckets = NULL;
+    if (p->cache.buckets == NULL) return;
+    pk_lru_map_destroy(&p->cache, release_entry, NULL);
     pthread_mutex_destroy(&p->cache_lock);
 }
 
@@ -238,10 +166,7 @@ pk_result p11_cache_get(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid *id, cach
     p->stats.copies++;
 found:
     e->pins++;
-    if (e->data_key) {
-        lru_unlink(e);
-        lru_push_front(p, e);
-    }
+    if (e->data_key) pk_lru_map_touch(&p->cache, &e->node);
     *out = e;
 out:
     pthread_mutex_unlock(&p->cache_lock);
@@ -277,18 +202,27 @@ void p11_cache_remove(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid *id)
     pthread_mutex_unlock(&p->cache_lock);
 }
 
+struct evict_ctx {
+    pk_p11 *p;
+    CK_SESSION_HANDLE s;
+};
+
+/* Eviction destroys the session object; pinned keys are in use and stay. */
+static bool evict_one(pk_lru_map *m, pk_lru_node *n, void *ctx)
+{
+    const struct evict_ctx *c = ctx;
+    cache_entry *e = PK_LRU_ENTRY(n, cache_entry, node);
+    (void)m;
+    if (e->pins > 0) return false;
+    (void)c->p->fn->C_DestroyObject(c->s, e->session_obj);
+    unlink_inlock(c->p, e);
+    return true;
+}
+
 static void evict_inlock(pk_p11 *p, CK_SESSION_HANDLE s)
 {
-    cache_entry *e = p->lru.lru_prev;
-    while (p->data_keys > p->data_key_limit && e != &p->lru) {
-        cache_entry *prev = e->lru_prev;
-        if (e->pins == 0) {
-            (void)p->fn->C_DestroyObject(s, e->session_obj);
-            unlink_inlock(p, e);
-            p->stats.evictions++;
-        }
-        e = prev;
-    }
+    struct evict_ctx c = {p, s};
+    p->stats.evictions += pk_lru_map_evict(&p->cache, p->data_key_limit, evict_one, &c);
 }
 
 bool p11_cache_pin_data_key(pk_p11 *p, const pk_keyid *id, cache_entry **out)
@@ -298,8 +232,7 @@ bool p11_cache_pin_data_key(pk_p11 *p, const pk_keyid *id, cache_entry **out)
     e = lookup_inlock(p, id);
     if (e != NULL && e->data_key) {
         e->pins++;
-        lru_unlink(e);
-        lru_push_front(p, e);
+        pk_lru_map_touch(&p->cache, &e->node);
     } else {
         e = NULL;
     }
@@ -326,8 +259,7 @@ pk_result p11_cache_put_data_key(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid 
         }
         e->data_key = true;
         e->session_obj = obj;
-        lru_push_front(p, e);
-        p->data_keys++;
+        pk_lru_map_touch(&p->cache, &e->node);
         p->stats.unwraps++;
     }
     e->pins++;
@@ -359,6 +291,6 @@ void pk_p11_get_stats(pk_p11 *p, pk_p11_stats *out)
 {
     pthread_mutex_lock(&p->cache_lock);
     *out = p->stats;
-    out->data_keys_cached = p->data_keys;
+    out->data_keys_cached = pk_lru_map_lru_count(&p->cache);
     pthread_mutex_unlock(&p->cache_lock);
 }

@@ -99,10 +99,10 @@ void p11_reset_last_rv(void)
     tl_last_rv = CKR_OK;
 }
 
-pk_result pk_p11_rv_fail(CK_RV rv, const char *function)
+pk_result pk_p11_rv_fail_at(CK_RV rv, const char *function, const char *file, int line)
 {
     tl_last_rv = rv;
-    return pk_fail(code_for(rv), "%s: %s", function, pk_ckr_name(rv));
+    return pk_fail_at(code_for(rv), file, line, "%s: %s", function, pk_ckr_name(rv));
 }
 
 bool pk_ckr_reconnectable(CK_RV rv)

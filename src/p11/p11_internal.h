@@ -9,6 +9,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "p11/p11.h"
+#include "util/lru_map.h"
 
 /* One cached key: a token object and/or its session-object form. */
 typedef struct cache_entry {
@@ -17,8 +18,7 @@ typedef struct cache_entry {
     CK_OBJECT_HANDLE session_obj; /* session copy or unwrapped key; CK_INVALID_HANDLE if none yet */
     bool data_key;
     unsigned pins;                /* operations using session_obj right now */
-    struct cache_entry *hnext;
-    struct cache_entry *lru_prev, *lru_next; /* data keys only */
+    pk_lru_node node;             /* keyed by id; on the LRU list: data keys only */
 } cache_entry;
 
 struct pk_p11 {
@@ -47,10 +47,8 @@ struct pk_p11 {
     unsigned nidle;
 
     pthread_mutex_t cache_lock;
-    cache_entry **buckets;
-    size_t nbuckets, count;
-    cache_entry lru;              /* sentinel: lru.lru_next is most recent */
-    size_t data_keys, data_key_limit;
+    pk_lru_map cache;             /* id -> cache_entry; LRU bounds the data keys */
+    size_t data_key_limit;
     bool swept;                   /* a full FindObjects sweep ran in this generation */
 
     pk_p11_stats stats;
@@ -69,7 +67,9 @@ pk_result p11_init_fail(CK_RV rv);
 /* ---- errors (p11_errors.c) ---- */
 const char *pk_ckr_name(CK_RV rv);
 /* Fail with a code derived from rv and a detail naming the function and CKR. */
-pk_result pk_p11_rv_fail(CK_RV rv, const char *function);
+pk_result pk_p11_rv_fail_at(CK_RV rv, const char *function, const char *file, int line);
+/* The origin is the caller's file:line, not this adapter's. */
+#define pk_p11_rv_fail(rv, function) pk_p11_rv_fail_at((rv), (function), __FILE__, __LINE__)
 #define P11_CALL(p, fn_name, args) ((p)->fn->fn_name args)
 #define P11_ENSURE_RV(rv, name) \
     do { CK_RV rv_ = (rv); if (rv_ != CKR_OK) return pk_p11_rv_fail(rv_, (name)); } while (0)

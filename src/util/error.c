@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/result.h"
@@ -119,4 +120,24 @@ void pk_error_clear(void)
 const char *pk_error_origin(void)
 {
     return tl_origin;
+}
+
+void pk_error_set_origin(const char *origin)
+{
+    snprintf(tl_origin, sizeof(tl_origin), "%s", origin != NULL ? origin : "");
+}
+
+/* Only "1" enables it, so a stray P11KMS_DEBUG=0 stays quiet. */
+static bool debug_enabled(void)
+{
+    const char *v = getenv("P11KMS_DEBUG");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+p11kms_rc pk_error_report(p11kms_rc rc)
+{
+    /* The detail is secret-free by contract, so it may go to stderr. */
+    if (rc != P11KMS_OK && debug_enabled())
+        fprintf(stderr, "p11kms debug: %s: %s\n", tl_origin[0] ? tl_origin : "?", tl_detail);
+    return rc;
 }

@@ -42,8 +42,14 @@ pk_result pk_annotate(pk_result r, const char *fmt, ...) PK_PRINTF(2, 3);
 
 /* Clear the thread's detail (start of a public call). */
 void pk_error_clear(void);
-/* file:line of the last failure on this thread, for debugging. */
+/* file:line where the last failure on this thread first arose (pk_recode and
+ * pk_annotate keep it), for debugging. */
 const char *pk_error_origin(void);
+/* Put back an origin saved before re-recording a failure's detail. */
+void pk_error_set_origin(const char *origin);
+/* End of a public call: with P11KMS_DEBUG=1 in the environment, print
+ * "p11kms debug: <origin>: <detail>" on stderr when rc is an error. Returns rc. */
+p11kms_rc pk_error_report(p11kms_rc rc);
 
 #define PK_GUARD(expr)                                   \
     do {                                                 \
