@@ -49,6 +49,9 @@ connection show-create
 connection resolve
 connection list
 render
+encrypt-file
+decrypt-file
+rewrap-file
 help"
 run "$P11KMS" help --commands
 expect_rc 0 "help --commands"; expect_out "$want" "help --commands lists every command path"
