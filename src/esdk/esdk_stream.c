@@ -1,7 +1,7 @@
 /*
  * Streaming encryption and decryption of framed ESDK v2 messages.
  *
- * Frames are gathered into batches of about 1 MiB per thread; a batch's
+ * Frames are gathered into batches of about 256 KiB per thread; a batch's
  * frames are sealed or opened in parallel (each frame's IV is its sequence
  * number, so frames are independent) and written in order, so the output
  * does not depend on the thread count. Memory is bounded by the batch and
@@ -18,7 +18,7 @@
 #include "esdk/esdk.h"
 #include "util/codec.h"
 
-#define BATCH_BYTES (1u << 20)
+#define BATCH_BYTES (256u * 1024) /* per thread: input and output stay in L2 */
 #define SEQ_END 0xffffffffu
 #define SEQ_MAX 0xfffffffeu
 #define REG_OVERHEAD (4 + PK_GCM_IV_LEN + PK_GCM_TAG_LEN)
@@ -65,36 +65,107 @@ struct job {
     size_t bad; /* first failing frame index, or SIZE_MAX */
 };
 
-static void *job_thread(void *arg)
+/*
+ * Worker threads live as long as the stream: starting threads for each
+ * batch would cost as much as sealing it. The caller's thread runs job 0.
+ */
+typedef struct pool pool;
+typedef struct worker_arg {
+    pool *p;
+    unsigned i;
+} worker_arg;
+struct pool {
+    unsigned threads, nworkers;
+    bool inited, stop;
+    pthread_t tid[PK_ESDK_THREADS_MAX];
+    worker_arg args[PK_ESDK_THREADS_MAX];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t gen;
+    unsigned pending;
+    job jobs[PK_ESDK_THREADS_MAX];
+};
+
+static void *worker(void *arg)
 {
-    job *j = arg;
-    j->fn(j);
+    worker_arg *a = arg;
+    pool *p = a->p;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        job *j;
+        while (p->gen == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop) break;
+        seen = p->gen;
+        j = &p->jobs[a->i + 1];
+        pthread_mutex_unlock(&p->mu);
+        if (j->count > 0) j->fn(j);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
-/* Split count frames over up to `threads` jobs; returns the first bad index (SIZE_MAX when none). */
-static size_t run_jobs(void *owner, job_fn fn, pk_gcm **gcm, unsigned threads, size_t count)
+static void pool_init(pool *p, unsigned threads)
 {
-    job jobs[PK_ESDK_THREADS_MAX];
-    pthread_t tid[PK_ESDK_THREADS_MAX];
-    bool started[PK_ESDK_THREADS_MAX] = {false};
-    size_t t = threads < count ? threads : count, per, at = 0, bad = SIZE_MAX;
+    memset(p, 0, sizeof(*p));
+    p->threads = threads;
+    if (threads < 2) return;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->inited = true;
+    /* Fewer workers than asked (thread limit) only means the caller runs their jobs. */
+    for (unsigned i = 0; i + 1 < threads; i++) {
+        p->args[i] = (worker_arg){p, i};
+        if (pthread_create(&p->tid[i], NULL, worker, &p->args[i]) != 0) break;
+        p->nworkers = i + 1;
+    }
+}
 
+static void pool_free(pool *p)
+{
+    if (!p->inited) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->nworkers; i++) pthread_join(p->tid[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    p->inited = false;
+}
+
+/* Split count frames over the threads; returns the first bad index (SIZE_MAX when none). */
+static size_t run_jobs(pool *p, void *owner, job_fn fn, pk_gcm **gcm, size_t count)
+{
+    size_t t = p->threads < count ? p->threads : count, per, at = 0, bad = SIZE_MAX;
     if (t == 0) return SIZE_MAX;
     per = (count + t - 1) / t;
-    for (size_t i = 0; i < t; i++) {
-        size_t n = count - at < per ? count - at : per;
-        jobs[i] = (job){fn, owner, gcm[i], at, n, SIZE_MAX};
+    for (size_t i = 0; i < p->threads; i++) {
+        size_t n = i < t ? (count - at < per ? count - at : per) : 0;
+        p->jobs[i] = (job){fn, owner, gcm[i], at, n, SIZE_MAX};
         at += n;
     }
-    for (size_t i = 1; i < t; i++) started[i] = pthread_create(&tid[i], NULL, job_thread, &jobs[i]) == 0;
-    fn(&jobs[0]);
-    for (size_t i = 1; i < t; i++) {
-        if (started[i]) pthread_join(tid[i], NULL);
-        else fn(&jobs[i]); /* no thread available: do it here */
+    bool wake = p->nworkers > 0 && t > 1; /* a single job runs here, the workers sleep on */
+    if (wake) {
+        pthread_mutex_lock(&p->mu);
+        p->pending = p->nworkers;
+        p->gen++;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+    }
+    fn(&p->jobs[0]);
+    for (size_t i = wake ? p->nworkers + 1 : 1; i < t; i++) fn(&p->jobs[i]);
+    if (wake) {
+        pthread_mutex_lock(&p->mu);
+        while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
     }
     for (size_t i = 0; i < t; i++)
-        if (jobs[i].bad < bad) bad = jobs[i].bad;
+        if (p->jobs[i].bad < bad) bad = p->jobs[i].bad;
     return bad;
 }
 
@@ -121,6 +192,8 @@ struct pk_esdk_enc {
     size_t fsz, nbatch;
     unsigned threads;
     pk_gcm *gcm[PK_ESDK_THREADS_MAX];
+    pool pool;
+    const uint8_t *src; /* the batch's plaintext: pt, or the caller's buffer */
     pk_ec384 *key;
     pk_sig *sig;
     pk_secbuf pt; /* plaintext waiting to be framed */
@@ -149,20 +222,21 @@ static void enc_job(job *j)
         size_t al = body_aad(aad, e->hd.msg_id, false, seq, e->fl);
         pk_store_be32(o, seq);
         seq_iv(o + 4, seq);
-        if (pk_failed(pk_gcm_seal(j->gcm, o + 4, aad, al, e->pt.data + i * e->fl, e->fl, o + 16, o + 16 + e->fl))) {
+        if (pk_failed(pk_gcm_seal(j->gcm, o + 4, aad, al, e->src + i * e->fl, e->fl, o + 16, o + 16 + e->fl))) {
             j->bad = i;
             return;
         }
     }
 }
 
-static pk_result enc_regular(pk_esdk_enc *e, size_t k)
+static pk_result enc_regular(pk_esdk_enc *e, const uint8_t *src, size_t k)
 {
     if (k == 0) return PK_OK;
+    e->src = src;
     PK_ENSURE((uint64_t)e->seq + k <= SEQ_MAX, P11KMS_ERR_LIMIT, "message too large: more than %u frames", SEQ_MAX);
     e->ct.len = 0;
     PK_GUARD(pk_buf_reserve(&e->ct, k * e->fsz));
-    PK_ENSURE(run_jobs(e, enc_job, e->gcm, e->threads, k) == SIZE_MAX, P11KMS_ERR_INTERNAL,
+    PK_ENSURE(run_jobs(&e->pool, e, enc_job, e->gcm, k) == SIZE_MAX, P11KMS_ERR_INTERNAL,
               "OpenSSL AES-256-GCM encryption failed");
     e->seq += (uint32_t)k;
     e->frames += k;
@@ -205,6 +279,7 @@ pk_result pk_esdk_enc_new(pk_esdk_header *hd, const pk_esdk_edk *edk, size_t ned
     PK_TRY(pk_esdk_header_tag(&derived, &e->hd.body, tag));
     PK_TRY(make_gcms(&derived, true, e->threads, e->gcm));
     e->pt_cap = e->nbatch * e->fl;
+    pool_init(&e->pool, e->threads);
     PK_TRY(pk_secbuf_alloc(&e->pt, e->pt_cap));
     if (e->signs) PK_TRY(pk_sig_begin(e->key, true, &e->sig));
     PK_TRY(enc_emit(e, e->hd.body.data, e->hd.body.len));
@@ -224,8 +299,14 @@ pk_result pk_esdk_enc_update(pk_esdk_enc *e, const uint8_t *p, size_t n)
     while (n > 0 && pk_ok(r)) {
         size_t room = e->pt_cap - e->pt.len, take;
         if (room == 0) { /* full, and more follows: these are all regular frames */
-            r = enc_regular(e, e->pt.len / e->fl);
+            r = enc_regular(e, e->pt.data, e->pt.len / e->fl);
             e->pt.len = 0;
+            continue;
+        }
+        if (e->pt.len == 0 && n > e->pt_cap) { /* a whole batch, and more follows: seal it in place */
+            r = enc_regular(e, p, e->nbatch);
+            p += e->pt_cap;
+            n -= e->pt_cap;
             continue;
         }
         take = n < room ? n : room;
@@ -245,7 +326,7 @@ static pk_result enc_finish(pk_esdk_enc *e)
     pk_buf *b = &e->ct;
     size_t sl;
 
-    PK_GUARD(enc_regular(e, nreg));
+    PK_GUARD(enc_regular(e, e->pt.data, nreg));
     PK_ENSURE(e->seq <= SEQ_MAX, P11KMS_ERR_LIMIT, "message too large: more than %u frames", SEQ_MAX);
     b->len = 0;
     PK_GUARD(pk_buf_reserve(b, FINAL_HEAD + last + PK_GCM_TAG_LEN));
@@ -284,6 +365,7 @@ uint64_t pk_esdk_enc_frames(const pk_esdk_enc *e) { return e->frames; }
 void pk_esdk_enc_free(pk_esdk_enc *e)
 {
     if (e == NULL) return;
+    pool_free(&e->pool);
     free_gcms(e->gcm);
     pk_sig_free(e->sig);
     pk_ec384_free(e->key);
@@ -311,9 +393,12 @@ struct pk_esdk_dec {
     uint32_t fl;
     size_t fsz, nbatch;
     pk_gcm *gcm[PK_ESDK_THREADS_MAX];
+    pool pool;
     pk_sig *sig;
-    pk_buf in;   /* ciphertext not yet consumed: [off, len) */
-    size_t off;
+    pk_buf in; /* ciphertext kept between calls (an incomplete unit) */
+    /* What is being parsed: `in`, or the caller's buffer when nothing was kept. */
+    const uint8_t *src;
+    size_t src_len, off;
     pk_secbuf pt; /* a batch of authenticated plaintext */
     const uint8_t *batch; /* the batch's first frame (in `in`) */
     uint32_t seq;
@@ -393,6 +478,7 @@ static pk_result dec_open_header(pk_esdk_dec *d, const uint8_t *raw, size_t used
         d->st = D_PASS;
     } else {
         PK_TRY(make_gcms(&derived, false, d->threads, d->gcm));
+        pool_init(&d->pool, d->threads);
         PK_TRY(pk_secbuf_alloc(&d->pt, d->nbatch * d->fl));
         d->st = D_BODY;
     }
@@ -431,8 +517,8 @@ static pk_result dec_release(pk_esdk_dec *d, const uint8_t *p, size_t n)
  */
 static pk_result seq_error(pk_esdk_dec *d, uint32_t got, size_t next, bool eof, bool *more)
 {
-    const uint8_t *q = d->in.data + d->off;
-    size_t avail = d->in.len - d->off;
+    const uint8_t *q = d->src + d->off;
+    size_t avail = d->src_len - d->off;
     uint32_t after;
 
     if (got < d->seq && got + 1 == d->seq)
@@ -466,8 +552,8 @@ static pk_result check_iv(const uint8_t *iv, uint32_t seq)
 
 static pk_result dec_final_frame(pk_esdk_dec *d, bool eof, bool *progress)
 {
-    const uint8_t *q = d->in.data + d->off;
-    size_t avail = d->in.len - d->off, total, al;
+    const uint8_t *q = d->src + d->off;
+    size_t avail = d->src_len - d->off, total, al;
     uint32_t seq, len;
     uint8_t aad[AAD_MAX];
     bool more = false;
@@ -504,8 +590,8 @@ static pk_result dec_final_frame(pk_esdk_dec *d, bool eof, bool *progress)
 /* Consume a run of in-order regular frames, or the final frame. */
 static pk_result dec_body(pk_esdk_dec *d, bool eof, bool *progress)
 {
-    const uint8_t *q = d->in.data + d->off;
-    size_t avail = d->in.len - d->off, k = 0, bad;
+    const uint8_t *q = d->src + d->off;
+    size_t avail = d->src_len - d->off, k = 0, bad;
     bool more = false;
 
     while (k < d->nbatch && avail - k * d->fsz >= d->fsz) {
@@ -516,7 +602,7 @@ static pk_result dec_body(pk_esdk_dec *d, bool eof, bool *progress)
     }
     if (k > 0) {
         d->batch = q;
-        bad = run_jobs(d, dec_job, d->gcm, d->threads, k);
+        bad = run_jobs(&d->pool, d, dec_job, d->gcm, k);
         if (bad != SIZE_MAX) {
             PK_GUARD(dec_release(d, d->pt.data, bad * d->fl));
             return pk_fail(P11KMS_ERR_CIPHERTEXT_INVALID, "frame %u failed authentication (changed ciphertext)",
@@ -546,8 +632,8 @@ static pk_result dec_body(pk_esdk_dec *d, bool eof, bool *progress)
 
 static pk_result dec_footer(pk_esdk_dec *d, bool eof, bool *progress)
 {
-    const uint8_t *q = d->in.data + d->off;
-    size_t avail = d->in.len - d->off, len;
+    const uint8_t *q = d->src + d->off;
+    size_t avail = d->src_len - d->off, len;
 
     if (avail < 2 || avail < 2 + (size_t)((q[0] << 8) | q[1])) {
         PK_ENSURE(!eof, P11KMS_ERR_CIPHERTEXT_INVALID, "truncated message: the signature is missing");
@@ -564,13 +650,13 @@ static pk_result dec_footer(pk_esdk_dec *d, bool eof, bool *progress)
 
 static pk_result dec_step(pk_esdk_dec *d, bool eof, bool *progress)
 {
-    size_t used = 0, avail = d->in.len - d->off;
+    size_t used = 0, avail = d->src_len - d->off;
     *progress = false;
     switch (d->st) {
     case D_HEADER:
-        PK_GUARD(pk_esdk_header_parse(d->in.data + d->off, avail, eof, &d->hd, &used));
+        PK_GUARD(pk_esdk_header_parse(d->src + d->off, avail, eof, &d->hd, &used));
         if (used == 0) return PK_OK;
-        PK_GUARD(dec_open_header(d, d->in.data + d->off, used));
+        PK_GUARD(dec_open_header(d, d->src + d->off, used));
         d->off += used;
         *progress = true;
         return PK_OK;
@@ -579,8 +665,8 @@ static pk_result dec_step(pk_esdk_dec *d, bool eof, bool *progress)
     case D_FOOTER:
         return dec_footer(d, eof, progress);
     case D_PASS:
-        if (avail > 0) PK_GUARD(d->sink(d->arg, d->in.data + d->off, avail));
-        d->off = d->in.len;
+        if (avail > 0) PK_GUARD(d->sink(d->arg, d->src + d->off, avail));
+        d->off = d->src_len;
         return PK_OK;
     case D_DONE:
         PK_ENSURE(avail == 0, P11KMS_ERR_CIPHERTEXT_INVALID, "trailing data after the end of the message");
@@ -593,31 +679,59 @@ static pk_result dec_run(pk_esdk_dec *d, bool eof)
 {
     bool progress = true;
     pk_result r = PK_OK;
-    PK_ENSURE(!d->failed, P11KMS_ERR_INVALID_STATE, "the decryption stream has failed");
+    d->off = 0;
     while (progress && pk_ok(r)) r = dec_step(d, eof, &progress);
-    /* Keep only what is not consumed yet. */
-    if (d->off > 0) {
-        memmove(d->in.data, d->in.data + d->off, d->in.len - d->off);
-        d->in.len -= d->off;
-        d->off = 0;
-    }
     if (pk_failed(r)) d->failed = true;
+    return r;
+}
+
+/* Parse `in` (topped up with at most `take` new bytes) and keep what is left. */
+static pk_result dec_kept(pk_esdk_dec *d, const uint8_t *p, size_t take, bool eof)
+{
+    pk_result r;
+    if (take > 0 && pk_failed(pk_buf_append(&d->in, p, take))) {
+        d->failed = true;
+        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+    }
+    d->src = d->in.data;
+    d->src_len = d->in.len;
+    r = dec_run(d, eof);
+    memmove(d->in.data, d->in.data + d->off, d->in.len - d->off);
+    d->in.len -= d->off;
     return r;
 }
 
 pk_result pk_esdk_dec_update(pk_esdk_dec *d, const uint8_t *p, size_t n)
 {
+    pk_result r = PK_OK;
     PK_ENSURE(!d->failed, P11KMS_ERR_INVALID_STATE, "the decryption stream has failed");
-    if (pk_failed(pk_buf_append(&d->in, p, n))) {
-        d->failed = true;
-        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+    while (n > 0 && pk_ok(r)) {
+        size_t take;
+        if (d->in.len == 0) { /* parse the caller's bytes in place; keep only an incomplete tail */
+            d->src = p;
+            d->src_len = n;
+            r = dec_run(d, false);
+            if (pk_ok(r) && pk_failed(pk_buf_append(&d->in, p + d->off, n - d->off))) {
+                d->failed = true;
+                r = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+            }
+            break;
+        }
+        /* Complete the kept unit with a little more input, then go back to parsing in place. */
+        /* Exactly what completes a regular frame, so that `in` empties and parsing goes back in place. */
+        take = d->st == D_BODY && d->in.len < d->fsz ? d->fsz - d->in.len : d->st == D_HEADER ? 65536 : 64;
+        take = n < take ? n : take;
+        r = dec_kept(d, p, take, false);
+        p += take;
+        n -= take;
     }
-    return dec_run(d, false);
+    return r;
 }
 
 pk_result pk_esdk_dec_final(pk_esdk_dec *d)
 {
-    PK_GUARD(dec_run(d, true));
+    PK_ENSURE(!d->failed, P11KMS_ERR_INVALID_STATE, "the decryption stream has failed");
+    PK_GUARD(dec_kept(d, NULL, 0, true));
     PK_ENSURE(d->st == D_DONE || d->st == D_PASS, P11KMS_ERR_CIPHERTEXT_INVALID,
               "truncated message: the final frame is missing");
     return PK_OK;
@@ -630,6 +744,7 @@ uint64_t pk_esdk_dec_bytes(const pk_esdk_dec *d) { return d->bytes; }
 void pk_esdk_dec_free(pk_esdk_dec *d)
 {
     if (d == NULL) return;
+    pool_free(&d->pool);
     free_gcms(d->gcm);
     pk_sig_free(d->sig);
     pk_secbuf_free(&d->pt);
