@@ -8,7 +8,7 @@
 . "${P11KMS_TOP_SRCDIR:-.}/tests/cli/lib.sh"
 
 RAW=$P11KMS_TOP_BUILDDIR/tests/esdk_raw
-JS=$P11KMS_TOP_SRCDIR/tests/node/esdk-raw.js
+JS=$P11KMS_TOP_SRCDIR/tests/node/esdk-raw.cjs
 MODS=${P11KMS_NODE_MODULES:-${XDG_CACHE_HOME:-$HOME/.cache}/p11kms-node}
 skip() { echo "SKIP: $1: the format check against the official SDK did NOT run"; exit 77; }
 command -v node >/dev/null || skip "node is not installed"

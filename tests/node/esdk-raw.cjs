@@ -1,7 +1,7 @@
 // The official AWS Encryption SDK for JavaScript with a Raw AES keyring:
 // the offline half of the interop check (tests/cli/esdk-node.sh).
-//   node esdk-raw.js encrypt KEYHEX SUITE FRAMELEN [K=V]... < plaintext > message
-//   node esdk-raw.js decrypt KEYHEX < message > plaintext   (prints the context on stderr as JSON)
+//   node esdk-raw.cjs encrypt KEYHEX SUITE FRAMELEN [K=V]... < plaintext > message
+//   node esdk-raw.cjs decrypt KEYHEX < message > plaintext   (prints the context on stderr as JSON)
 'use strict'
 const {
   RawAesKeyringNode, RawAesWrappingSuiteIdentifier, buildClient, CommitmentPolicy, AlgorithmSuiteIdentifier,
