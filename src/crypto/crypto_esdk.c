@@ -76,6 +76,10 @@ void pk_gcm_free(pk_gcm *g)
     free(g);
 }
 
+/* The tag as a parameter: the ctrl interface would translate to one on every frame. */
+#define tag_param(t) \
+    ((OSSL_PARAM[]){OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, (t), PK_GCM_TAG_LEN), OSSL_PARAM_END})
+
 pk_result pk_gcm_seal(pk_gcm *g, const uint8_t iv[PK_GCM_IV_LEN], const uint8_t *aad, size_t aad_len,
                       const uint8_t *pt, size_t n, uint8_t *ct, uint8_t tag[PK_GCM_TAG_LEN])
 {
@@ -86,7 +90,7 @@ pk_result pk_gcm_seal(pk_gcm *g, const uint8_t iv[PK_GCM_IV_LEN], const uint8_t 
     if (aad_len > 0) ESDK_OSSL_ENSURE(EVP_EncryptUpdate(g->ctx, NULL, &l, aad, (int)aad_len), "GCM AAD");
     if (n > 0) ESDK_OSSL_ENSURE(EVP_EncryptUpdate(g->ctx, ct, &l, pt, (int)n), "GCM encrypt");
     ESDK_OSSL_ENSURE(EVP_EncryptFinal_ex(g->ctx, ct != NULL ? ct + n : none, &l), "GCM final");
-    ESDK_OSSL_ENSURE(EVP_CIPHER_CTX_ctrl(g->ctx, EVP_CTRL_AEAD_GET_TAG, PK_GCM_TAG_LEN, tag), "GCM tag");
+    ESDK_OSSL_ENSURE(EVP_CIPHER_CTX_get_params(g->ctx, tag_param(tag)), "GCM tag");
     return PK_OK;
 }
 
@@ -99,7 +103,7 @@ bool pk_gcm_open(pk_gcm *g, const uint8_t iv[PK_GCM_IV_LEN], const uint8_t *aad,
               OSSL_OK(EVP_CipherInit_ex2(g->ctx, NULL, NULL, iv, 0, NULL)) &&
               (aad_len == 0 || OSSL_OK(EVP_DecryptUpdate(g->ctx, NULL, &l, aad, (int)aad_len))) &&
               (n == 0 || OSSL_OK(EVP_DecryptUpdate(g->ctx, pt, &l, ct, (int)n))) &&
-              OSSL_OK(EVP_CIPHER_CTX_ctrl(g->ctx, EVP_CTRL_AEAD_SET_TAG, PK_GCM_TAG_LEN, (void *)tag)) &&
+              OSSL_OK(EVP_CIPHER_CTX_set_params(g->ctx, tag_param((uint8_t *)tag))) &&
               OSSL_OK(EVP_DecryptFinal_ex(g->ctx, pt != NULL ? pt + n : none, &l));
     if (!ok && n > 0) OPENSSL_cleanse(pt, n); /* never leave unauthenticated plaintext behind */
     return ok;
