@@ -407,6 +407,32 @@ static void test_esdk_file_api_kms(void)
         CU_ASSERT_EQUAL(back.len, 0);
         pk_buf_free(&m);
     }
+    /* The provider info names another key than the one that decrypts: refused. */
+    {
+        pk_buf m = {0};
+        uint8_t *at;
+        char want[400];
+        PK_IGNORE(pk_buf_append(&m, ct.data, ct.len));
+        at = memmem(m.data, hl, k1, strlen(k1));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+        at[0] = at[0] == 'a' ? 'b' : 'a';
+        pk_key_arn(h, k1, arn, sizeof(arn));
+        snprintf(want, sizeof(want), "the data key was decrypted by %s, not by the key the message names", arn);
+        back.len = 0;
+        PK_ASSERT_RC(file_decrypt(&m, NULL, 0, &back, NULL), P11KMS_ERR_CIPHERTEXT_INVALID, want);
+        CU_ASSERT_EQUAL(back.len, 0);
+        pk_buf_free(&m);
+    }
+    /* A message without an aws-kms data key (here: a raw one). */
+    {
+        pk_buf m = {0};
+        raw_encrypt(PK_ESDK_SUITE_COMMIT, 4096, 1, pt, 100, 100, &m);
+        back.len = 0;
+        PK_ASSERT_RC(file_decrypt(&m, NULL, 0, &back, NULL), P11KMS_ERR_CIPHERTEXT_INVALID,
+                     "the message has no aws-kms encrypted data key");
+        CU_ASSERT_EQUAL(back.len, 0);
+        pk_buf_free(&m);
+    }
     /* Signed suite through the HSM; its header cannot be rewrapped. */
     ct.len = 0;
     file_encrypt(k2, NULL, 0, PK_ESDK_SUITE_COMMIT_SIG, pt, 5000, &ct, NULL);

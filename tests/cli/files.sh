@@ -194,6 +194,16 @@ oper decrypt-file --threads 2 "$D/t1" "$D/p"
 expect_rc 0 "decrypt 2 threads"; cmp -s "$D/p" "$WORK/big" && ok || bad "2-thread plaintext"
 rm -f "$D"/t1 "$D"/t2 "$D"/p
 
+# A progress line on a terminal for inputs from 64 MiB, none when stderr is not a terminal.
+head -c $((64 << 20)) /dev/zero >"$WORK/p64"
+if command -v script >/dev/null; then
+    script -qc "'$P11KMS' --as '$OPR' encrypt-file --key '$K1' '$WORK/p64' '$D/c64'" /dev/null >"$WORK/tty.out" 2>&1
+    tr '\r' '\n' <"$WORK/tty.out" | grep -q "^p11kms: encrypt-file: 64.0 MiB done" && ok || bad "no progress line on a terminal"
+fi
+oper encrypt-file --key "$K1" "$WORK/p64" "$D/c64"
+expect_rc 0 "64 MiB without a terminal"; expect_err "" "no progress line without a terminal"
+rm -f "$D/c64" "$WORK/p64"
+
 # Flat memory: peak RSS of a 1 MiB and of a large stream (P11KMS_TEST_BIG_MB, 512 by default) differ by a few MB.
 BIG=${P11KMS_TEST_BIG_MB:-512}
 rss() { # rss MB: peak KB of encrypt-file and decrypt-file over an MB stream, stdin to stdout
