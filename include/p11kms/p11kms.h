@@ -403,8 +403,8 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_render(p11kms *h, const p11kms_calle
  * GenerateDataKey under `key` in the HSM with the message's encryption
  * context; it and the keys derived from it stay in locked memory and are
  * wiped when the stream is freed. Output goes through `out` as it is
- * produced: the stream never holds more than one batch of frames (about
- * 1 MiB per thread) plus the caller's chunk.
+ * produced: the stream never holds more than one batch of frames (256 KiB
+ * per thread, at least one frame, at most 64 MiB) plus the caller's chunk.
  *
  * out returns 0, or a p11kms_rc (e.g. P11KMS_ERR_INTERNAL) to stop the
  * stream; the call that was writing then fails with that code.

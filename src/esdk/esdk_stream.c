@@ -47,10 +47,11 @@ static void seq_iv(uint8_t iv[PK_GCM_IV_LEN], uint32_t seq)
     pk_store_be32(iv + PK_GCM_IV_LEN - 4, seq);
 }
 
+/* Frames per batch: about BATCH_BYTES per thread, never more than 64 MiB of plaintext in all (big frames). */
 static size_t batch_frames(uint32_t fl, unsigned threads)
 {
-    size_t per = BATCH_BYTES / fl;
-    return (per ? per : 1) * threads;
+    size_t per = BATCH_BYTES / fl, n = (per ? per : 1) * threads, cap = PK_ESDK_FRAME_MAX / fl;
+    return n <= cap ? n : (cap ? cap : 1);
 }
 
 /* ---- parallel batches ---- */
