@@ -276,6 +276,79 @@ static void test_esdk_every_byte_flip(void)
     pk_buf_free(&msg);
 }
 
+/* ---- messages made by the official SDK (tests/vectors/esdk/README.md) ---- */
+
+/* A Raw AES keyring EDK: info = name || be32 128 || be32 12 || IV; ciphertext = key || tag; AAD = the context. */
+static pk_result raw_aes_unwrap(void *arg, const pk_esdk_header *hd, pk_secbuf *key)
+{
+    pk_buf aad = {0};
+    pk_gcm *g = NULL;
+    const pk_esdk_edk *e = &hd->edk[0];
+    bool ok;
+    (void)arg;
+    PK_GUARD(pk_esdk_ctx_serialize(hd->ctx, hd->nctx, &aad));
+    PK_GUARD(pk_secbuf_alloc(key, 32));
+    PK_GUARD(pk_gcm_new(KEY, false, &g));
+    ok = hd->nedk == 1 && e->provider_info.len == 7 + 20 && e->ciphertext.len == 48 &&
+         pk_gcm_open(g, e->provider_info.ptr + 15, aad.data, aad.len, e->ciphertext.ptr, 32, e->ciphertext.ptr + 32,
+                     key->data);
+    pk_gcm_free(g);
+    pk_buf_free(&aad);
+    PK_ENSURE(ok, P11KMS_ERR_CIPHERTEXT_INVALID, "raw AES unwrap failed");
+    key->len = 32;
+    return PK_OK;
+}
+
+static void read_vector(const char *name, pk_buf *out)
+{
+    char path[512];
+    uint8_t buf[4096];
+    size_t n;
+    FILE *f;
+    pk_fixture_src(name, path, sizeof(path));
+    f = fopen(path, "rb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) PK_IGNORE(pk_buf_append(out, buf, n));
+    fclose(f);
+}
+
+static void test_esdk_official_sdk_vectors(void)
+{
+    const char *files[] = {"tests/vectors/esdk/sdk-js-0x0478.bin", "tests/vectors/esdk/sdk-js-0x0578.bin"};
+    const uint16_t suites[] = {0x0478, 0x0578};
+    uint8_t *want = pattern(3000);
+    for (size_t i = 0; i < PK_ARRAY_LEN(files); i++) {
+        pk_buf m = {0}, out = {0};
+        pk_esdk_dec *d = NULL;
+        const pk_esdk_header *hd;
+        read_vector(files[i], &m);
+        CU_ASSERT_FATAL(pk_ok(pk_esdk_dec_new(2, raw_aes_unwrap, NULL, to_buf, &out, &d)));
+        CU_ASSERT(pk_ok(pk_esdk_dec_update(d, m.data, m.len)));
+        CU_ASSERT(pk_ok(pk_esdk_dec_final(d)));
+        CU_ASSERT(out.len == 3000 && memcmp(out.data, want, 3000) == 0);
+        hd = pk_esdk_dec_header(d);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(hd);
+        CU_ASSERT_EQUAL(hd->suite, suites[i]);
+        CU_ASSERT_EQUAL(hd->frame_len, 1024);
+        CU_ASSERT_EQUAL(pk_esdk_dec_frames(d), 3);
+        CU_ASSERT_EQUAL(hd->nctx, suites[i] == 0x0578 ? 3 : 2);
+        pk_esdk_dec_free(d);
+        /* The last byte changed: the final frame's tag (0x0478) or the signature (0x0578) refuses it. */
+        m.data[m.len - 1] ^= 1;
+        out.len = 0;
+        CU_ASSERT_FATAL(pk_ok(pk_esdk_dec_new(1, raw_aes_unwrap, NULL, to_buf, &out, &d)));
+        CU_ASSERT(pk_failed(pk_esdk_dec_update(d, m.data, m.len)) || pk_failed(pk_esdk_dec_final(d)));
+        CU_ASSERT_STRING_EQUAL(p11kms_last_error(), suites[i] == 0x0578
+                                                        ? "the message signature does not verify (the message was changed)"
+                                                        : "frame 3 (final) failed authentication (changed ciphertext)");
+        CU_ASSERT_EQUAL(out.len, suites[i] == 0x0578 ? 3000 : 2048);
+        pk_esdk_dec_free(d);
+        pk_buf_free(&m);
+        pk_buf_free(&out);
+    }
+    free(want);
+}
+
 /* ---- the file API on the HSM ---- */
 
 static int api_sink(void *arg, const uint8_t *p, size_t n) { return pk_buf_append(arg, p, n).code; }
@@ -486,6 +559,7 @@ int main(void)
     CU_add_test(s, "test_esdk_threads_same_bytes", test_esdk_threads_same_bytes);
     CU_add_test(s, "test_esdk_tampering_each_kind", test_esdk_tampering_each_kind);
     CU_add_test(s, "test_esdk_every_byte_flip", test_esdk_every_byte_flip);
+    CU_add_test(s, "test_esdk_official_sdk_vectors", test_esdk_official_sdk_vectors);
     CU_add_test(s, "test_esdk_file_api_kms", test_esdk_file_api_kms);
     return pk_run_suites();
 }
