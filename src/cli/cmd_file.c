@@ -23,7 +23,7 @@
 #include "cli/cli_session.h"
 #include "cli/cmd_file.h"
 
-#define CHUNK (256u * 1024)
+#define CHUNK (1024u * 1024) /* a batch of frames for the worker threads */
 #define FRAME_MAX (64u << 20)
 #define THREADS_MAX 64
 #define PROGRESS_MIN (64u << 20) /* show progress for inputs from 64 MiB (or of unknown size) */
@@ -253,19 +253,29 @@ static p11kms_rc feed_dec(void *obj, const uint8_t *p, size_t n) { return p11kms
 /* Read IN to the end through fn. Returns an exit code; *rc gets a library failure. */
 static int pump(int fd, const char *in, pk_secbuf *buf, feed_fn fn, void *obj, sink *s, p11kms_rc *rc)
 {
+    bool eof = false;
     *rc = P11KMS_OK;
-    for (;;) {
-        ssize_t n = read(fd, buf->data, CHUNK);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            fprintf(stderr, "%sp11kms: cannot read %s: %s\n", s->progress ? "\n" : "", in, strerror(errno));
-            sink_abort(s);
-            return PK_EXIT_FAILED;
+    while (!eof) {
+        size_t have = 0;
+        /* Fill the chunk (a pipe gives 64 KiB a read): whole batches keep every thread busy. */
+        while (have < CHUNK) {
+            ssize_t n = read(fd, buf->data + have, CHUNK - have);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                fprintf(stderr, "%sp11kms: cannot read %s: %s\n", s->progress ? "\n" : "", in, strerror(errno));
+                sink_abort(s);
+                return PK_EXIT_FAILED;
+            }
+            if (n == 0) {
+                eof = true;
+                break;
+            }
+            have += (size_t)n;
         }
-        if (n == 0) return PK_EXIT_OK;
-        if ((*rc = fn(obj, buf->data, (size_t)n)) != P11KMS_OK) return fail(s, *rc);
-        progress_step(s, (size_t)n);
+        if (have > 0 && (*rc = fn(obj, buf->data, have)) != P11KMS_OK) return fail(s, *rc);
+        progress_step(s, have);
     }
+    return PK_EXIT_OK;
 }
 
 static int finish(pk_cli *cli, sink *s, p11kms_rc rc, char *json)

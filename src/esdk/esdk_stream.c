@@ -18,7 +18,7 @@
 #include "esdk/esdk.h"
 #include "util/codec.h"
 
-#define BATCH_BYTES (256u * 1024) /* per thread: input and output stay in L2 */
+#define BATCH_BYTES (1024u * 1024) /* per thread */
 #define SEQ_END 0xffffffffu
 #define SEQ_MAX 0xfffffffeu
 #define REG_OVERHEAD (4 + PK_GCM_IV_LEN + PK_GCM_TAG_LEN)
@@ -197,8 +197,7 @@ struct pk_esdk_enc {
     const uint8_t *src; /* the batch's plaintext: pt, or the caller's buffer */
     pk_ec384 *key;
     pk_sig *sig;
-    pk_secbuf pt; /* plaintext waiting to be framed */
-    size_t pt_cap; /* nbatch frames (pt.cap may be rounded up) */
+    pk_secbuf pt; /* at most one frame of plaintext split across calls */
     pk_buf ct;    /* a sealed batch */
     uint32_t seq; /* next sequence number */
     uint64_t frames;
@@ -279,9 +278,8 @@ pk_result pk_esdk_enc_new(pk_esdk_header *hd, const pk_esdk_edk *edk, size_t ned
     PK_TRY(pk_esdk_header_build(&e->hd, edk, nedk));
     PK_TRY(pk_esdk_header_tag(&derived, &e->hd.body, tag));
     PK_TRY(make_gcms(&derived, true, e->threads, e->gcm));
-    e->pt_cap = e->nbatch * e->fl;
     pool_init(&e->pool, e->threads);
-    PK_TRY(pk_secbuf_alloc(&e->pt, e->pt_cap));
+    PK_TRY(pk_secbuf_alloc(&e->pt, e->fl));
     if (e->signs) PK_TRY(pk_sig_begin(e->key, true, &e->sig));
     PK_TRY(enc_emit(e, e->hd.body.data, e->hd.body.len));
     PK_TRY(enc_emit(e, tag, sizeof(tag)));
@@ -292,29 +290,42 @@ out:
     return r;
 }
 
+/*
+ * Frames are sealed straight from the caller's buffer; only a frame split
+ * across calls is gathered in pt (at most one frame). A full frame is held
+ * back until more input shows it is not the last one.
+ */
 pk_result pk_esdk_enc_update(pk_esdk_enc *e, const uint8_t *p, size_t n)
 {
     pk_result r = PK_OK;
     PK_ENSURE(!e->failed && !e->done, P11KMS_ERR_INVALID_STATE, "the encryption stream has %s",
               e->done ? "been finished" : "failed");
     while (n > 0 && pk_ok(r)) {
-        size_t room = e->pt_cap - e->pt.len, take;
-        if (room == 0) { /* full, and more follows: these are all regular frames */
-            r = enc_regular(e, e->pt.data, e->pt.len / e->fl);
+        size_t k, take;
+        if (e->pt.len == e->fl) { /* a held frame, and more follows: it is a regular frame */
+            r = enc_regular(e, e->pt.data, 1);
             e->pt.len = 0;
             continue;
         }
-        if (e->pt.len == 0 && n > e->pt_cap) { /* a whole batch, and more follows: seal it in place */
-            r = enc_regular(e, p, e->nbatch);
-            p += e->pt_cap;
-            n -= e->pt_cap;
+        if (e->pt.len > 0) { /* complete the split frame */
+            take = n < e->fl - e->pt.len ? n : e->fl - e->pt.len;
+            memcpy(e->pt.data + e->pt.len, p, take);
+            e->pt.len += take;
+            p += take;
+            n -= take;
             continue;
         }
-        take = n < room ? n : room;
-        memcpy(e->pt.data + e->pt.len, p, take);
-        e->pt.len += take;
-        p += take;
-        n -= take;
+        k = (n - 1) / e->fl; /* whole frames with at least one byte after them */
+        k = k < e->nbatch ? k : e->nbatch;
+        if (k > 0) {
+            r = enc_regular(e, p, k);
+            p += k * e->fl;
+            n -= k * e->fl;
+            continue;
+        }
+        memcpy(e->pt.data, p, n); /* n <= fl: the start of a frame, or the last one */
+        e->pt.len = n;
+        n = 0;
     }
     if (pk_failed(r)) e->failed = true;
     return r;
