@@ -401,9 +401,10 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_render(p11kms *h, const p11kms_calle
  * 2, framed), decryptable by the official AWS Encryption SDKs given a KMS
  * keyring that reaches this key service. The data key comes from
  * GenerateDataKey under `key` in the HSM with the message's encryption
- * context; it and the keys derived from it stay in locked memory and are
- * wiped when the stream is freed. Output goes through `out` as it is
- * produced: the stream never holds more than one batch of frames (256 KiB
+ * context; it and the key derived from it are held in locked memory only
+ * while the key schedule is set up, then wiped; the schedule lives in
+ * OpenSSL's cipher contexts, cleansed when the stream is freed. Output goes through `out` as it is
+ * produced: the stream never holds more than one batch of frames (1 MiB
  * per thread, at least one frame, at most 64 MiB) plus the caller's chunk.
  *
  * out returns 0, or a p11kms_rc (e.g. P11KMS_ERR_INTERNAL) to stop the

@@ -1,7 +1,7 @@
 /*
  * Streaming encryption and decryption of framed ESDK v2 messages.
  *
- * Frames are gathered into batches of about 256 KiB per thread; a batch's
+ * Frames are gathered into batches of about 1 MiB per thread; a batch's
  * frames are sealed or opened in parallel (each frame's IV is its sequence
  * number, so frames are independent) and written in order, so the output
  * does not depend on the thread count. Memory is bounded by the batch and
