@@ -97,6 +97,18 @@ expect_rc 2 "fifo output"; expect_err "p11kms: $D/fifo exists and is not a regul
 rm -f "$D/fifo" "$D/p"
 only_files "c " "usage errors leave nothing"
 
+# Denied (exit 4) and unknown key (exit 5): one line, nothing left behind.
+NOBODY=arn:aws:iam::111122223333:role/nobody
+run "$P11KMS" --as "$NOBODY" encrypt-file --key "$K1" "$WORK/rand" "$D/x"
+expect_rc 4 "encrypt denied"; expect_err "p11kms: $NOBODY is not authorized to perform kms:GenerateDataKey on key $K1 (ImplicitlyDenied)" "encrypt denied"
+run "$P11KMS" --as "$NOBODY" decrypt-file "$D/c" "$D/x"
+expect_rc 4 "decrypt denied"; expect_err "p11kms: cannot decrypt the message's data key: $NOBODY is not authorized to perform kms:Decrypt on key $K1 (ImplicitlyDenied)" "decrypt denied"
+oper encrypt-file --key alias/none "$WORK/rand" "$D/x"
+expect_rc 5 "unknown key"; expect_err "p11kms: alias alias/none not found" "unknown key"
+oper rewrap-file --key alias/none "$D/c" "$D/x"
+expect_rc 5 "rewrap to an unknown key"; expect_err_has "p11kms: cannot re-encrypt the message's data key: " "rewrap to an unknown key"
+only_files "c " "refusals leave nothing"
+
 # A distinct message for each tampering kind (frames of 100 bytes: 4 regular + final).
 head -c 450 "$WORK/rand" >"$WORK/p"
 oper encrypt-file --key "$K1" --context tenant=a --frame-length 100 "$WORK/p" "$WORK/m"
