@@ -526,6 +526,53 @@ static void test_esdk_file_api_kms(void)
     free(pt);
 }
 
+static void test_esdk_file_api_arguments(void)
+{
+    p11kms_file_encryptor *e = NULL;
+    p11kms_file_decryptor *d = NULL;
+    const p11kms_kv *ctx = NULL;
+    size_t n = 9;
+    pk_buf out = {0};
+    p11kms_file_opts bad_suite = {0, 0x0178, 1}, bad_frame = {(64u << 20) + 1, 0, 1};
+    char *key = new_key();
+
+    PK_ASSERT_RC(p11kms_file_encryptor_new(NULL, adm, key, NULL, 0, NULL, api_sink, &out, &e),
+                 P11KMS_ERR_INVALID_ARGUMENT, "no handle, output or context given");
+    PK_ASSERT_RC(p11kms_file_encryptor_new(h, adm, NULL, NULL, 0, NULL, api_sink, &out, &e),
+                 P11KMS_ERR_INVALID_ARGUMENT, "no key given");
+    PK_ASSERT_RC(p11kms_file_encryptor_new(h, adm, key, NULL, 0, &bad_suite, api_sink, &out, &e),
+                 P11KMS_ERR_INVALID_ARGUMENT, "algorithm suite 0x0178 is not supported (0x0478 or 0x0578)");
+    PK_ASSERT_RC(p11kms_file_encryptor_new(h, adm, key, NULL, 0, &bad_frame, api_sink, &out, &e),
+                 P11KMS_ERR_INVALID_ARGUMENT, "frame length must be 1..67108864");
+    CU_ASSERT_PTR_NULL(e);
+    CU_ASSERT_EQUAL(out.len, 0);
+    /* A finished stream takes no more data. */
+    PK_ASSERT_RC(p11kms_file_encryptor_new(h, adm, key, NULL, 0, NULL, api_sink, &out, &e), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_file_encrypt_final(e, NULL), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_file_encrypt_update(e, (const uint8_t *)"x", 1), P11KMS_ERR_INVALID_STATE,
+                 "the encryption stream has been finished");
+    p11kms_file_encryptor_free(e);
+    /* The context is there once the header verified, not before. */
+    PK_ASSERT_RC(p11kms_file_decryptor_new(h, adm, NULL, 0, 1, api_sink, &out, &d), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_file_decryptor_context(d, &ctx, &n), P11KMS_ERR_INVALID_STATE,
+                 "the message header is not verified yet");
+    CU_ASSERT_EQUAL(n, 0);
+    PK_ASSERT_RC(p11kms_file_decrypt_update(d, out.data, out.len), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_file_decryptor_context(d, &ctx, &n), P11KMS_OK, NULL);
+    CU_ASSERT_EQUAL(n, 0);
+    PK_ASSERT_RC(p11kms_file_decrypt_final(d, NULL), P11KMS_OK, NULL);
+    p11kms_file_decryptor_free(d);
+    /* An empty input is a truncated header. */
+    PK_ASSERT_RC(p11kms_file_decryptor_new(h, adm, NULL, 0, 1, api_sink, &out, &d), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_file_decrypt_final(d, NULL), P11KMS_ERR_CIPHERTEXT_INVALID,
+                 "truncated message: the header is incomplete");
+    p11kms_file_decryptor_free(d);
+    p11kms_file_encryptor_free(NULL);
+    p11kms_file_decryptor_free(NULL);
+    pk_buf_free(&out);
+    p11kms_free(key);
+}
+
 static int suite_init(void)
 {
     char *report = NULL;
@@ -561,5 +608,6 @@ int main(void)
     CU_add_test(s, "test_esdk_every_byte_flip", test_esdk_every_byte_flip);
     CU_add_test(s, "test_esdk_official_sdk_vectors", test_esdk_official_sdk_vectors);
     CU_add_test(s, "test_esdk_file_api_kms", test_esdk_file_api_kms);
+    CU_add_test(s, "test_esdk_file_api_arguments", test_esdk_file_api_arguments);
     return pk_run_suites();
 }
