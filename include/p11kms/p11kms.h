@@ -590,6 +590,78 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_key_set_rotation(p11kms *h, const p1
 /* Point an existing alias at another key (AWS UpdateAlias): kms:UpdateAlias on the old and the new key. */
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_alias_update(p11kms *h, const p11kms_caller *c, const char *alias,
                                                          const char *key);
+/* ---- Files in the AWS Encryption SDK message format (docs/FILES.md) ----- */
+/*
+ * Streaming encryption of any length into an ESDK message (format version
+ * 2, framed), decryptable by the official AWS Encryption SDKs given a KMS
+ * keyring that reaches this key service. The data key comes from
+ * GenerateDataKey under `key` in the HSM with the message's encryption
+ * context; it and the key derived from it are held in locked memory only
+ * while the key schedule is set up, then wiped; the schedule lives in
+ * OpenSSL's cipher contexts, cleansed when the stream is freed. Output goes through `out` as it is
+ * produced: the stream never holds more than one batch of frames (1 MiB
+ * per thread, at least one frame, at most 64 MiB) plus the caller's chunk.
+ *
+ * out returns 0, or a p11kms_rc (e.g. P11KMS_ERR_INTERNAL) to stop the
+ * stream; the call that was writing then fails with that code.
+ */
+typedef int (*p11kms_write_fn)(void *arg, const uint8_t *p, size_t n);
+typedef struct p11kms_file_opts {
+    uint32_t frame_length; /* plaintext bytes per frame; 0 = 4096; at most 64 MiB */
+    uint16_t suite;        /* 0 = 0x0478 (committing, unsigned); 0x0578 adds an ECDSA P-384 signature */
+    unsigned threads;      /* frames sealed in parallel; 0 = 1; the output is the same for any count */
+} p11kms_file_opts;
+typedef struct p11kms_file_encryptor p11kms_file_encryptor;
+/* Generates the data key and writes the header. opts may be NULL. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_encryptor_new(p11kms *h, const p11kms_caller *c, const char *key,
+                                                               const p11kms_kv *ctx, size_t nctx,
+                                                               const p11kms_file_opts *opts, p11kms_write_fn out,
+                                                               void *arg, p11kms_file_encryptor **enc);
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_encrypt_update(p11kms_file_encryptor *enc, const uint8_t *p,
+                                                                size_t n);
+/*
+ * Writes the final frame (and the signature). *summary_json (optional,
+ * p11kms_free it): {"KeyArn","EncryptionContext","Bytes","Frames","Suite",
+ * "FrameLength"}. Without a successful final the output is incomplete and
+ * every reader refuses it.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_encrypt_final(p11kms_file_encryptor *enc, char **summary_json);
+P11KMS_API void p11kms_file_encryptor_free(p11kms_file_encryptor *enc);
+
+/*
+ * Decryption of suites 0x0478 and 0x0578: the key commitment, the header
+ * tag and the signature are verified, and a frame's plaintext is passed to
+ * `out` only after its tag verified. A truncated message, a missing final
+ * frame, duplicated, reordered or dropped frames, a changed header and a
+ * context that lacks a `required` pair each fail with
+ * P11KMS_ERR_CIPHERTEXT_INVALID and their own message; plaintext already
+ * written before such a failure must be discarded by the caller (the
+ * command writes to a temporary file). h and c are borrowed until the
+ * decryptor is freed.
+ */
+typedef struct p11kms_file_decryptor p11kms_file_decryptor;
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_decryptor_new(p11kms *h, const p11kms_caller *c,
+                                                               const p11kms_kv *required, size_t nreq,
+                                                               unsigned threads, p11kms_write_fn out, void *arg,
+                                                               p11kms_file_decryptor **dec);
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_decrypt_update(p11kms_file_decryptor *dec, const uint8_t *p,
+                                                                size_t n);
+/* End of input; fails when the message is incomplete. The summary as for encryption. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_decrypt_final(p11kms_file_decryptor *dec, char **summary_json);
+/* The verified context (valid until the decryptor is freed); INVALID_STATE before the header verified. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_decryptor_context(const p11kms_file_decryptor *dec,
+                                                                   const p11kms_kv **ctx, size_t *nctx);
+/*
+ * A rewrapper is a decryptor that re-encrypts only the header's aws-kms
+ * data key inside the HSM (ReEncrypt) to new_key, or with new_key NULL to
+ * the newest version of the same key, writes the header with its new tag
+ * and passes the body through byte for byte. Suite 0x0578 is refused: its
+ * signature covers the header. Use p11kms_file_decrypt_update/_final.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_rewrapper_new(p11kms *h, const p11kms_caller *c,
+                                                               const char *new_key, p11kms_write_fn out, void *arg,
+                                                               p11kms_file_decryptor **rw);
+P11KMS_API void p11kms_file_decryptor_free(p11kms_file_decryptor *dec);
 
 #ifdef __cplusplus
 }

@@ -274,6 +274,36 @@ static const pk_help_entry table[] = {
     {"access-key delete", "access-key delete ACCESS_KEY_ID", "remove a key and its HSM object",
      "Delete an access key: its record and the token object holding its secret.", NULL,
      "p11kms access-key delete AKIAIOSFODNN7EXAMPLE"},
+    {"encrypt-file",
+     "encrypt-file --key KEY [--context k=v]... [--frame-length N] [--suite 0x0478|0x0578] [--threads N] IN OUT",
+     "encrypt a file of any size",
+     "Encrypt IN into an AWS Encryption SDK message (format version 2, framed)\n"
+     "that the official SDKs decrypt with a KMS keyring reaching this service.\n"
+     "The data key comes from GenerateDataKey under KEY in the HSM. Suite\n"
+     "0x0478 (default) commits to the key; 0x0578 also signs with ECDSA P-384.\n"
+     "- is stdin/stdout; OUT is written to a temporary file, mode 0600, renamed\n"
+     "at the end. --json prints the key ARN, context, bytes and frames.",
+     OPTS({"--key KEY", "the key (id, alias/NAME or ARN)"},
+          {"--context k=v", "encryption context pair (repeatable)"},
+          {"--frame-length N", "plaintext bytes per frame (default 4096)"},
+          {"--suite 0x0478|0x0578", "algorithm suite (default 0x0478)"},
+          {"--threads N", "frames encrypted in parallel (1 to 64)"}),
+     "p11kms encrypt-file --key alias/checkpoints --context job=etl chk-42 chk-42.esdk"},
+    {"decrypt-file", "decrypt-file [--context k=v]... [--threads N] IN OUT",
+     "decrypt a file made by encrypt-file or an SDK",
+     "Decrypt a message of suite 0x0478 or 0x0578: the key commitment, header\n"
+     "and every frame are verified, the signature too. Each --context pair must\n"
+     "be in the message's context. A truncated, reordered or changed message is\n"
+     "refused and OUT is not created.",
+     OPTS({"--context k=v", "pair the message's context must hold (repeatable)"},
+          {"--threads N", "frames decrypted in parallel (1 to 64)"}),
+     "p11kms decrypt-file --context job=etl chk-42.esdk chk-42"},
+    {"rewrap-file", "rewrap-file [--key KEY] IN OUT", "re-encrypt a message's data key only",
+     "Re-encrypt the header's data key inside the HSM: to the newest version of\n"
+     "its key, or to KEY. The body is copied unchanged. Suite 0x0578 messages\n"
+     "cannot be rewrapped (their signature covers the header).",
+     OPTS({"--key KEY", "the new key (default: the same key)"}),
+     "p11kms rewrap-file chk-42.esdk chk-42.new"},
     {"help", "help [--commands | COMMAND [SUBCOMMAND]]", "this help, or a command's",
      "Print the usage, options and an example of a command. --commands lists\n"
      "every command path, one a line. `p11kms COMMAND [SUBCOMMAND] --help` does\n"
@@ -296,6 +326,7 @@ static const struct {
     {"Connections (NAME: [catalog.][db.]name; sensitive options kept in a secret):", "connection"},
     {"Rendering:", "render"},
     {"Access keys for p11kmsd (service administrators only):", "access-key"},
+    {"Files (AWS Encryption SDK message format):", "encrypt-file decrypt-file rewrap-file"},
     {"Help:", "help"},
 };
 

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_help.h"
+#include "cli/cmd_file.h"
 
 typedef struct command {
     const char *name;
@@ -29,6 +30,9 @@ static const command commands[] = {
     {"connection", pk_cmd_connection},
     {"render", pk_cmd_render},
     {"access-key", pk_cmd_access_key},
+    {"encrypt-file", pk_cmd_encrypt_file},
+    {"decrypt-file", pk_cmd_decrypt_file},
+    {"rewrap-file", pk_cmd_rewrap_file},
 };
 
 int main(int argc, char **argv)

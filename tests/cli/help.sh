@@ -54,6 +54,9 @@ access-key list
 access-key disable
 access-key enable
 access-key delete
+encrypt-file
+decrypt-file
+rewrap-file
 help"
 run "$P11KMS" help --commands
 expect_rc 0 "help --commands"; expect_out "$want" "help --commands lists every command path"
