@@ -93,6 +93,12 @@ P11KMS_API const char *p11kms_config_path(const p11kms_config *cfg);
 /* A value by key ("module", "token", "store", ...), or NULL when unset. */
 P11KMS_API const char *p11kms_config_get(const p11kms_config *cfg, const char *key);
 P11KMS_API void p11kms_config_free(p11kms_config *cfg);
+/*
+ * The i-th `key = value` line in file order (repeatable keys such as
+ * `listen` and key families such as principal.uid.<N> included): 1 and
+ * *key and *value set, or 0 past the end. Path-valued keys come made absolute.
+ */
+P11KMS_API int p11kms_config_entry(const p11kms_config *cfg, size_t i, const char **key, const char **value);
 
 /* ---- Token inspection (no store needed) ------------------------------ */
 
