@@ -440,6 +440,7 @@ static void end_page(op_ctx *o, size_t next, size_t total)
 static bool list_json(op_ctx *o, p11kms_rc rc, char *json, pk_jv **doc)
 {
     *doc = NULL;
+    if (rc == P11KMS_OK && json == NULL) rc = P11KMS_ERR_INTERNAL;
     if (rc != P11KMS_OK) {
         fail_rc(o, rc);
         return false;
@@ -458,8 +459,10 @@ static void op_list_keys(op_ctx *o)
     size_t start, limit, i, total;
     char *json = NULL;
     pk_jv *doc;
+    p11kms_rc rc;
     if (!page(o, &start, &limit)) return;
-    if (!list_json(o, p11kms_key_list(o->k->h, o->caller, &json), json, &doc)) return;
+    rc = p11kms_key_list(o->k->h, o->caller, &json);
+    if (!list_json(o, rc, json, &doc)) return;
     total = pk_jv_size(doc);
     pk_jo_key(&o->j, "Keys");
     pk_jo_arr_begin(&o->j);
@@ -481,8 +484,10 @@ static void op_list_aliases(op_ctx *o)
     size_t start, limit, i, total;
     char *json = NULL, *prefix = NULL, *slash;
     pk_jv *doc;
+    p11kms_rc rc;
     if (!page(o, &start, &limit)) return;
-    if (!list_json(o, p11kms_alias_list(o->k->h, o->caller, key, &json), json, &doc)) return;
+    rc = p11kms_alias_list(o->k->h, o->caller, key, &json);
+    if (!list_json(o, rc, json, &doc)) return;
     /* alias ARNs share the key ARNs' arn:aws:kms:REGION:ACCOUNT: prefix */
     if (p11kms_key_arn(o->k->h, "00000000-0000-0000-0000-000000000000", &prefix) != P11KMS_OK ||
         (slash = strstr(prefix, ":key/")) == NULL) {
@@ -1030,6 +1035,8 @@ void d_kms_run(d_job *job, void *arg)
     }
     pk_jo_obj_end(&o.j);
     if (!o.done && pk_failed(pk_jo_result(&o.j))) fail(&o, 500, "KMSInternalException", "cannot write the response");
+    /* An operation without output answers 200 with an empty body (aws-json protocol). */
+    if (!o.done && o.out.len == 2 && strcmp(job->op, "health") != 0) o.out.len = 0;
     if (!o.done) {
         job->resp.status = o.status;
         job->resp.content_type = strcmp(job->op, "health") == 0 ? "application/json" : "application/x-amz-json-1.1";
