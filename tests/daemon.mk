@@ -2,6 +2,6 @@
 # socket in a temp dir or on 127.0.0.1 (tests/lib/daemon.sh starts it and
 # always kills it). The AWS CLI and node SDK scenarios need SigV4 access
 # keys and skip (exit 77, loudly) while `p11kms access-key` does not exist.
-DAEMON_SCENARIOS = tests/cli/daemon-unix.sh tests/cli/daemon-robust.sh
+DAEMON_SCENARIOS = tests/cli/daemon-unix.sh tests/cli/daemon-robust.sh tests/cli/daemon-https.sh
 TESTS += $(DAEMON_SCENARIOS)
-EXTRA_DIST += $(DAEMON_SCENARIOS) tests/lib/daemon.sh tests/lib/kmsclient.py
+EXTRA_DIST += $(DAEMON_SCENARIOS) tests/lib/daemon.sh tests/lib/kmsclient.py tests/lib/tls.sh
