@@ -2,6 +2,8 @@
 # socket in a temp dir or on 127.0.0.1 (tests/lib/daemon.sh starts it and
 # always kills it). The AWS CLI and node SDK scenarios need SigV4 access
 # keys and skip (exit 77, loudly) while `p11kms access-key` does not exist.
-DAEMON_SCENARIOS = tests/cli/daemon-unix.sh tests/cli/daemon-robust.sh tests/cli/daemon-https.sh
+DAEMON_SCENARIOS = tests/cli/daemon-unix.sh tests/cli/daemon-robust.sh tests/cli/daemon-https.sh \
+	tests/cli/daemon-awscli.sh tests/cli/daemon-node.sh
 TESTS += $(DAEMON_SCENARIOS)
-EXTRA_DIST += $(DAEMON_SCENARIOS) tests/lib/daemon.sh tests/lib/kmsclient.py tests/lib/tls.sh
+EXTRA_DIST += $(DAEMON_SCENARIOS) tests/lib/daemon.sh tests/lib/kmsclient.py tests/lib/tls.sh tests/lib/sigv4.py \
+	tests/node/package.json tests/node/kms.mjs
