@@ -126,6 +126,11 @@ void d_job_free(d_job *job);
 typedef struct d_listeners d_listeners;
 d_listeners *d_listeners_open(struct event_base *base, const p11kms_config *cfg, d_server *srv);
 void d_listeners_free(d_listeners *l);
+
+/* ---- tls.c (the daemon's only OpenSSL user: TLS for its own listeners) ---- */
+SSL_CTX *d_tls_context(const p11kms_config *cfg);
+void d_tls_context_free(SSL_CTX *ctx);
+struct bufferevent *d_tls_bufferevent(struct event_base *base, int fd, SSL_CTX *ctx);
 void d_tls_peer_info(struct bufferevent *bev, d_peer *p);
 
 /* ---- kms.c ---- */

@@ -12,9 +12,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,11 +417,7 @@ void d_server_accept(d_server *srv, int fd, const d_peer *peer, SSL_CTX *tls)
     c->peer = *peer;
     evutil_make_socket_nonblocking(fd);
     if (tls != NULL) {
-        SSL *ssl = SSL_new(tls);
-        c->bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                      BEV_OPT_CLOSE_ON_FREE)
-                     : NULL;
-        if (c->bev == NULL && ssl != NULL) SSL_free(ssl);
+        c->bev = d_tls_bufferevent(srv->base, fd, tls);
     } else {
         c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }

@@ -9,14 +9,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <grp.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +40,6 @@ struct d_listeners {
     size_t n;
 };
 
-static void fill_tls_peer(SSL *ssl, d_peer *p);
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -72,26 +66,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, peer.addr, sizeof(peer.addr));
     }
     d_server_accept(li->owner->srv, fd, &peer, li->is_unix ? NULL : li->owner->tls);
-}
-
-/* The client certificate is known after the handshake: read it when the first request is dispatched. */
-void d_tls_peer_info(struct bufferevent *bev, d_peer *p)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    if (ssl != NULL && p->cert_fp[0] == '\0') fill_tls_peer(ssl, p);
-}
-
-static void fill_tls_peer(SSL *ssl, d_peer *p)
-{
-    X509 *x = SSL_get1_peer_certificate(ssl);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (x == NULL) return;
-    if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1)
-        for (unsigned i = 0; i < mdlen && i < 32; i++) snprintf(p->cert_fp + 2 * i, 3, "%02x", md[i]);
-    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, p->cert_cn, sizeof(p->cert_cn));
-    X509_NAME_oneline(X509_get_subject_name(x), p->cert_subject, sizeof(p->cert_subject));
-    X509_free(x);
 }
 
 static int lookup_id(const char *v, bool group, unsigned *out)
@@ -175,56 +149,6 @@ static int bind_tcp(const char *hostport)
     return fd;
 }
 
-static const char *cfg_path(const p11kms_config *cfg, const char *key)
-{
-    const char *k, *v;
-    for (size_t i = 0; p11kms_config_entry(cfg, i, &k, &v); i++)
-        if (strcmp(k, key) == 0) return v;
-    return NULL;
-}
-
-static void log_ssl(const char *what, const char *path)
-{
-    char err[256];
-    ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-    d_log("%s %s: %s", what, path, err);
-}
-
-static SSL_CTX *tls_context(const p11kms_config *cfg)
-{
-    const char *cert = cfg_path(cfg, "tls_cert"), *key = cfg_path(cfg, "tls_key");
-    const char *ca = cfg_path(cfg, "tls_client_ca");
-    SSL_CTX *ctx;
-    if (cert == NULL || key == NULL) {
-        d_log("an https:// listener needs tls_cert and tls_key");
-        return NULL;
-    }
-    ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL) return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        log_ssl("tls_cert", cert);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        log_ssl("tls_key", key);
-        goto fail;
-    }
-    if (ca != NULL) {
-        /* Client certificates are optional: without one the request must carry SigV4. */
-        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-            log_ssl("tls_client_ca", ca);
-            goto fail;
-        }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    }
-    return ctx;
-fail:
-    SSL_CTX_free(ctx);
-    return NULL;
-}
-
 static int add(d_listeners *ls, struct event_base *base, int fd, bool is_unix, const char *unlink_path)
 {
     d_listener *li;
@@ -281,7 +205,7 @@ d_listeners *d_listeners_open(struct event_base *base, const p11kms_config *cfg,
     const char *k, *v;
     if (ls == NULL) return NULL;
     ls->srv = srv;
-    if (need_tls(cfg, nact) && (ls->tls = tls_context(cfg)) == NULL) goto fail;
+    if (need_tls(cfg, nact) && (ls->tls = d_tls_context(cfg)) == NULL) goto fail;
     for (int i = 0; i < nact; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
@@ -314,6 +238,6 @@ void d_listeners_free(d_listeners *ls)
         evconnlistener_free(ls->v[i].l);
         if (ls->v[i].unlink_path[0]) unlink(ls->v[i].unlink_path);
     }
-    SSL_CTX_free(ls->tls);
+    d_tls_context_free(ls->tls);
     free(ls);
 }

@@ -25,7 +25,7 @@ int d_settings_load(const p11kms_config *cfg, d_settings *s)
     unsigned long sessions;
     int r = 0;
     /* Each worker holds at most one PKCS#11 session: more workers than sessions only queue. */
-    r |= get_uint(cfg, "sessions", 8, &sessions);
+    r |= get_uint(cfg, "sessions", 4, &sessions);
     r |= get_uint(cfg, "workers", sessions, &s->workers);
     r |= get_uint(cfg, "max_connections", 1024, &s->max_connections);
     r |= get_uint(cfg, "max_header_bytes", 16384, &s->max_header_bytes);
