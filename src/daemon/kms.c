@@ -363,7 +363,6 @@ static void op_create_key(op_ctx *o)
     const char *cmkspec = field_str(o, "CustomerMasterKeySpec", false, 64);
     const char *origin = field_str(o, "Origin", false, 64);
     bool bypass = field_bool(o, "BypassPolicyLockoutSafetyCheck");
-    const char *admins[1] = {o->principal};
     char *id = NULL;
     pk_jv *d = NULL;
     p11kms_rc rc;
@@ -379,10 +378,8 @@ static void op_create_key(op_ctx *o)
     spec.description = desc;
     spec.policy_json = policy;
     spec.bypass_lockout_check = bypass;
-    if (policy == NULL) { /* no IAM here: the caller administers the key, as `p11kms key create` */
-        spec.admins = admins;
-        spec.nadmins = 1;
-    }
+    /* Without Policy there is no IAM here: the library makes the caller the key's administrator,
+     * as `p11kms key create` does. This also holds for SigV4 callers, whose ARN only the library knows. */
     rc = p11kms_key_create(o->k->h, o->caller, &spec, &id);
     if (rc != P11KMS_OK) {
         fail_rc(o, rc);
