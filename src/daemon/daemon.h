@@ -113,6 +113,7 @@ void d_pool_free(d_pool *p); /* runs queued jobs, then joins */
 
 /* ---- http.c ---- */
 d_server *d_server_new(struct event_base *base, const d_settings *s);
+void d_server_free(d_server *srv); /* after the pool: no job may still point at it */
 void d_server_set_principals(d_server *srv, d_principals *p); /* takes ownership */
 const d_principals *d_server_principals(const d_server *srv);
 void d_server_set_pool(d_server *srv, d_pool *pool);

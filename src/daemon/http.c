@@ -532,3 +532,13 @@ size_t d_server_busy(const d_server *srv)
 {
     return srv->busy;
 }
+
+void d_server_free(d_server *srv)
+{
+    if (srv == NULL) return;
+    while (srv->conns != NULL) conn_free(srv->conns);
+    d_principals_free(&srv->principals);
+    event_free(srv->reply_ev);
+    pthread_mutex_destroy(&srv->reply_mu);
+    free(srv);
+}

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
     int status = 3;
 
     memset(&m, 0, sizeof(m));
+    memset(&p, 0, sizeof(p));
     if (argc == 2 && (strcmp(argv[1], "--version") == 0)) {
         printf("p11kmsd %s\n", p11kms_version());
         return 0;
@@ -154,9 +155,12 @@ out:
     d_listeners_free(m.ls);
     d_pool_free(pool); /* every accepted job has been answered: the loop exits only then */
     d_kms_free(kms);
+    d_server_free(m.srv);
+    d_principals_free(&p); /* empty once handed to the server */
     if (ev_hup) event_free(ev_hup);
     if (ev_term) event_free(ev_term);
     if (ev_int) event_free(ev_int);
+    if (m.base) event_base_free(m.base);
     p11kms_close(h); /* seals the audit trail */
     p11kms_config_free(cfg);
     return status;
