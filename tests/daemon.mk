@@ -7,3 +7,8 @@ DAEMON_SCENARIOS = tests/cli/daemon-unix.sh tests/cli/daemon-robust.sh tests/cli
 TESTS += $(DAEMON_SCENARIOS)
 EXTRA_DIST += $(DAEMON_SCENARIOS) tests/lib/daemon.sh tests/lib/kmsclient.py tests/lib/tls.sh tests/lib/sigv4.py \
 	tests/node/package.json tests/node/kms.mjs
+# tests/cli/daemon-node.sh installs its npm packages once into the build tree.
+clean-local: clean-local-daemon-node
+clean-local-daemon-node:
+	-rm -rf tests/node-cache
+.PHONY: clean-local-daemon-node
