@@ -900,6 +900,27 @@ static bool rate_ok(d_kms *k, const char *principal)
     return ok;
 }
 
+/* The service key's id: from the description, else from the alias list, else its alias. */
+static const char *service_key_id(op_ctx *o, const p11kms_caller *probe, const char *described, pk_jv **doc)
+{
+    char *aliases = NULL;
+    const char *id = SERVICE_ALIAS;
+    if (described != NULL) {
+        if (!pk_failed(pk_json_parse(described, strlen(described), P11KMS_ERR_INTERNAL, doc)))
+            return pk_jv_str(pk_jv_get(*doc, "KeyId"));
+        return id;
+    }
+    if (probe == NULL || p11kms_alias_list(o->k->h, probe, NULL, &aliases) != P11KMS_OK) return id;
+    if (!pk_failed(pk_json_parse(aliases, strlen(aliases), P11KMS_ERR_INTERNAL, doc)))
+        for (size_t i = 0; i < pk_jv_size(*doc); i++) {
+            const pk_jv *e = pk_jv_at(*doc, i);
+            const char *name = pk_jv_str(pk_jv_get(e, "AliasName"));
+            if (name != NULL && strcmp(name, SERVICE_ALIAS) == 0) id = pk_jv_str(pk_jv_get(e, "TargetKeyId"));
+        }
+    p11kms_free(aliases);
+    return id != NULL ? id : SERVICE_ALIAS;
+}
+
 static void health(op_ctx *o)
 {
     char *json = NULL;
@@ -916,10 +937,7 @@ static void health(op_ctx *o)
     }
     pk_jo_kstr(&o->j, "version", p11kms_version());
     pk_jo_kstr(&o->j, "token", token);
-    if (json != NULL && !pk_failed(pk_json_parse(json, strlen(json), P11KMS_ERR_INTERNAL, &doc)))
-        pk_jo_kstr(&o->j, "service_key", pk_jv_str(pk_jv_get(doc, "KeyId")));
-    else
-        pk_jo_kstr(&o->j, "service_key", SERVICE_ALIAS);
+    pk_jo_kstr(&o->j, "service_key", service_key_id(o, probe, json, &doc));
     o->status = strcmp(token, "ok") == 0 ? 200 : 503;
     pk_json_free(doc);
     p11kms_free(json);

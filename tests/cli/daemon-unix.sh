@@ -59,7 +59,7 @@ if [ "$(stat -c %a "$SOCK")" = 666 ]; then ok; else bad "socket mode $(stat -c %
 
 # --- health ---
 HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/health)
-expect_http 200 "health"; jq_is "d['token'] == 'ok' and d['version'] and d['service_key']" "health fields"
+expect_http 200 "health"; jq_is "d['token'] == 'ok' and d['version'] == '$("$P11KMS" --version | awk '{print $NF}')' and len(d['service_key']) == 36" "health fields"
 
 # --- the administrator creates and manages, the operator uses ---
 kms_as 0 CreateKey '{"Description":"orders"}'
