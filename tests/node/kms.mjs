@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import {
-  KMSClient, EncryptCommand, DecryptCommand, GenerateDataKeyCommand,
+  KMS, KMSClient, EncryptCommand, DecryptCommand, GenerateDataKeyCommand,
   GenerateDataKeyWithoutPlaintextCommand, ReEncryptCommand, GenerateRandomCommand,
 } from '@aws-sdk/client-kms';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -48,7 +48,8 @@ assert.equal(rnd.Plaintext.length, 16); ok('GenerateRandom');
 
 // The AWS Encryption SDK: a KmsKeyringNode whose client points at p11kmsd.
 const { encrypt, decrypt } = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
-const clientProvider = getClient(KMSClient, config);
+// The keyring calls client.generateDataKey() etc.: it needs the aggregated KMS client class.
+const clientProvider = getClient(KMS, config);
 const keyring = new KmsKeyringNode({ generatorKeyId: keyArn, clientProvider });
 const data = randomBytes(1024 * 1024);
 const context = { purpose: 'p11kmsd-test', tenant: 't-1' };
