@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -517,13 +518,22 @@ void d_server_set_pool(d_server *srv, d_pool *pool)
     srv->pool = pool;
 }
 
+/* A request the client already sent but the loop has not read yet is in flight too. */
+static bool bytes_pending(d_conn *c)
+{
+    char b;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+           (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0);
+}
+
 void d_server_drain(d_server *srv)
 {
     d_conn *c, *next;
     srv->draining = true;
     for (c = srv->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->state == C_READ && !c->in_request) conn_free(c);
+        if (c->state == C_READ && !c->in_request && !bytes_pending(c)) conn_free(c);
     }
     maybe_exit(srv);
 }

@@ -47,7 +47,14 @@ wait "$CHURN"
 run timeout 120 python3 "$P11KMS_TOP_SRCDIR/tests/lib/kmsclient.py" check "$SOCK" "$WORK/acked"
 expect_rc 0 "every acknowledged CreateKey/DisableKey survived kill -9"
 cat "$OUT"
-stop_daemon
+# SIGTERM under load: in-flight requests are answered whole, then a clean exit.
+run timeout 60 python3 "$P11KMS_TOP_SRCDIR/tests/lib/kmsclient.py" drain "$SOCK" "$K" "$DAEMON_PID"
+expect_rc 0 "SIGTERM finishes in-flight requests"
+cat "$OUT"
+wait "$DAEMON_PID"; DAEMON_RC=$?; DAEMON_PID=
+if [ "$DAEMON_RC" -eq 0 ]; then ok; else bad "exit $DAEMON_RC after SIGTERM under load"; fi
+if grep -qE "signal 15: finishing [0-9]+ in-flight requests" "$DAEMON_ERR" && tail -1 "$DAEMON_ERR" | grep -qF stopped; then
+    ok; else bad "drain not logged"; fi
 run "$P11KMS" --config "$C" audit verify
-expect_rc 0 "audit verify after kill -9 and restart"
+expect_rc 0 "audit verify after kill -9, restart and SIGTERM"
 finish

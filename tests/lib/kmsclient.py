@@ -184,6 +184,47 @@ def churn(sock, log, seconds):
                 conn = UnixConnection(sock)
 
 
+def drain(sock, key, pidfile_pid):
+    """Keep-alive Encrypt loops while SIGTERM arrives: every answer that comes is whole and right."""
+    import os
+    import signal
+    stop = threading.Event()
+    stats = {"ok": 0, "gone": 0}
+    lock = threading.Lock()
+    pt = base64.b64encode(b"in flight").decode()
+
+    def loop():
+        conn = UnixConnection(sock)
+        while not stop.is_set():
+            try:
+                st, d = call(conn, "Encrypt", {"KeyId": key, "Plaintext": pt})
+                if st != 200 or "CiphertextBlob" not in d:
+                    fail("in-flight request answered %d %s" % (st, d))
+                with lock:
+                    stats["ok"] += 1
+            except http.client.IncompleteRead as e:
+                fail("a response was cut short: %r" % e)
+                return
+            except (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected, OSError):
+                with lock:
+                    stats["gone"] += 1  # not acknowledged: the daemon stopped accepting
+                time.sleep(0.05)
+                conn = UnixConnection(sock)
+
+    threads = [threading.Thread(target=loop) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    os.kill(int(pidfile_pid), signal.SIGTERM)
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    print("in-flight: %d answered, %d not accepted after SIGTERM" % (stats["ok"], stats["gone"]))
+    if stats["ok"] < 8:
+        fail("too few requests answered before SIGTERM")
+
+
 def check(sock, log):
     conn = UnixConnection(sock)
     created = disabled = 0
@@ -209,6 +250,8 @@ if __name__ == "__main__":
         robust(sys.argv[2], sys.argv[3])
     elif cmd == "churn":
         churn(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "drain":
+        drain(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3])
     sys.exit(1 if failures else 0)
