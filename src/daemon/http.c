@@ -321,7 +321,7 @@ static void conn_process(d_conn *c)
         c->req.head[head_len - 2] = '\0';
         status = parse_head(c, &why);
         if (status != 0) {
-            refuse(c, status, status == 413 ? "ValidationException" : "SerializationException", why);
+            refuse(c, status, status == 413 || status == 431 ? "ValidationException" : "SerializationException", why);
             return;
         }
         c->have_head = true;

@@ -126,6 +126,10 @@ kms_as $OPUID Encrypt "{\"KeyId\":\"$K\",\"Plaintext\":\"$BIG\"}"
 expect_aws_error 400 ValidationException "between 1 and 4096" "Plaintext limit"
 kms_as $OPUID Encrypt "{\"KeyId\":\"$K\",\"Plaintext\":\"not base64!\"}"
 expect_aws_error 400 SerializationException "Plaintext is not valid base64" "bad base64"
+for b64 in 'AB==' 'AAAA====' 'AA=A' 'QUJD RA=='; do  # stray bits, extra padding, '=' inside, a space
+    kms_as $OPUID Encrypt "{\"KeyId\":\"$K\",\"Plaintext\":\"$b64\"}"
+    expect_aws_error 400 SerializationException "Plaintext is not valid base64" "strict base64: $b64"
+done
 kms_as $OPUID Encrypt "{\"Plaintext\":\"$PT\"}"
 expect_aws_error 400 ValidationException "Value null at 'KeyId'" "missing KeyId"
 kms_as $OPUID GenerateRandom '{"NumberOfBytes":24}'
@@ -192,6 +196,9 @@ HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/
 expect_aws_error 413 ValidationException "larger than 1 MiB" "body over the limit"
 HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/ -H 'X-Amz-Target: TrentService.ListKeys' -H 'Content-Type: application/x-amz-json-1.1' -H "X-Pad: $(head -c 17000 /dev/zero | tr '\0' a)" -d '{}')
 expect_aws_error 431 ValidationException "larger than max_header_bytes" "headers over the limit"
+hdrs=(); for i in $(seq 1 70); do hdrs+=(-H "X-H$i: v"); done
+HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/ -H 'X-Amz-Target: TrentService.ListKeys' -H 'Content-Type: application/x-amz-json-1.1' "${hdrs[@]}" -d '{}')
+expect_aws_error 431 ValidationException "too many headers" "more than 64 headers"
 
 # --- SIGHUP re-reads the principals: the stranger is mapped now ---
 echo "principal.uid.$STRANGER = $OPR" >>"$C"
