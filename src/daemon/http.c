@@ -201,6 +201,9 @@ static int parse_head(d_conn *c, const char **why)
             if (!isgraph((unsigned char)*e)) return 400;
         for (v = colon + 1; *v == ' ' || *v == '\t'; v++) {}
         for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--) *(e - 1) = '\0';
+        *why = "control character in a header value";
+        for (e = v; *e; e++)
+            if (iscntrl((unsigned char)*e) && *e != '\t') return 400;
         *why = "too many headers";
         if (r->nheaders == D_MAX_HEADERS) return 431;
         r->headers[r->nheaders].name = line;
@@ -319,6 +322,11 @@ static void conn_process(d_conn *c)
         evbuffer_remove(in, c->req.head, head_len - 2); /* keep the last CRLF as the end marker */
         evbuffer_drain(in, 2);
         c->req.head[head_len - 2] = '\0';
+        /* The parser works on C strings: a NUL byte would hide the line ends. */
+        if (memchr(c->req.head, '\0', head_len - 2) != NULL) {
+            refuse(c, 400, "SerializationException", "NUL byte in the request head");
+            return;
+        }
         status = parse_head(c, &why);
         if (status != 0) {
             refuse(c, status, status == 413 || status == 431 ? "ValidationException" : "SerializationException", why);
