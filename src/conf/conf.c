@@ -312,6 +312,7 @@ static pk_result rule_principal(const char *where, const char *key, const char *
               key[10] == 'c' ? "certificate SHA-256 fingerprint (hex) or common name" : "number");
     PK_ENSURE(strncmp(v, "arn:", 4) == 0 && strchr(v, ' ') == NULL, P11KMS_ERR_CONFIG,
               "%s: %s: '%s' is not a principal ARN (arn:aws:iam::ACCOUNT:role/NAME)", where, key, v);
+    PK_ENSURE(strlen(v) <= 2048, P11KMS_ERR_CONFIG, "%s: %s: the ARN is longer than 2048 characters", where, key);
     return PK_OK;
 }
 

@@ -85,7 +85,7 @@ typedef struct d_job {
     d_peer peer;
     char request_id[D_REQID_LEN + 1];
     char op[48];
-    char principal[256];  /* from the peer credentials or certificate, or "" for SigV4 */
+    char principal[2049]; /* ARN (at most 2048, checked at load) from the peer or certificate; SigV4: "sigv4:AKID" */
     char auth_id[288];
     p11kms_auth_method auth;
     int64_t start_ms;

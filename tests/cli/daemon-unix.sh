@@ -36,6 +36,8 @@ badconf "principal.uid.1001 = flink"
 expect_rc 3 "bad arn"; expect_err_has "principal.uid.1001: 'flink' is not a principal ARN" "bad arn"
 badconf "principal.uid.1001 = $ADM" "principal.uid.1001 = $OPR"
 expect_rc 3 "dup principal"; expect_err_has "'principal.uid.1001' is already set on line 8" "dup principal"
+badconf "principal.uid.7 = arn:aws:iam::111122223333:role/$(head -c 2100 /dev/zero | tr '\0' r)"
+expect_rc 3 "long arn"; expect_err_has "principal.uid.7: the ARN is longer than 2048 characters" "long arn"
 badconf "workers = 0"
 expect_rc 3 "workers 0"; expect_err_has "workers: 0 is out of range (1 to 256 threads)" "workers 0"
 badconf "principal.other.1 = $ADM"
@@ -196,6 +198,14 @@ HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/
 expect_aws_error 413 ValidationException "larger than 1 MiB" "body over the limit"
 HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/ -H 'X-Amz-Target: TrentService.ListKeys' -H 'Content-Type: application/x-amz-json-1.1' -H "X-Pad: $(head -c 17000 /dev/zero | tr '\0' a)" -d '{}')
 expect_aws_error 431 ValidationException "larger than max_header_bytes" "headers over the limit"
+printf 'POST / HTTP/1.1\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\n{}' >"$WORK/nul.req"
+run python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(open(sys.argv[2],"rb").read()); print(s.recv(4096).decode().split("\r\n")[0])' "$SOCK" "$WORK/nul.req"
+expect_out "HTTP/1.1 400 Bad Request" "NUL byte in the head"
+printf 'POST / HTTP/1.1\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\n{}' >"$WORK/ctl.req"
+run python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(open(sys.argv[2],"rb").read()); print(s.recv(4096).decode().split("\r\n")[0])' "$SOCK" "$WORK/ctl.req"
+expect_out "HTTP/1.1 400 Bad Request" "control character in a header value"
+HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/health)
+expect_http 200 "still serving after malformed heads"
 hdrs=(); for i in $(seq 1 70); do hdrs+=(-H "X-H$i: v"); done
 HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/ -H 'X-Amz-Target: TrentService.ListKeys' -H 'Content-Type: application/x-amz-json-1.1' "${hdrs[@]}" -d '{}')
 expect_aws_error 431 ValidationException "too many headers" "more than 64 headers"
