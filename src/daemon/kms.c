@@ -932,8 +932,10 @@ static void health(op_ctx *o)
     p11kms_rc rc = p11kms_caller_new("arn:aws:iam::000000000000:role/p11kmsd-health", &probe);
     if (rc == P11KMS_OK) rc = p11kms_key_describe(o->k->h, probe, SERVICE_ALIAS, &json);
     if (rc != P11KMS_OK && rc != P11KMS_ERR_ACCESS_DENIED) {
+        /* Unauthenticated callers get the fixed message; the detail goes to the log only. */
         snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
-        token = detail[0] ? detail : p11kms_strerror(rc);
+        d_log("health: %s", detail);
+        token = p11kms_strerror(rc);
     }
     pk_jo_kstr(&o->j, "version", p11kms_version());
     pk_jo_kstr(&o->j, "token", token);
