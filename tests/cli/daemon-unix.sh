@@ -38,6 +38,8 @@ badconf "principal.uid.1001 = $ADM" "principal.uid.1001 = $OPR"
 expect_rc 3 "dup principal"; expect_err_has "'principal.uid.1001' is already set on line 8" "dup principal"
 badconf "principal.uid.7 = arn:aws:iam::111122223333:role/$(head -c 2100 /dev/zero | tr '\0' r)"
 expect_rc 3 "long arn"; expect_err_has "principal.uid.7: the ARN is longer than 2048 characters" "long arn"
+badconf "listen = unix:$WORK/x.sock" "socket_owner = no-such-user-p11kms"
+expect_rc 3 "unknown socket owner"; expect_err_has "socket_owner: no user 'no-such-user-p11kms'" "unknown socket owner"
 badconf "workers = 0"
 expect_rc 3 "workers 0"; expect_err_has "workers: 0 is out of range (1 to 256 threads)" "workers 0"
 badconf "principal.other.1 = $ADM"
@@ -51,13 +53,14 @@ expect_rc 2 "usage"; expect_err "usage: p11kmsd --config FILE" "usage"
 cat >>"$C" <<EOF
 listen = unix:$SOCK
 socket_mode = 0666
+socket_group = 65534
 principal.uid.0 = $ADM
 principal.uid.$OPUID = $OPR
 workers = 4
 EOF
 start_daemon "$C"
 PID=$DAEMON_PID
-if [ "$(stat -c %a "$SOCK")" = 666 ]; then ok; else bad "socket mode $(stat -c %a "$SOCK")"; fi
+if [ "$(stat -c %a:%g "$SOCK")" = 666:65534 ]; then ok; else bad "socket mode:group $(stat -c %a:%g "$SOCK")"; fi
 
 # --- health ---
 HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/health)
