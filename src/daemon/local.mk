@@ -4,7 +4,7 @@
 # buffers of src/util (hidden symbols in libp11kms, so no clash).
 sbin_PROGRAMS = p11kmsd
 p11kmsd_SOURCES = src/daemon/daemon.h src/daemon/contract.h src/daemon/main.c src/daemon/settings.c \
-	src/daemon/pool.c src/daemon/http.c src/daemon/listen.c src/daemon/tls.c src/daemon/kms.c src/daemon/codec.c \
+	src/daemon/pool.c src/daemon/http.c src/daemon/listen.c src/daemon/tls.c src/daemon/kms_impl.h src/daemon/kms.c src/daemon/kms_fields.c src/daemon/kms_keys.c src/daemon/kms_crypto.c src/daemon/codec.c \
 	src/daemon/result_shim.c src/json/json_in.c src/util/buf.c src/util/json_out.c
 # TEMPORARY: the library side of the daemon contract until libp11kms has it; delete at the merge.
 p11kmsd_SOURCES += src/daemon/contract_stub.c
