@@ -38,3 +38,11 @@ contrib/systemd/p11kms-purge.service: $(srcdir)/contrib/systemd/p11kms-purge.ser
 	$(AM_V_GEN)$(MKDIR_P) contrib/systemd && sed 's|@bindir[@]|$(bindir)|g' $(srcdir)/contrib/systemd/p11kms-purge.service.in >$@
 contrib/cron/p11kms.cron: $(srcdir)/contrib/cron/p11kms.cron.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) contrib/cron && sed 's|@bindir[@]|$(bindir)|g' $(srcdir)/contrib/cron/p11kms.cron.in >$@
+
+# p11kmsd: its service and socket units, documentation like the purge units.
+doc_DATA += contrib/systemd/p11kmsd.service
+dist_doc_DATA += contrib/systemd/p11kmsd.socket
+EXTRA_DIST += contrib/systemd/p11kmsd.service.in
+contrib/systemd/p11kmsd.service: $(srcdir)/contrib/systemd/p11kmsd.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) contrib/systemd && sed 's|@sbindir[@]|$(sbindir)|g' $(srcdir)/contrib/systemd/p11kmsd.service.in >$@
+dist_man_MANS += docs/man/p11kmsd.8

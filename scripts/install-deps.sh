@@ -7,6 +7,11 @@ pkgs="build-essential autoconf automake libtool pkg-config
       libsqlite3-dev sqlite3 opensc valgrind faketime mandoc libnss3 libnss3-tools"
 # tests/cli/render.sh reads rendered YAML back with PyYAML.
 pkgs="$pkgs python3 python3-yaml"
+# p11kmsd: libevent; its tests drive it with curl, the AWS CLI and node (tests/node).
+pkgs="$pkgs libevent-dev curl awscli"
+# Node and npm run the AWS SDK tests; a machine that already has a node
+# (e.g. from NodeSource) keeps it, otherwise Debian's.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -115,6 +115,12 @@ P11KMS_API const char *p11kms_config_path_value(const p11kms_config *cfg, const 
  * cfg may be NULL (built-in words only).
  */
 P11KMS_API int p11kms_connection_option_sensitive(const p11kms_config *cfg, const char *name);
+/*
+ * The i-th `key = value` line in file order (repeatable keys such as
+ * `listen` and key families such as principal.uid.<N> included): 1 and
+ * *key and *value set, or 0 past the end. Path-valued keys come made absolute.
+ */
+P11KMS_API int p11kms_config_entry(const p11kms_config *cfg, size_t i, const char **key, const char **value);
 
 /* ---- Token inspection (no store needed) ------------------------------ */
 
@@ -162,6 +168,8 @@ typedef struct p11kms_kv {
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_caller_new(const char *principal_arn, p11kms_caller **out);
 /* The caller's network address, for aws:SourceIp conditions (optional). */
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_caller_set_source_ip(p11kms_caller *c, const char *ip);
+/* The caller's principal ARN (valid while c lives; "" for NULL), e.g. the one p11kms_sigv4_verify found. */
+P11KMS_API const char *p11kms_caller_principal(const p11kms_caller *c);
 P11KMS_API void p11kms_caller_free(p11kms_caller *c);
 
 /* Bytes returned by the library. p11kms_buf_free wipes them before release. */

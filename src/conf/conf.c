@@ -20,7 +20,7 @@
 #include "crypto/wipe.h"
 
 #define MAX_LINE 4096
-#define MAX_ENTRIES 64
+#define MAX_ENTRIES 1024 /* principal.* mappings are one line each */
 #define PIN_MAX 256
 
 /*
@@ -40,6 +40,10 @@ static pk_result rule_account(const char *where, const char *key, const char *v)
 static pk_result rule_region(const char *where, const char *key, const char *v);
 static pk_result rule_names(const char *where, const char *key, const char *v);
 static pk_result rule_uint(const char *where, const char *key, const char *v);
+static pk_result rule_listen(const char *where, const char *key, const char *v);
+static pk_result rule_mode(const char *where, const char *key, const char *v);
+static pk_result rule_user(const char *where, const char *key, const char *v);
+static pk_result rule_principal(const char *where, const char *key, const char *v);
 
 /* Every key p11kms understands; `path` keys resolve relative to the file. */
 static const struct {
@@ -65,6 +69,37 @@ static const struct {
     {"cache_ttl_s", false, rule_uint, 0, 7 * 86400UL, "seconds"},
     {"cache_max_entries", false, rule_uint, 1, 1000000, "entries"},
     {"cache_max_uses", false, rule_uint, 0, UINT32_MAX, "uses"},
+    /* p11kmsd (docs/DAEMON.md) */
+    {"listen", false, rule_listen, 0, 0, NULL},          /* unix:PATH or https://ADDR:PORT; repeatable */
+    {"socket_mode", false, rule_mode, 0, 0, NULL},       /* octal mode of unix: sockets */
+    {"socket_owner", false, rule_user, 0, 0, NULL},      /* user name or uid */
+    {"socket_group", false, rule_user, 0, 0, NULL},      /* group name or gid */
+    {"tls_cert", true, rule_any, 0, 0, NULL},            /* PEM certificate chain */
+    {"tls_key", true, rule_any, 0, 0, NULL},             /* PEM private key */
+    {"tls_client_ca", true, rule_any, 0, 0, NULL},       /* PEM CAs: turns on client certificates */
+    {"workers", false, rule_uint, 1, 256, "threads"},
+    {"max_connections", false, rule_uint, 1, 65536, "connections"},
+    {"max_header_bytes", false, rule_uint, 1024, 1048576, "bytes"},
+    {"idle_timeout_s", false, rule_uint, 1, 86400, "seconds"},
+    {"read_timeout_s", false, rule_uint, 1, 3600, "seconds"},
+    {"rate_limit", false, rule_uint, 0, 1000000, "requests per second"},
+    {"rate_burst", false, rule_uint, 1, 1000000, "requests"},
+};
+
+/* Keys that may be given more than once; every line counts. */
+static const char *const repeatable_keys[] = {"listen"};
+
+/*
+ * Key families: PREFIX + a suffix the rule checks (principal.uid.1001 = ARN).
+ * Each full key may appear once; the family may have any number of members.
+ */
+static const struct {
+    const char *prefix;
+    value_rule rule;
+} key_families[] = {
+    {"principal.uid.", rule_principal},
+    {"principal.gid.", rule_principal},
+    {"principal.cert.", rule_principal},
 };
 
 struct entry {
@@ -218,6 +253,69 @@ static pk_result rule_uint(const char *where, const char *key, const char *v)
     return PK_OK;
 }
 
+/* unix:/ABSOLUTE/PATH or https://IPV4:PORT or https://[IPV6]:PORT. */
+static pk_result rule_listen(const char *where, const char *key, const char *v)
+{
+    const char *port;
+    char *end = NULL;
+    unsigned long n;
+
+    if (strncmp(v, "unix:", 5) == 0) {
+        PK_ENSURE(v[5] == '/', P11KMS_ERR_CONFIG, "%s: %s: '%s': unix: needs an absolute path", where, key, v);
+        PK_ENSURE(strlen(v + 5) < 108, P11KMS_ERR_CONFIG, "%s: %s: socket path is longer than 107 bytes", where,
+                  key);
+        return PK_OK;
+    }
+    PK_ENSURE(strncmp(v, "https://", 8) == 0, P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' must be unix:PATH or https://ADDR:PORT", where, key, v);
+    port = strrchr(v + 8, ':');
+    PK_ENSURE(port != NULL && port > v + 8, P11KMS_ERR_CONFIG, "%s: %s: '%s' needs ADDR:PORT", where, key, v);
+    errno = 0;
+    n = strtoul(port + 1, &end, 10);
+    PK_ENSURE(isdigit((unsigned char)port[1]) && *end == '\0' && errno == 0 && n >= 1 && n <= 65535,
+              P11KMS_ERR_CONFIG, "%s: %s: '%s': the port must be 1 to 65535", where, key, v);
+    return PK_OK;
+}
+
+static pk_result rule_mode(const char *where, const char *key, const char *v)
+{
+    PK_ENSURE(strlen(v) >= 3 && strlen(v) <= 4 && strspn(v, "01234567") == strlen(v) && strtoul(v, NULL, 8) <= 0777,
+              P11KMS_ERR_CONFIG, "%s: %s: '%s' is not an octal mode such as 0660", where, key, v);
+    return PK_OK;
+}
+
+/* A user or group name (POSIX portable characters) or a number. */
+static pk_result rule_user(const char *where, const char *key, const char *v)
+{
+    PK_ENSURE(strlen(v) <= 32 && v[0] != '-' &&
+                  strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(v),
+              P11KMS_ERR_CONFIG, "%s: %s: '%s' is not a user or group name or number", where, key, v);
+    return PK_OK;
+}
+
+static bool all_of(const char *s, const char *set)
+{
+    return *s != '\0' && strspn(s, set) == strlen(s);
+}
+
+/* principal.uid.N / principal.gid.N (numbers), principal.cert.X (SHA-256 hex or a CN) = an ARN. */
+static pk_result rule_principal(const char *where, const char *key, const char *v)
+{
+    const char *suffix = strchr(key + strlen("principal."), '.') + 1;
+    bool ok;
+
+    if (strncmp(key, "principal.cert.", 15) == 0)
+        ok = all_of(suffix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@-");
+    else
+        ok = all_of(suffix, "0123456789") && strlen(suffix) <= 10;
+    PK_ENSURE(ok, P11KMS_ERR_CONFIG, "%s: %s: '%s' is not a %s", where, key, suffix,
+              key[10] == 'c' ? "certificate SHA-256 fingerprint (hex) or common name" : "number");
+    PK_ENSURE(strncmp(v, "arn:", 4) == 0 && strchr(v, ' ') == NULL, P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' is not a principal ARN (arn:aws:iam::ACCOUNT:role/NAME)", where, key, v);
+    PK_ENSURE(strlen(v) <= 2048, P11KMS_ERR_CONFIG, "%s: %s: the ARN is longer than 2048 characters", where, key);
+    return PK_OK;
+}
+
 static int key_index(const char *k)
 {
     for (size_t i = 0; i < PK_ARRAY_LEN(known_keys); i++)
@@ -242,10 +340,25 @@ static char *join_path(const char *dir, const char *p)
     return out;
 }
 
-static pk_result check_value(const p11kms_config *c, int ki, const char *v, int line)
+static int family_index(const char *k)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(key_families); i++)
+        if (strncmp(k, key_families[i].prefix, strlen(key_families[i].prefix)) == 0) return (int)i;
+    return -1;
+}
+
+static bool repeatable(const char *k)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(repeatable_keys); i++)
+        if (strcmp(repeatable_keys[i], k) == 0) return true;
+    return false;
+}
+
+static pk_result check_value(const p11kms_config *c, int ki, int fi, const char *k, const char *v, int line)
 {
     char where[PATH_MAX + 16];
     snprintf(where, sizeof(where), "%s:%d", c->path, line);
+    if (ki < 0) return key_families[fi].rule(where, k, v);
     return known_keys[ki].rule(where, known_keys[ki].name, v);
 }
 
@@ -272,21 +385,23 @@ static pk_result check_trusted(const p11kms_config *c, FILE *f)
 static pk_result add_entry(p11kms_config *c, const char *k, const char *v, int line)
 {
     int ki = key_index(k);
+    int fi = ki < 0 ? family_index(k) : -1;
+    bool path = ki >= 0 && known_keys[ki].path;
     struct entry *e;
 
-    PK_ENSURE(ki >= 0, P11KMS_ERR_CONFIG, "%s:%d: unknown key '%s'", c->path, line, k);
-    for (size_t i = 0; i < c->n; i++)
+    PK_ENSURE(ki >= 0 || fi >= 0, P11KMS_ERR_CONFIG, "%s:%d: unknown key '%s'", c->path, line, k);
+    for (size_t i = 0; i < c->n && !repeatable(k); i++)
         PK_ENSURE(strcmp(c->entries[i].key, k) != 0, P11KMS_ERR_CONFIG,
                   "%s:%d: '%s' is already set on line %d", c->path, line, k, c->entries[i].line);
     PK_ENSURE(c->n < MAX_ENTRIES, P11KMS_ERR_CONFIG, "%s:%d: too many entries", c->path, line);
     PK_ENSURE(*v != '\0', P11KMS_ERR_CONFIG, "%s:%d: '%s' has an empty value", c->path, line, k);
-    PK_GUARD(check_value(c, ki, v, line));
+    PK_GUARD(check_value(c, ki, fi, k, v, line));
     e = &c->entries[c->n];
     e->key = strdup(k);
     e->value = strdup(v);
     e->line = line;
-    e->resolved = known_keys[ki].path ? join_path(c->dir, v) : NULL;
-    PK_ENSURE(e->key && e->value && (!known_keys[ki].path || e->resolved), P11KMS_ERR_NO_MEMORY, "out of memory");
+    e->resolved = path ? join_path(c->dir, v) : NULL;
+    PK_ENSURE(e->key && e->value && (!path || e->resolved), P11KMS_ERR_NO_MEMORY, "out of memory");
     c->n++;
     return PK_OK;
 }
@@ -370,6 +485,14 @@ P11KMS_API const char *p11kms_config_get(const p11kms_config *cfg, const char *k
     for (size_t i = 0; i < cfg->n; i++)
         if (strcmp(cfg->entries[i].key, key) == 0) return cfg->entries[i].value;
     return NULL;
+}
+
+P11KMS_API int p11kms_config_entry(const p11kms_config *cfg, size_t i, const char **key, const char **value)
+{
+    if (i >= cfg->n) return 0;
+    *key = cfg->entries[i].key;
+    *value = cfg->entries[i].resolved ? cfg->entries[i].resolved : cfg->entries[i].value;
+    return 1;
 }
 
 char *pk_conf_resolve(const p11kms_config *cfg, const char *path)

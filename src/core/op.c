@@ -90,6 +90,11 @@ P11KMS_API p11kms_rc p11kms_caller_set_auth(p11kms_caller *c, p11kms_auth_method
     return P11KMS_OK;
 }
 
+P11KMS_API const char *p11kms_caller_principal(const p11kms_caller *c)
+{
+    return c != NULL && c->principal != NULL ? c->principal : "";
+}
+
 P11KMS_API void p11kms_caller_free(p11kms_caller *c)
 {
     if (c == NULL) return;

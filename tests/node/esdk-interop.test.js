@@ -10,7 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
-import { KMSClient } from '@aws-sdk/client-kms';
+// The keyring calls client.decrypt(...): the aggregated KMS class, not the bare KMSClient.
+import { KMS } from '@aws-sdk/client-kms';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
   KmsKeyringNode, buildClient, CommitmentPolicy, getClient, AlgorithmSuiteIdentifier,
@@ -23,7 +24,7 @@ const config = {
   credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
   requestHandler: new NodeHttpHandler({ httpsAgent: agent }),
 };
-const clientProvider = getClient(KMSClient, config);
+const clientProvider = getClient(KMS, config);
 // Encrypt with the generator only (one EDK, as p11kms writes); decrypt with either key.
 const encKeyring = new KmsKeyringNode({ generatorKeyId: env.KEY_ARN, clientProvider });
 const keyring = new KmsKeyringNode({ generatorKeyId: env.KEY_ARN, keyIds: [env.KEY2_ARN], clientProvider });
