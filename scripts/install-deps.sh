@@ -7,6 +7,8 @@ pkgs="build-essential autoconf automake libtool pkg-config
       libsqlite3-dev sqlite3 opensc valgrind faketime mandoc libnss3 libnss3-tools"
 # tests/cli/render.sh reads rendered YAML back with PyYAML.
 pkgs="$pkgs python3 python3-yaml"
+# clients/java (p11kms-flink.jar) and its tests: a JDK 17.
+pkgs="$pkgs openjdk-17-jdk-headless"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
