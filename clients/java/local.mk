@@ -68,11 +68,14 @@ clients/java/p11kms-flink.jar: $(JAVA_CORE_SRC) $(JAVA_ADAPTER_SRC) $(JAVA_ADAPT
 	$(JAR) --create --file $@.tmp -C clients/java/classes . && mv $@.tmp $@
 
 # Tests and the benchmark: core, adapter and the FLIP-529 stubs in one tree.
-clients/java/test-classes.stamp: $(JAVA_CORE_SRC) $(JAVA_ADAPTER_SRC) $(JAVA_STUB_SRC) $(JAVA_TEST_SRC)
+clients/java/test-classes.stamp: $(JAVA_CORE_SRC) $(JAVA_ADAPTER_SRC) $(JAVA_ADAPTER_SERVICES) $(JAVA_STUB_SRC) \
+		$(JAVA_TEST_SRC)
 	$(AM_V_GEN)rm -rf clients/java/test-classes && mkdir -p clients/java/test-classes && \
 	for f in $(JAVA_CORE_SRC) $(JAVA_ADAPTER_SRC) $(JAVA_STUB_SRC) $(JAVA_TEST_SRC); do \
 	  echo "$(srcdir)/$$f"; done >clients/java/test-sources.txt && \
-	$(JAVAC) $(JAVAC_FLAGS) -d clients/java/test-classes @clients/java/test-sources.txt && touch $@
+	$(JAVAC) $(JAVAC_FLAGS) -d clients/java/test-classes @clients/java/test-sources.txt && \
+	mkdir -p clients/java/test-classes/META-INF/services && \
+	cp $(srcdir)/$(JAVA_ADAPTER_SERVICES) clients/java/test-classes/META-INF/services/ && touch $@
 endif
 
 clean-local: clean-java

@@ -7,6 +7,14 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.ServiceLoader;
+import java.util.stream.Collectors;
+import org.apache.flink.configuration.ConfigOption;
+import org.apache.flink.configuration.ReadableConfig;
+import org.apache.flink.table.factories.Factory;
+import org.apache.flink.table.secret.SecretStoreFactory;
+import org.apache.flink.table.secret.exceptions.SecretException;
+import org.p11kms.flink.P11kmsSecretStoreFactory;
 import org.p11kms.flink.client.HttpWire;
 import org.p11kms.flink.client.Json;
 import org.p11kms.flink.client.P11kmsOptions;
@@ -61,6 +69,7 @@ public final class UnitTest {
         json();
         http();
         options();
+        factory();
         System.out.println("UnitTest: " + passed + " passed, " + failed + " failed");
         System.exit(failed == 0 ? 0 : 1);
     }
@@ -160,6 +169,55 @@ public final class UnitTest {
         HttpWire.writeRequest(out, h, "{}".getBytes(StandardCharsets.UTF_8));
         check(out.toString(StandardCharsets.ISO_8859_1).equals("POST / HTTP/1.1\r\nHost: p11kmsd\r\nX-Amz-Target: "
                 + "secretsmanager.GetSecretValue\r\nContent-Length: 2\r\n\r\n{}"), "request writer");
+    }
+
+    /** The factory is found by Flink's ServiceLoader lookup and refuses bad options clearly. */
+    static void factory() {
+        P11kmsSecretStoreFactory found = null;
+        for (Factory f : ServiceLoader.load(Factory.class)) {
+            if (f.factoryIdentifier().equals("p11kms")) {
+                found = (P11kmsSecretStoreFactory) f;
+            }
+        }
+        check(found != null, "ServiceLoader finds the p11kms factory");
+        if (found == null) {
+            return;
+        }
+        check(found.requiredOptions().stream().map(ConfigOption::key).collect(Collectors.toList())
+                .equals(List.of("endpoint")), "required options");
+        check(found.optionalOptions().stream().map(ConfigOption::key).collect(Collectors.toList()).equals(List.of(
+                "ca-file", "access-key-id", "secret-access-key-file", "key", "namespace", "region")), "optional options");
+        try {
+            found.createSecretStore();
+            check(false, "createSecretStore before open");
+        } catch (SecretException e) {
+            check(e.getMessage().equals("p11kms: open() the secret store factory before createSecretStore()"),
+                    "createSecretStore before open: " + e.getMessage());
+        }
+        Map<String, String> bad = new HashMap<>();
+        bad.put("endpoint", "https://127.0.0.1:1");
+        try {
+            found.open(new SecretStoreFactory.Context() {
+                @Override
+                public Map<String, String> getOptions() {
+                    return bad;
+                }
+
+                @Override
+                public ReadableConfig getConfiguration() {
+                    return null;
+                }
+
+                @Override
+                public ClassLoader getClassLoader() {
+                    return UnitTest.class.getClassLoader();
+                }
+            });
+            check(false, "open with an https endpoint and no credentials");
+        } catch (SecretException e) {
+            check(e.getMessage().equals("p11kms: an https endpoint needs 'access-key-id' and 'secret-access-key-file'"),
+                    "open refuses missing credentials: " + e.getMessage());
+        }
     }
 
     static void options() {
