@@ -70,6 +70,7 @@ public final class UnitTest {
         http();
         options();
         factory();
+        retries();
         System.out.println("UnitTest: " + passed + " passed, " + failed + " failed");
         System.exit(failed == 0 ? 0 : 1);
     }
@@ -218,6 +219,79 @@ public final class UnitTest {
             check(e.getMessage().equals("p11kms: an https endpoint needs 'access-key-id' and 'secret-access-key-file'"),
                     "open refuses missing credentials: " + e.getMessage());
         }
+    }
+
+    /**
+     * A server that answers one request per connection and then closes it, as a
+     * daemon closing idle connections does: a pooled read is retried once on a
+     * new connection; a write is not (it might have been applied).
+     */
+    static void retries() throws Exception {
+        java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("p11kms-java-");
+        java.nio.file.Path sock = dir.resolve("s.sock");
+        java.util.concurrent.atomic.AtomicInteger served = new java.util.concurrent.atomic.AtomicInteger();
+        try (java.nio.channels.ServerSocketChannel srv =
+                     java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            srv.bind(java.net.UnixDomainSocketAddress.of(sock));
+            Thread t = new Thread(() -> {
+                for (;;) {
+                    try (java.nio.channels.SocketChannel c = srv.accept()) {
+                        java.io.InputStream in = new java.io.BufferedInputStream(
+                                java.nio.channels.Channels.newInputStream(c));
+                        int len = 0;
+                        for (String line; !(line = readLine(in)).isEmpty();) {
+                            if (line.toLowerCase().startsWith("content-length:")) {
+                                len = Integer.parseInt(line.substring(15).trim());
+                            }
+                        }
+                        in.readNBytes(len);
+                        served.incrementAndGet();
+                        byte[] body = "{\"Name\":\"n\",\"SecretString\":\"{\\\"a\\\":\\\"b\\\"}\"}"
+                                .getBytes(StandardCharsets.UTF_8);
+                        c.write(java.nio.ByteBuffer.wrap(("HTTP/1.1 200 OK\r\nContent-Length: " + body.length
+                                + "\r\n\r\n").getBytes(StandardCharsets.ISO_8859_1)));
+                        c.write(java.nio.ByteBuffer.wrap(body));
+                    } catch (java.io.IOException e) {
+                        return; /* the server socket was closed */
+                    }
+                }
+            });
+            t.setDaemon(true);
+            t.start();
+            Map<String, String> o = new HashMap<>();
+            o.put("endpoint", "unix:" + sock);
+            try (org.p11kms.flink.client.P11kmsClient c = org.p11kms.flink.client.P11kmsClient.create(o)) {
+                c.storeSecret(Map.of("a", "b"));
+                Thread.sleep(200); /* let the server close the pooled connection */
+                check(c.getSecret("n").equals(Map.of("a", "b")), "a read on a closed pooled connection is retried");
+                check(served.get() == 2, "the read reached the server once: " + served.get());
+                Thread.sleep(200);
+                try {
+                    c.updateSecret("n", Map.of("a", "c"));
+                    check(false, "a write on a closed pooled connection was retried");
+                } catch (org.p11kms.flink.client.P11kmsException e) {
+                    check(e.getErrorType().equals("IOException") && e.getMessage().startsWith("p11kms: PutSecretValue: "),
+                            "a write is not retried: " + e.getMessage());
+                }
+                check(served.get() == 2, "the write was not sent again: " + served.get());
+            }
+        } finally {
+            java.nio.file.Files.deleteIfExists(sock);
+            java.nio.file.Files.deleteIfExists(dir);
+        }
+    }
+
+    static String readLine(java.io.InputStream in) throws java.io.IOException {
+        StringBuilder b = new StringBuilder();
+        for (int c; (c = in.read()) != '\n';) {
+            if (c < 0) {
+                throw new java.io.EOFException();
+            }
+            if (c != '\r') {
+                b.append((char) c);
+            }
+        }
+        return b.toString();
     }
 
     static void options() {
