@@ -8,7 +8,11 @@
 # Skips loudly (77) until p11kmsd is built and serves secretsmanager.*.
 . "${P11KMS_TOP_SRCDIR:-.}/tests/cli/lib.sh"
 
-skip() { echo "SKIP: $0: $1"; echo "SKIP: $0: $1" >&2; exit 77; }
+skip() {
+    [ -n "${DAEMON_PID:-}" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+    DAEMON_PID=
+    echo "SKIP: $0: $1"; echo "SKIP: $0: $1" >&2; exit 77
+}
 CLASSES=$P11KMS_TOP_BUILDDIR/clients/java/test-classes
 P11KMSD=${P11KMSD_BIN:-$P11KMS_TOP_BUILDDIR/p11kmsd}
 [ -n "${P11KMS_JAVA:-}" ] && [ -d "$CLASSES" ] || skip "no JDK found by configure (or --without-java)"
@@ -84,6 +88,8 @@ PROPS=$WORK/java.properties
     echo "opr_akid=$OPR_AKID"; echo "opr_secret_file=$WORK/opr.secret"
     echo "adm_akid=$ADM_AKID"; echo "adm_secret_file=$WORK/adm.secret"
     echo "marker=$MARK"
+    # The SigV4 scope's region: the daemon's, as its ARNs show it.
+    [ -n "$KEY" ] && echo "region=$(echo "$KEY" | cut -d: -f4)"
     [ -n "$KEY" ] && echo "kms_key=$KEY"
 } >"$PROPS"
 
@@ -95,7 +101,12 @@ if [ $RC -ne 0 ]; then echo "FAIL: probe: $(cat "$JOUT")"; exit 1; fi
 
 "$P11KMS_JAVA" -cp "$CLASSES" org.p11kms.flink.test.SecretStoreTest run "$PROPS" >"$JOUT" 2>&1 &
 JPID=$!
-tr '\0' ' ' <"/proc/$JPID/cmdline" >"$WORK/jvm.cmdline" 2>/dev/null
+# The JVM's command line, once bash has exec'd it.
+for _ in $(seq 1 100); do
+    tr '\0' ' ' <"/proc/$JPID/cmdline" >"$WORK/jvm.cmdline" 2>/dev/null
+    grep -q SecretStoreTest "$WORK/jvm.cmdline" && break
+    sleep 0.05
+done
 wait $JPID
 RC=$?
 cat "$JOUT"

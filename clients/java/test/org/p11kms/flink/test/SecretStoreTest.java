@@ -28,7 +28,7 @@ import org.p11kms.flink.client.P11kmsException;
  * FILE is a properties file (never the command line) with unix_endpoint,
  * https_endpoint, ca_file, opr_akid, opr_secret_file, adm_akid, adm_secret_file,
  * marker (every secret value contains it, so the script can grep for leaks) and
- * optionally kms_key. Never prints a secret value. Exit 0 ok, 1 failed, 77 skip.
+ * optionally kms_key and region (of the SigV4 scope). Never prints a secret value. Exit 0 ok, 1 failed, 77 skip.
  */
 public final class SecretStoreTest {
     private static Properties p;
@@ -70,6 +70,9 @@ public final class SecretStoreTest {
         o.put("ca-file", p.getProperty("ca_file"));
         o.put("access-key-id", p.getProperty(who + "_akid"));
         o.put("secret-access-key-file", p.getProperty(who + "_secret_file"));
+        if (p.getProperty("region") != null) {
+            o.put("region", p.getProperty("region"));
+        }
         return o;
     }
 

@@ -50,8 +50,12 @@ public final class UnitTest {
         return failed;
     }
 
+    private static int failedAtLastLog;
+
+    /** Ends a section: "ok: WHAT" when none of its checks failed. */
     static void log(String what) {
-        System.out.println("ok: " + what);
+        System.out.println((failed == failedAtLastLog ? "ok: " : "FAILED: ") + what);
+        failedAtLastLog = failed;
     }
 
     static void throwsIae(Runnable r, String messagePart, String what) {
