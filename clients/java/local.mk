@@ -10,7 +10,8 @@ JAVA_CORE_SRC = \
 	clients/java/src/org/p11kms/flink/client/P11kmsNotFoundException.java \
 	clients/java/src/org/p11kms/flink/client/P11kmsOptions.java \
 	clients/java/src/org/p11kms/flink/client/SigV4.java \
-	clients/java/src/org/p11kms/flink/client/Transport.java
+	clients/java/src/org/p11kms/flink/client/Transport.java \
+	clients/java/src/org/p11kms/flink/client/UnixStreams.java
 # The Flink adapter: compiled against real Flink jars (--with-flink-jars) or the test stubs.
 JAVA_ADAPTER_SRC = \
 	clients/java/adapter/org/p11kms/flink/P11kmsSecretStore.java \

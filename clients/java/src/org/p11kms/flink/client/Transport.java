@@ -10,7 +10,6 @@ import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.URI;
 import java.net.UnixDomainSocketAddress;
-import java.nio.channels.Channels;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Path;
 import java.time.ZoneOffset;
@@ -34,7 +33,9 @@ final class Transport implements Closeable {
     /* A connection idle longer than this may have been closed by the daemon: drop it. */
     static final long MAX_IDLE_NANOS = 15_000_000_000L;
     static final int CONNECT_TIMEOUT_MS = 10_000;
-    static final int READ_TIMEOUT_MS = 60_000;
+    /* How long to wait for the daemon's answer; the system property is for tests and slow HSMs. */
+    static final String READ_TIMEOUT_PROPERTY = "p11kms.flink.read-timeout-ms";
+    static final long READ_TIMEOUT_MS = 60_000;
     private static final DateTimeFormatter AMZ_DATE = DateTimeFormatter.ofPattern("yyyyMMdd'T'HHmmss'Z'");
 
     private final Path unixPath;        /* set for unix: endpoints */
@@ -166,13 +167,19 @@ final class Transport implements Closeable {
     private Conn open() throws IOException {
         if (unixPath != null) {
             SocketChannel ch = SocketChannel.open(UnixDomainSocketAddress.of(unixPath));
-            return new Conn(ch, Channels.newInputStream(ch), Channels.newOutputStream(ch));
+            try {
+                UnixStreams u = new UnixStreams(ch, readTimeoutMs());
+                return new Conn(u, u.in, u.out);
+            } catch (IOException e) {
+                ch.close();
+                throw e;
+            }
         }
         int port = https.getPort() < 0 ? 443 : https.getPort();
         Socket raw = new Socket();
         try {
             raw.connect(new InetSocketAddress(https.getHost(), port), CONNECT_TIMEOUT_MS);
-            raw.setSoTimeout(READ_TIMEOUT_MS);
+            raw.setSoTimeout((int) readTimeoutMs());
             raw.setTcpNoDelay(true);
             SSLSocket s = (SSLSocket) tls.createSocket(raw, https.getHost(), port, true);
             SSLParameters p = s.getSSLParameters();
@@ -185,6 +192,10 @@ final class Transport implements Closeable {
             raw.close();
             throw e;
         }
+    }
+
+    static long readTimeoutMs() {
+        return Math.max(1, Long.getLong(READ_TIMEOUT_PROPERTY, READ_TIMEOUT_MS));
     }
 
     @Override

@@ -75,6 +75,7 @@ public final class UnitTest {
         options();
         factory();
         retries();
+        timeout();
         System.out.println("UnitTest: " + passed + " passed, " + failed + " failed");
         System.exit(failed == 0 ? 0 : 1);
     }
@@ -280,6 +281,34 @@ public final class UnitTest {
                 check(served.get() == 2, "the write was not sent again: " + served.get());
             }
         } finally {
+            java.nio.file.Files.deleteIfExists(sock);
+            java.nio.file.Files.deleteIfExists(dir);
+        }
+    }
+
+    /** A daemon that accepts and never answers: the call fails after the read timeout, not never. */
+    static void timeout() throws Exception {
+        java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("p11kms-java-");
+        java.nio.file.Path sock = dir.resolve("s.sock");
+        System.setProperty("p11kms.flink.read-timeout-ms", "300");
+        try (java.nio.channels.ServerSocketChannel srv =
+                     java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            srv.bind(java.net.UnixDomainSocketAddress.of(sock));
+            Map<String, String> o = new HashMap<>();
+            o.put("endpoint", "unix:" + sock);
+            try (org.p11kms.flink.client.P11kmsClient c = org.p11kms.flink.client.P11kmsClient.create(o)) {
+                long t0 = System.nanoTime();
+                try {
+                    c.updateSecret("n", Map.of("a", "b"));
+                    check(false, "a silent daemon answered");
+                } catch (org.p11kms.flink.client.P11kmsException e) {
+                    long ms = (System.nanoTime() - t0) / 1_000_000;
+                    check(e.getMessage().equals("p11kms: PutSecretValue: no answer from p11kmsd within 300 ms")
+                            && ms >= 250 && ms < 5000, "read timeout: " + e.getMessage() + " after " + ms + " ms");
+                }
+            }
+        } finally {
+            System.clearProperty("p11kms.flink.read-timeout-ms");
             java.nio.file.Files.deleteIfExists(sock);
             java.nio.file.Files.deleteIfExists(dir);
         }
