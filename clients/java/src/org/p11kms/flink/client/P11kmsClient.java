@@ -129,8 +129,22 @@ public final class P11kmsClient implements AutoCloseable {
         return Json.parseStringMap((String) s);
     }
 
+    /** A secret is a map of non-null strings: a null would not read back as the map written. */
+    private static void checkMap(Map<String, String> data) {
+        if (data == null) {
+            throw new IllegalArgumentException("p11kms: secret data must not be null");
+        }
+        for (Map.Entry<String, String> e : data.entrySet()) {
+            if (e.getKey() == null || e.getValue() == null) {
+                throw new IllegalArgumentException("p11kms: secret data has a null "
+                        + (e.getKey() == null ? "key" : "value for '" + e.getKey() + "'"));
+            }
+        }
+    }
+
     /** Stores a new secret under a generated name ("NAMESPACE/UUID") and returns that id. */
     public String storeSecret(Map<String, String> data) {
+        checkMap(data);
         String name = (namespace == null ? "" : namespace + "/") + UUID.randomUUID();
         Map<String, Object> req = obj("Name", name);
         req.put("SecretString", Json.write(data));
@@ -145,6 +159,7 @@ public final class P11kmsClient implements AutoCloseable {
 
     /** Replaces the whole map in one step on the daemon (PutSecretValue). */
     public void updateSecret(String id, Map<String, String> data) {
+        checkMap(data);
         Map<String, Object> req = obj("SecretId", id);
         req.put("SecretString", Json.write(data));
         req.put("ClientRequestToken", UUID.randomUUID().toString());

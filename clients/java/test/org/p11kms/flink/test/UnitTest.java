@@ -76,6 +76,7 @@ public final class UnitTest {
         factory();
         retries();
         timeout();
+        nullValues();
         System.out.println("UnitTest: " + passed + " passed, " + failed + " failed");
         System.exit(failed == 0 ? 0 : 1);
     }
@@ -311,6 +312,21 @@ public final class UnitTest {
             System.clearProperty("p11kms.flink.read-timeout-ms");
             java.nio.file.Files.deleteIfExists(sock);
             java.nio.file.Files.deleteIfExists(dir);
+        }
+    }
+
+    /** Null keys or values are refused before anything is sent. */
+    static void nullValues() {
+        Map<String, String> o = new HashMap<>();
+        o.put("endpoint", "unix:/nonexistent/p11kms.sock");
+        try (org.p11kms.flink.client.P11kmsClient c = org.p11kms.flink.client.P11kmsClient.create(o)) {
+            Map<String, String> m = new HashMap<>();
+            m.put("user", null);
+            throwsIae(() -> c.storeSecret(m), "p11kms: secret data has a null value for 'user'", "null value");
+            Map<String, String> k = new HashMap<>();
+            k.put(null, "v");
+            throwsIae(() -> c.updateSecret("id", k), "p11kms: secret data has a null key", "null key");
+            throwsIae(() -> c.storeSecret(null), "p11kms: secret data must not be null", "null map");
         }
     }
 
