@@ -99,6 +99,19 @@ public final class UnitTest {
         /* The cached signing key gives the same answer the second time. */
         check(s.authorization("GET", "/", "", h, new byte[0], "20150830T123600Z", "service").endsWith(
                 "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"), "get-vanilla, cached key");
+        /* The headers Transport signs, with a body: the signature botocore 1.43's SigV4Auth gives. */
+        SigV4 sm = new SigV4("AKIDEXAMPLE", secret, "local");
+        TreeMap<String, String> t = new TreeMap<>();
+        t.put("content-type", "application/x-amz-json-1.1");
+        t.put("host", "127.0.0.1:8443");
+        t.put("x-amz-date", "20261203T105229Z");
+        t.put("x-amz-target", "secretsmanager.GetSecretValue");
+        check(sm.authorization("POST", "/", "", t, "{\"SecretId\":\"flink/x\"}".getBytes(StandardCharsets.UTF_8),
+                "20261203T105229Z", "secretsmanager").equals("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261203/local/"
+                + "secretsmanager/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, "
+                + "Signature=d3d96105725af42967c389cb2bcdf763cf01540fcd1ce0b8212e2d2c34569b7e"),
+                "secretsmanager request with a body, as botocore signs it");
+        sm.destroy();
         s.destroy();
         try {
             s.authorization("GET", "/", "", h, new byte[0], "20150830T123600Z", "service");
