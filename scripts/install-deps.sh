@@ -12,6 +12,8 @@ pkgs="$pkgs libevent-dev curl awscli"
 # Node and npm run the AWS SDK tests; a machine that already has a node
 # (e.g. from NodeSource) keeps it, otherwise Debian's.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
+# clients/java (p11kms-flink.jar) and its tests: a JDK 17.
+pkgs="$pkgs openjdk-17-jdk-headless"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

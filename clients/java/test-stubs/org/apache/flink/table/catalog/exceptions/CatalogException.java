@@ -1,0 +1,15 @@
+/* Test stub: declares only the signature p11kms-flink uses from Apache Flink (apache/flink master, FLIP-529).
+ * Compiled for the tests only, never into p11kms-flink.jar; the real class comes from Flink. */
+package org.apache.flink.table.catalog.exceptions;
+
+public class CatalogException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    public CatalogException(String message) {
+        super(message);
+    }
+
+    public CatalogException(String message, Throwable cause) {
+        super(message, cause);
+    }
+}
