@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "secrets/secrets.h"
+#include "core/secret_ops.h"
 #include "util/codec.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
@@ -50,7 +50,7 @@ static pk_result conn_tx(p11kms *h, void *ctx)
 
     if (j->expected_rev != 0) {
         pk_conn cur;
-        PK_GUARD(pk_conn_load(h, j->conn->name, false, &cur));
+        PK_GUARD(pk_conn_load(&h->env, j->conn->name, false, &cur));
         uint64_t rev = cur.rev;
         pk_conn_clear(&cur);
         j->conflict = rev != j->expected_rev;
@@ -59,20 +59,20 @@ static pk_result conn_tx(p11kms *h, void *ctx)
     if (j->secret != NULL && !j->secret_is_new) {
         pk_secret cur;
         uint32_t nsv = j->secret->nsv;
-        PK_GUARD(pk_secret_load(h, j->secret->id, false, &cur));
+        PK_GUARD(pk_secret_load(&h->env, j->secret->id, false, &cur));
         cur.version++;
         cur.nsv = nsv;
         cur.updated_ms = pk_clock(h);
-        r = pk_secret_seal(h, &cur, j->enc, true);
-        if (pk_ok(r)) r = pk_secret_save_tx(h, &cur);
+        r = pk_secret_seal(&h->env, &cur, j->enc, true);
+        if (pk_ok(r)) r = pk_secret_save_tx(&h->env, &cur);
         pk_secret_clear(&cur);
         PK_GUARD(r);
     } else if (j->secret != NULL) {
-        PK_GUARD(pk_secret_seal(h, j->secret, j->enc, true));
-        PK_GUARD(pk_secret_save_tx(h, j->secret));
+        PK_GUARD(pk_secret_seal(&h->env, j->secret, j->enc, true));
+        PK_GUARD(pk_secret_save_tx(&h->env, j->secret));
     }
     if (j->drop_secret != NULL) {
-        pk_secret_row_forget(h, j->drop_secret);
+        pk_secret_row_forget(&h->env, j->drop_secret);
         PK_GUARD(h->store->ops->del(h->store, "secret", j->drop_secret));
     }
     if (j->drop_conn) return h->store->ops->del(h->store, "conn", j->conn->name);
@@ -88,7 +88,7 @@ static pk_result conn_tx(p11kms *h, void *ctx)
 static void forget_secret(p11kms *h, const char *id)
 {
     pk_secrets *st;
-    if (id != NULL && *id != '\0' && pk_ok(pk_secrets_of(h, &st))) pk_cache_forget(st, id);
+    if (id != NULL && *id != '\0' && pk_ok(pk_secrets_of(&h->env, &st))) pk_cache_forget(st, id);
 }
 
 /* Every size p11kms_connection_spec has had; append when a field is added. */
@@ -121,7 +121,7 @@ P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c,
     PK_TRY(pk_spec_copy(&full, sizeof(full), caller_spec, connection_spec_sizes, 1, "connection spec"));
     ns = spec->ns ? spec->ns : PK_NS_DEFAULT;
     PK_TRY(pk_ns_validate(ns));
-    PK_TRY(pk_secrets_of(h, &st));
+    PK_TRY(pk_secrets_of(&h->env, &st));
     snprintf(conn.name, sizeof(conn.name), "%s", name);
     snprintf(conn.ns, sizeof(conn.ns), "%s", ns);
     conn.comment = strdup(spec->comment ? spec->comment : "");
@@ -158,11 +158,11 @@ P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c,
         j.secret_is_new = true;
         j.enc = pk_bytes_of(enc.data, enc.len);
     } else {
-        PK_TRY(pk_ns_ensure(h, ns, k));
+        PK_TRY(pk_ns_ensure(&h->env, ns, k));
     }
     PK_TRY(pk_with_write_tx_batched(h, conn_tx, &j));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_secret_clear(&s);
     pk_secbuf_free(&enc);
     pk_map_free(sec);
@@ -175,7 +175,7 @@ static pk_result conn_open(pk_op *op, pk_secret_ctx *sc, const char *name, const
                            pk_conn *conn, pk_key **k)
 {
     op->connection = name;
-    PK_GUARD(pk_conn_load(op->h, name, true, conn));
+    PK_GUARD(pk_conn_load(&op->h->env, name, true, conn));
     pk_secret_ctx_set(op, sc, conn->ns, conn->secret_id, name);
     return pk_secret_authorize(op, conn->cmk, action, usable, k);
 }
@@ -210,7 +210,7 @@ static pk_result alter_once(pk_op *op_, pk_secret_ctx *scp, const char *name, co
 
     memset(&conn, 0, sizeof(conn));
     memset(&s, 0, sizeof(s));
-    PK_TRY(pk_secrets_of(h, &st));
+    PK_TRY(pk_secrets_of(&h->env, &st));
     PK_TRY(conn_open(op_, scp, name, op_->action, true, &conn, &k));
     memcpy(old_sid, conn.secret_id, sizeof(old_sid));
     for (size_t i = 0; i < pk_map_count(set); i++) PK_TRY(refuse_reserved(pk_map_key(set, i)));
@@ -272,8 +272,8 @@ static pk_result alter_once(pk_op *op_, pk_secret_ctx *scp, const char *name, co
     PK_TRY(r);
     forget_secret(h, old_sid);
 out:
-    pk_key_release(h, k);
-    pk_key_release(h, dk);
+    pk_key_release(&h->env, k);
+    pk_key_release(&h->env, dk);
     pk_secret_clear(&s);
     pk_secbuf_free(&enc);
     pk_map_free(sec);
@@ -323,7 +323,7 @@ P11KMS_API p11kms_rc p11kms_connection_drop(p11kms *h, const p11kms_caller *c, c
     PK_TRY(pk_with_write_tx_batched(h, conn_tx, &j));
     forget_secret(h, conn.secret_id);
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_conn_clear(&conn);
     return pk_op_finish(&op, r);
 }
@@ -424,7 +424,7 @@ static p11kms_rc connection_text(p11kms *h, const p11kms_caller *c, const char *
     PK_TRY(pk_str_out(&out, text));
 out:
     pk_buf_free(&out);
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_conn_clear(&conn);
     return pk_op_finish(&op, r);
 }
@@ -466,7 +466,7 @@ out:
     op->secret_id = NULL;
     op->connection = name;
     pk_map_free(m);
-    pk_key_release(op->h, k);
+    pk_key_release(&op->h->env, k);
     pk_conn_clear(&conn);
     return r;
 }
@@ -564,7 +564,7 @@ P11KMS_API p11kms_rc p11kms_connection_list(p11kms *h, const p11kms_caller *c, c
         pk_secret_ctx_set(&op, &sc, a.items[i].ns, a.items[i].secret_id, a.items[i].name);
         /* Only connections whose key lets the caller describe it. */
         bool ok = pk_ok(pk_secret_authorize(&op, a.items[i].cmk, "kms:DescribeKey", false, &k));
-        pk_key_release(h, k);
+        pk_key_release(&h->env, k);
         if (!ok) continue;
         for (size_t o = 0; o < a.items[i].nopts; o++)
             if (strcmp(a.items[i].opts[o].key, "type") == 0) type = a.items[i].opts[o].value;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "core/op.h"
-#include "secrets/secrets.h"
+#include "core/secret_ops.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
 
@@ -103,11 +103,11 @@ pk_result pk_secret_authorize(pk_op *op, const char *key_id, const char *action,
     memset(&ref, 0, sizeof(ref));
     snprintf(ref.key_id, sizeof(ref.key_id), "%s", key_id);
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, key_id, out));
+    PK_GUARD(pk_key_get(&op->h->env, key_id, out));
     r = pk_op_authorize(op, *out, action);
     if (pk_ok(r) && usable) r = pk_key_usable(*out);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -118,15 +118,15 @@ pk_result pk_secret_choose_key(pk_op *op, const char *key, const char *ns, pk_ke
     pk_key_ref ref;
     char dflt[PK_UUID_STR_LEN + 1] = "";
     pk_result r;
-    if (key == NULL) PK_GUARD(pk_ns_default_key(op->h, ns, dflt));
+    if (key == NULL) PK_GUARD(pk_ns_default_key(&op->h->env, ns, dflt));
     if (key == NULL && dflt[0] != '\0') return pk_secret_authorize(op, dflt, op->action, true, out);
-    PK_GUARD(pk_key_resolve(op->h, key ? key : PK_SERVICE_ALIAS, false, &ref));
+    PK_GUARD(pk_key_resolve(&op->h->env, key ? key : PK_SERVICE_ALIAS, false, &ref));
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, ref.key_id, out));
+    PK_GUARD(pk_key_get(&op->h->env, ref.key_id, out));
     r = pk_op_authorize(op, *out, op->action);
     if (pk_ok(r)) r = pk_key_usable(*out);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -143,8 +143,8 @@ pk_result pk_secret_prepare(p11kms *h, const char *ns, pk_key *k, const char *id
     memcpy(s->cmk_uuid, k->uuid, PK_UUID_LEN);
     s->version = 1;
     s->created_ms = s->updated_ms = pk_clock(h);
-    PK_GUARD(pk_ns_ensure(h, ns, k));
-    return pk_ns_take_nonce(h, ns, k, &s->nsv);
+    PK_GUARD(pk_ns_ensure(&h->env, ns, k));
+    return pk_ns_take_nonce(&h->env, ns, k, &s->nsv);
 }
 
 typedef struct put_job {
@@ -155,8 +155,8 @@ typedef struct put_job {
 static pk_result put_tx(p11kms *h, void *ctx)
 {
     put_job *j = ctx;
-    PK_GUARD(pk_secret_seal(h, j->s, j->enc, true));
-    return pk_secret_save_tx(h, j->s);
+    PK_GUARD(pk_secret_seal(&h->env, j->s, j->enc, true));
+    return pk_secret_save_tx(&h->env, j->s);
 }
 
 P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
@@ -194,14 +194,14 @@ P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const 
 out:
     pk_secret_clear(&s);
     pk_secbuf_free(&enc);
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
 /* Decrypt a read record; on failure the store MAC decides between INTEGRITY and CIPHERTEXT_INVALID. */
 static pk_result open_checked(p11kms *h, const pk_secret *s, const pk_record *raw, pk_secbuf *enc)
 {
-    pk_result r = pk_secret_open(h, s, enc, false);
+    pk_result r = pk_secret_open(&h->env, s, enc, false);
     if (pk_failed(r) && raw != NULL && (r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_INTEGRITY)) {
         pk_result m = pk_record_check(h, raw);
         if (pk_failed(m)) return m;
@@ -223,27 +223,27 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
 
     memset(&s, 0, sizeof(s));
     PK_TRY(pk_secret_id_validate(id));
-    PK_TRY(pk_secrets_of(h, &st));
+    PK_TRY(pk_secrets_of(&h->env, &st));
     if (pk_cache_lookup(st, id, pk_clock(h), ns, cmk, enc)) {
         /* A cached map still needs the caller's permission, every time. */
         pk_secret_ctx_set(op, sc, ns, id, sc->conn[0] ? sc->conn : NULL);
         PK_TRY(pk_secret_authorize(op, cmk, "kms:Decrypt", true, &k));
         goto out;
     }
-    PK_TRY(pk_store_generation(h, &gen));
+    PK_TRY(pk_store_generation(&h->env, &gen));
     cached = pk_rows_get(pk_secrets_rows(st), id, gen, &s);
     for (;;) {
         if (!cached) {
             ticket = pk_rows_ticket(pk_secrets_rows(st));
-            PK_TRY(pk_secret_read(h, id, &s, &raw));
+            PK_TRY(pk_secret_read(&h->env, id, &s, &raw));
         }
         pk_secret_ctx_set(op, sc, s.ns, id, sc->conn[0] ? sc->conn : NULL);
         PK_TRY(pk_secret_authorize(op, s.cmk, "kms:Decrypt", true, &k));
         if (!cached) break;
-        if (pk_ok(pk_secret_open(h, &s, enc, false))) goto decrypted;
+        if (pk_ok(pk_secret_open(&h->env, &s, enc, false))) goto decrypted;
         /* Report from what the store holds now (and with its MAC): forget the row and read it again. */
         pk_rows_forget(pk_secrets_rows(st), id);
-        pk_key_release(h, k);
+        pk_key_release(&h->env, k);
         k = NULL;
         pk_secret_clear(&s);
         cached = false;
@@ -253,7 +253,7 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
 decrypted:
     pk_cache_store(st, id, s.ns, s.cmk, pk_bytes_of(enc->data, enc->len), pk_clock(h));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_record_clear(&raw);
     pk_secret_clear(&s);
     return r;
@@ -292,13 +292,13 @@ static pk_result update_tx(p11kms *h, void *ctx)
     update_job *j = ctx;
     pk_secret s;
     pk_result r = PK_OK;
-    PK_TRY(pk_secret_load(h, j->id, false, &s));
+    PK_TRY(pk_secret_load(&h->env, j->id, false, &s));
     PK_CHECK(strcmp(s.cmk, j->cmk) == 0, P11KMS_ERR_STORE, "secret %s changed concurrently; retry", j->id);
     s.version++;
     s.nsv = j->nsv;
     s.updated_ms = pk_clock(h);
-    PK_TRY(pk_secret_seal(h, &s, j->enc, true));
-    PK_TRY(pk_secret_save_tx(h, &s));
+    PK_TRY(pk_secret_seal(&h->env, &s, j->enc, true));
+    PK_TRY(pk_secret_save_tx(&h->env, &s));
     j->version = s.version;
 out:
     pk_secret_clear(&s);
@@ -315,21 +315,21 @@ static pk_result update_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     update_job j;
 
     memset(&s, 0, sizeof(s));
-    PK_TRY(pk_secrets_of(h, &st));
-    PK_TRY(pk_secret_load(h, id, true, &s));
+    PK_TRY(pk_secrets_of(&h->env, &st));
+    PK_TRY(pk_secret_load(&h->env, id, true, &s));
     pk_secret_ctx_set(op, sc, s.ns, id, NULL);
     PK_TRY(pk_secret_authorize(op, s.cmk, "kms:GenerateDataKey", true, &k));
-    PK_TRY(pk_ns_ensure(h, s.ns, k));
+    PK_TRY(pk_ns_ensure(&h->env, s.ns, k));
     memset(&j, 0, sizeof(j));
     j.id = id;
     j.enc = enc;
     j.cmk = k->id;
-    PK_TRY(pk_ns_take_nonce(h, s.ns, k, &j.nsv));
+    PK_TRY(pk_ns_take_nonce(&h->env, s.ns, k, &j.nsv));
     op->key_version = k->nversions;
     PK_TRY(pk_with_write_tx_batched(h, update_tx, &j));
     pk_cache_forget(st, id);
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_secret_clear(&s);
     return r;
 }
@@ -364,8 +364,8 @@ static pk_result remove_tx(p11kms *h, void *ctx)
 {
     remove_job *j = ctx;
     pk_secret s;
-    pk_result r = pk_secret_load(h, j->id, false, &s);
-    pk_secret_row_forget(h, j->id);
+    pk_result r = pk_secret_load(&h->env, j->id, false, &s);
+    pk_secret_row_forget(&h->env, j->id);
     if (pk_ok(r)) r = h->store->ops->del(h->store, "secret", j->id);
     pk_secret_clear(&s);
     return r;
@@ -385,8 +385,8 @@ P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, con
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
     op.secret_id = id;
     PK_TRY(pk_op_preflight(&op));
-    PK_TRY(pk_secrets_of(h, &st));
-    PK_TRY(pk_secret_load(h, id, true, &s));
+    PK_TRY(pk_secrets_of(&h->env, &st));
+    PK_TRY(pk_secret_load(&h->env, id, true, &s));
     pk_secret_ctx_set(&op, &sc, s.ns, id, NULL);
     /* Removing needs the permission, not a usable key: a disabled key's secrets can still be deleted. */
     PK_TRY(pk_secret_authorize(&op, s.cmk, op.action, false, &k));
@@ -395,7 +395,7 @@ P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, con
     PK_TRY(pk_with_write_tx_batched(h, remove_tx, &j));
     pk_cache_forget(st, id);
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_secret_clear(&s);
     return pk_op_finish(&op, r);
 }
@@ -506,7 +506,7 @@ P11KMS_API p11kms_rc p11kms_secret_list(p11kms *h, const p11kms_caller *c, const
             memcpy(seen[nseen], items[i].cmk, PK_UUID_STR_LEN + 1);
             pk_secret_ctx_set(&op, &sc, items[i].ns, NULL, NULL);
             a = pk_secret_authorize(&op, items[i].cmk, "kms:DescribeKey", false, &k);
-            pk_key_release(h, k);
+            pk_key_release(&h->env, k);
             allowed[nseen++] = pk_ok(a);
         }
         if (!allowed[s]) continue;
@@ -615,7 +615,7 @@ static pk_result rewrap_tx(p11kms *h, void *ctx)
         nk.v[i].kek_version = j->k->nversions;
         j->rewrapped++;
     }
-    if (j->add_version) PK_TRY(pk_nskey_add_version_tx(h, &nk, j->k->nversions));
+    if (j->add_version) PK_TRY(pk_nskey_add_version_tx(&h->env, &nk, j->k->nversions));
     j->new_version = nk.nversions;
     if (j->rewrapped > 0 || j->add_version) {
         pk_record_clear(&rec);
@@ -641,12 +641,12 @@ static pk_result reenc_tx(p11kms *h, void *ctx)
     pk_secret s;
     pk_secbuf pt = PK_SECBUF_INIT;
     pk_result r = PK_OK;
-    PK_TRY(pk_secret_load(h, j->id, false, &s));
+    PK_TRY(pk_secret_load(&h->env, j->id, false, &s));
     if (s.nsv >= j->min_nsv) goto out; /* already moved (another run) */
-    PK_TRY(pk_secret_open(h, &s, &pt, true));
+    PK_TRY(pk_secret_open(&h->env, &s, &pt, true));
     s.nsv = j->nsv;
-    PK_TRY(pk_secret_seal(h, &s, pk_bytes_of(pt.data, pt.len), true));
-    PK_TRY(pk_secret_save_tx(h, &s));
+    PK_TRY(pk_secret_seal(&h->env, &s, pk_bytes_of(pt.data, pt.len), true));
+    PK_TRY(pk_secret_save_tx(&h->env, &s));
     j->moved = true;
 out:
     pk_secbuf_free(&pt);
@@ -682,7 +682,7 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
     PK_TRY(pk_op_preflight(&op));
     PK_CHECK((ns != NULL) != (all != 0), P11KMS_ERR_INVALID_ARGUMENT, "give a namespace or all, not both");
     if (ns != NULL) PK_TRY(pk_ns_validate(ns));
-    PK_TRY(pk_secrets_of(h, &st));
+    PK_TRY(pk_secrets_of(&h->env, &st));
     pthread_mutex_lock(&h->store_lock);
     r = h->store->ops->list(h->store, "nskey", ns, chain_collect, &a);
     pthread_mutex_unlock(&h->store_lock);
@@ -706,7 +706,7 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
         j.k = k;
         j.add_version = reencrypt != 0;
         PK_TRY(pk_with_write_tx_batched(h, rewrap_tx, &j));
-        pk_ns_forget(h, j.ns, k->id);
+        pk_ns_forget(&h->env, j.ns, k->id);
         new_versions[i] = j.new_version;
         total_rewrapped += j.rewrapped;
         total_current += j.current;
@@ -720,7 +720,7 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
         pk_jo_obj_end(&jo);
         snprintf(item, sizeof(item), "%s (key %s)", j.ns, k->id);
         report(progress, progress_ctx, "rewrap", item, i + 1, a.n);
-        pk_key_release(h, k);
+        pk_key_release(&h->env, k);
         k = NULL;
     }
     pk_jo_arr_end(&jo);
@@ -737,7 +737,7 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
             memset(&rj, 0, sizeof(rj));
             rj.id = secrets[i].id;
             rj.min_nsv = new_versions[ci];
-            PK_TRY(pk_ns_take_nonce(h, secrets[i].ns, k, &rj.nsv));
+            PK_TRY(pk_ns_take_nonce(&h->env, secrets[i].ns, k, &rj.nsv));
             r = pk_with_write_tx_batched(h, reenc_tx, &rj);
             /* An undecryptable secret (tampered, or its key lost) must not stop the others. */
             if (r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_INTEGRITY) {
@@ -748,7 +748,7 @@ P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, con
             pk_cache_forget(st, secrets[i].id);
             if (rj.moved) total_moved++;
             report(progress, progress_ctx, "reencrypt", secrets[i].id, i + 1, nsecrets);
-            pk_key_release(h, k);
+            pk_key_release(&h->env, k);
             k = NULL;
         }
     }
@@ -769,7 +769,7 @@ out:
         op.nctx = 0;
         op.secret_id = NULL;
     }
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     free(new_versions);
     free(secrets);
     free(a.items);

@@ -221,12 +221,12 @@ pk_result pk_op_authorize_service_admin(pk_op *op, const char *action)
     pk_key_ref ref;
     pk_key *k = NULL;
     pk_result r;
-    PK_GUARD(pk_key_resolve(op->h, PK_SERVICE_ALIAS, false, &ref));
+    PK_GUARD(pk_key_resolve(&op->h->env, PK_SERVICE_ALIAS, false, &ref));
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, ref.key_id, &k));
+    PK_GUARD(pk_key_get(&op->h->env, ref.key_id, &k));
     r = k->state == PK_KEY_DELETED ? pk_fail(P11KMS_ERR_NOT_FOUND, "key %s was deleted", ref.key_id)
                                    : pk_op_authorize(op, k, action);
-    pk_key_release(op->h, k);
+    pk_key_release(&op->h->env, k);
     return r;
 }
 

@@ -98,16 +98,16 @@ void pk_keycache_free(struct pk_keycache *c)
     free(c);
 }
 
-void pk_alias_forget_all(p11kms *h)
+void pk_alias_forget_all(pk_env *env)
 {
-    pthread_mutex_lock(&h->keys->lock);
-    flush_aliases_inlock(h->keys);
-    pthread_mutex_unlock(&h->keys->lock);
+    pthread_mutex_lock(&env->keys->lock);
+    flush_aliases_inlock(env->keys);
+    pthread_mutex_unlock(&env->keys->lock);
 }
 
-void pk_key_forget(p11kms *h, const char *key_id)
+void pk_key_forget(pk_env *env, const char *key_id)
 {
-    struct pk_keycache *c = h->keys;
+    struct pk_keycache *c = env->keys;
     entry **pp;
     pthread_mutex_lock(&c->lock);
     /* Its aliases may be gone too (purge deletes them); aliases are few, so drop them all. */
@@ -124,36 +124,36 @@ void pk_key_forget(p11kms *h, const char *key_id)
     pthread_mutex_unlock(&c->lock);
 }
 
-void pk_key_release(p11kms *h, pk_key *k)
+void pk_key_release(pk_env *env, pk_key *k)
 {
-    (void)h;
+    (void)env;
     if (k != NULL) key_unref(k);
 }
 
-static pk_result load_inlock(p11kms *h, const char *key_id, pk_key **out)
+static pk_result load_inlock(pk_env *env, const char *key_id, pk_key **out)
 {
     pk_record rec = {0};
     bool found = false;
-    pk_result r = pk_record_load(h, "key", key_id, &rec, &found);
+    pk_result r = pk_records_load(env->rs, "key", key_id, &rec, &found);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_FOUND, "key %s not found", key_id);
     if (pk_ok(r)) r = pk_key_from_record(&rec, out);
-    if (pk_ok(r)) pk_key_arn(h, (*out)->id, (*out)->arn, sizeof((*out)->arn));
+    if (pk_ok(r)) pk_key_arn(env, (*out)->id, (*out)->arn, sizeof((*out)->arn));
     pk_record_clear(&rec);
     return r;
 }
 
-pk_result pk_key_load_tx(p11kms *h, const char *key_id, pk_key **out)
+pk_result pk_key_load_tx(pk_env *env, const char *key_id, pk_key **out)
 {
-    PK_GUARD(load_inlock(h, key_id, out));
+    PK_GUARD(load_inlock(env, key_id, out));
     (*out)->refs = 1;
     return PK_OK;
 }
 
-pk_result pk_key_save_tx(p11kms *h, pk_key *k)
+pk_result pk_key_save_tx(pk_env *env, pk_key *k)
 {
     pk_record rec;
     pk_result r = pk_key_to_record(k, &rec);
-    if (pk_ok(r)) r = pk_record_save(h, &rec, k->rev);
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, k->rev);
     if (pk_ok(r)) k->rev = rec.rev;
     pk_record_clear(&rec);
     return r;
@@ -163,40 +163,35 @@ pk_result pk_key_save_tx(p11kms *h, pk_key *k)
  * At most every store_recheck_ms, ask the store whether another process
  * wrote; if so, drop every cached record and alias.
  */
-static pk_result refresh_if_changed(p11kms *h)
+static pk_result refresh_if_changed(pk_env *env)
 {
     bool changed = false;
-    pk_result r = PK_OK;
-    int64_t now;
+    pk_result r;
 
-    pthread_mutex_lock(&h->store_lock);
-    now = pk_monotonic_ms();
-    if (now - h->store_checked_at >= h->store_recheck_ms) {
-        h->store_checked_at = now;
-        r = h->store->ops->changed(h->store, &changed);
-        if (pk_ok(r) && changed) {
-            pthread_mutex_lock(&h->keys->lock);
-            flush_inlock(h->keys);
-            __atomic_add_fetch(&h->keys->generation, 1, __ATOMIC_ACQ_REL);
-            pthread_mutex_unlock(&h->keys->lock);
-        }
+    pk_records_lock(env->rs);
+    r = pk_records_changed(env->rs, &changed);
+    if (pk_ok(r) && changed) {
+        pthread_mutex_lock(&env->keys->lock);
+        flush_inlock(env->keys);
+        __atomic_add_fetch(&env->keys->generation, 1, __ATOMIC_ACQ_REL);
+        pthread_mutex_unlock(&env->keys->lock);
     }
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_unlock(env->rs);
     return r;
 }
 
-pk_result pk_store_generation(p11kms *h, uint64_t *gen)
+pk_result pk_store_generation(pk_env *env, uint64_t *gen)
 {
-    PK_GUARD(refresh_if_changed(h));
-    *gen = __atomic_load_n(&h->keys->generation, __ATOMIC_ACQUIRE);
+    PK_GUARD(refresh_if_changed(env));
+    *gen = __atomic_load_n(&env->keys->generation, __ATOMIC_ACQUIRE);
     return PK_OK;
 }
 
-bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN + 1])
+bool pk_alias_cached(pk_env *env, const char *alias, char key_id[PK_UUID_STR_LEN + 1])
 {
-    struct pk_keycache *c = h->keys;
+    struct pk_keycache *c = env->keys;
     bool found = false;
-    if (pk_failed(refresh_if_changed(h))) return false;
+    if (pk_failed(refresh_if_changed(env))) return false;
     pthread_mutex_lock(&c->lock);
     for (alias_entry *a = c->aliases[bucket_of(alias)]; a != NULL; a = a->next) {
         if (strcmp(a->alias, alias) == 0) {
@@ -209,9 +204,9 @@ bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN +
     return found;
 }
 
-void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_STR_LEN + 1])
+void pk_alias_remember(pk_env *env, const char *alias, const char key_id[PK_UUID_STR_LEN + 1])
 {
-    struct pk_keycache *c = h->keys;
+    struct pk_keycache *c = env->keys;
     alias_entry *a = calloc(1, sizeof(*a));
     if (a == NULL) return; /* only a cache */
     if (!pk_strlcpy(a->alias, sizeof(a->alias), alias)) {
@@ -225,14 +220,14 @@ void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_S
     pthread_mutex_unlock(&c->lock);
 }
 
-pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
+pk_result pk_key_get(pk_env *env, const char *key_id, pk_key **out)
 {
-    struct pk_keycache *c = h->keys;
+    struct pk_keycache *c = env->keys;
     pk_result r;
     pk_key *k = NULL;
     entry *e;
 
-    PK_GUARD(refresh_if_changed(h));
+    PK_GUARD(refresh_if_changed(env));
 
     pthread_mutex_lock(&c->lock);
     for (e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
@@ -245,9 +240,9 @@ pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
     }
     pthread_mutex_unlock(&c->lock);
 
-    pthread_mutex_lock(&h->store_lock);
-    r = load_inlock(h, key_id, &k);
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_lock(env->rs);
+    r = load_inlock(env, key_id, &k);
+    pk_records_unlock(env->rs);
     PK_GUARD(r);
     k->refs = 2; /* the cache's and the caller's */
     e = calloc(1, sizeof(*e));
@@ -267,6 +262,7 @@ pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
 
 /* Inside a write transaction: reserve `block` invocations, rotating first when the budget is spent. */
 typedef struct reserve_job {
+    pk_env *env;
     const char *key_id;
     uint64_t block;
     uint32_t version;
@@ -274,29 +270,30 @@ typedef struct reserve_job {
     bool rotated;
 } reserve_job;
 
-static pk_result reserve_tx(p11kms *h, void *ctx)
+static pk_result reserve_tx(void *ctx)
 {
     reserve_job *j = ctx;
+    pk_env *env = j->env;
     pk_key *k = NULL;
     pk_result r = PK_OK;
 
-    PK_TRY(pk_key_load_tx(h, j->key_id, &k));
-    if (k->nonce_reserved + j->block > h->nonce_limit) {
-        PK_TRY(pk_key_add_version_tx(h, k));
+    PK_TRY(pk_key_load_tx(env, j->key_id, &k));
+    if (k->nonce_reserved + j->block > env->nonce_limit) {
+        PK_TRY(pk_key_add_version_tx(env, k));
         j->rotated = true;
     }
     j->version = k->nversions;
     j->start = k->nonce_reserved;
     k->nonce_reserved += j->block;
-    PK_TRY(pk_key_save_tx(h, k));
+    PK_TRY(pk_key_save_tx(env, k));
 out:
-    pk_key_release(h, k);
+    pk_key_release(env, k);
     return r;
 }
 
-static uint32_t next_block(p11kms *h, const char *key_id)
+static uint32_t next_block(pk_env *env, const char *key_id)
 {
-    struct pk_keycache *c = h->keys;
+    struct pk_keycache *c = env->keys;
     uint32_t b = NONCE_BLOCK_MIN;
     pthread_mutex_lock(&c->lock);
     for (entry *e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
@@ -316,7 +313,7 @@ static void make_iv(const uint8_t fixed[4], uint64_t counter, uint8_t iv[PK_GCM_
     pk_store_be64(iv + 4, counter);
 }
 
-pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN])
+pk_result pk_key_take_nonce(pk_env *env, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN])
 {
     reserve_job j;
     uint8_t fixed[4];
@@ -334,9 +331,10 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[
      */
     memset(&j, 0, sizeof(j));
     j.key_id = k->id;
-    j.block = next_block(h, k->id);
+    j.block = next_block(env, k->id);
     pk_result r = pk_random(fixed, sizeof(fixed));
-    if (pk_ok(r)) r = pk_with_write_tx(h, reserve_tx, &j);
+    j.env = env;
+    if (pk_ok(r)) r = pk_records_write_tx(env->rs, reserve_tx, &j);
     bool stale = pk_ok(r) && (j.rotated || j.version != k->nversions);
     if (pk_ok(r) && !stale) {
         memcpy(k->iv_fixed, fixed, sizeof(fixed));
@@ -355,8 +353,8 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[
          * new window to it, so the reservation is not wasted.
          */
         pk_key *fresh = NULL;
-        pk_key_forget(h, k->id);
-        if (pk_ok(pk_key_get(h, k->id, &fresh))) {
+        pk_key_forget(env, k->id);
+        if (pk_ok(pk_key_get(env, k->id, &fresh))) {
             pthread_mutex_lock(&fresh->nonce_lock);
             if (fresh->nversions == j.version && fresh->nonce_end == 0) {
                 memcpy(fresh->iv_fixed, fixed, sizeof(fixed));
@@ -364,7 +362,7 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[
                 fresh->nonce_end = j.start + j.block;
             }
             pthread_mutex_unlock(&fresh->nonce_lock);
-            pk_key_release(h, fresh);
+            pk_key_release(env, fresh);
         }
     }
     return r;
@@ -373,7 +371,7 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[
 /* ---- every key record, verified (listing and reports; not a hot path) ---- */
 
 typedef struct walk_ctx {
-    p11kms *h;
+    pk_env *env;
     pk_key_list *l;
     pk_result err;
 } walk_ctx;
@@ -383,10 +381,10 @@ static bool collect_key(const pk_record *rec, void *ctx)
     walk_ctx *w = ctx;
     pk_key_list *l = w->l;
     pk_key *k = NULL;
-    w->err = pk_record_check(w->h, rec);
+    w->err = pk_records_check(w->env->rs, rec);
     if (pk_ok(w->err)) w->err = pk_key_from_record(rec, &k);
     if (pk_failed(w->err)) return false;
-    pk_key_arn(w->h, k->id, k->arn, sizeof(k->arn));
+    pk_key_arn(w->env, k->id, k->arn, sizeof(k->arn));
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 32;
         pk_key **p = realloc(l->keys, cap * sizeof(*p));
@@ -402,14 +400,14 @@ static bool collect_key(const pk_record *rec, void *ctx)
     return true;
 }
 
-pk_result pk_key_load_all(p11kms *h, pk_key_list *l)
+pk_result pk_key_load_all(pk_env *env, pk_key_list *l)
 {
-    walk_ctx w = {h, l, PK_OK};
+    walk_ctx w = {env, l, PK_OK};
     pk_result r;
     memset(l, 0, sizeof(*l));
-    pthread_mutex_lock(&h->store_lock);
-    r = h->store->ops->list(h->store, "key", NULL, collect_key, &w);
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_lock(env->rs);
+    r = env->rs->store->ops->list(env->rs->store, "key", NULL, collect_key, &w);
+    pk_records_unlock(env->rs);
     if (pk_ok(r)) r = w.err;
     if (pk_failed(r)) pk_key_list_free(l);
     return r;

@@ -200,12 +200,12 @@ static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
     s->nchains++;
 }
 
-void pk_ns_forget(p11kms *h, const char *ns, const char *cmk)
+void pk_ns_forget(pk_env *env, const char *ns, const char *cmk)
 {
     pk_secrets *s;
     char id[sizeof(((chain_entry *)0)->id)];
     chain_entry **pp;
-    if (pk_failed(pk_secrets_of(h, &s))) return;
+    if (pk_failed(pk_secrets_of(env, &s))) return;
     chain_record_id(cmk, ns, id, sizeof(id));
     pthread_mutex_lock(&s->lock);
     for (pp = &s->chains[pk_str_hash(id) % CHAIN_BUCKETS]; *pp != NULL; pp = &(*pp)->next) {
@@ -222,15 +222,15 @@ void pk_ns_forget(p11kms *h, const char *ns, const char *cmk)
 }
 
 /* Load and verify a chain record. *found=false when absent. */
-static pk_result chain_load(p11kms *h, const char *ns, const char *cmk, bool take_lock, pk_nskey *out, bool *found)
+static pk_result chain_load(pk_env *env, const char *ns, const char *cmk, bool take_lock, pk_nskey *out, bool *found)
 {
     pk_record rec = {0};
     char id[PK_STORE_ID_MAX];
     pk_result r;
     chain_record_id(cmk, ns, id, sizeof(id));
-    if (take_lock) pthread_mutex_lock(&h->store_lock);
-    r = pk_record_load(h, "nskey", id, &rec, found);
-    if (take_lock) pthread_mutex_unlock(&h->store_lock);
+    if (take_lock) pk_records_lock(env->rs);
+    r = pk_records_load(env->rs, "nskey", id, &rec, found);
+    if (take_lock) pk_records_unlock(env->rs);
     if (pk_ok(r) && *found) r = pk_nskey_from_record(&rec, out);
     /* The record must describe the chain its id names. */
     if (pk_ok(r) && *found && (strcmp(out->ns, ns) != 0 || strcmp(out->cmk, cmk) != 0)) {
@@ -245,7 +245,7 @@ static pk_result chain_load(p11kms *h, const char *ns, const char *cmk, bool tak
  * The cached chain (a copy: only nversions/v needed by callers), loading
  * it when absent or older than min_version.
  */
-static pk_result chain_get(p11kms *h, pk_secrets *s, const char *ns, const char *cmk, uint32_t min_version,
+static pk_result chain_get(pk_env *env, pk_secrets *s, const char *ns, const char *cmk, uint32_t min_version,
                            pk_nskey_version *ver_out, uint32_t want_version, bool in_tx, bool *found)
 {
     char id[sizeof(((chain_entry *)0)->id)];
@@ -261,7 +261,7 @@ static pk_result chain_get(p11kms *h, pk_secrets *s, const char *ns, const char 
         return PK_OK;
     }
     pthread_mutex_unlock(&s->lock);
-    PK_GUARD(chain_load(h, ns, cmk, !in_tx, &k, found));
+    PK_GUARD(chain_load(env, ns, cmk, !in_tx, &k, found));
     if (!*found) return PK_OK;
     pthread_mutex_lock(&s->lock);
     s->stats.chain_loads++;
@@ -279,13 +279,13 @@ static pk_result chain_get(p11kms *h, pk_secrets *s, const char *ns, const char 
 
 /* ---- the namespace record (its configured key) ---- */
 
-static pk_result nsdef_load(p11kms *h, const char *ns, bool take_lock, char cmk[PK_UUID_STR_LEN + 1], bool *found)
+static pk_result nsdef_load(pk_env *env, const char *ns, bool take_lock, char cmk[PK_UUID_STR_LEN + 1], bool *found)
 {
     pk_record rec = {0};
     pk_result r;
-    if (take_lock) pthread_mutex_lock(&h->store_lock);
-    r = pk_record_load(h, "ns", ns, &rec, found);
-    if (take_lock) pthread_mutex_unlock(&h->store_lock);
+    if (take_lock) pk_records_lock(env->rs);
+    r = pk_records_load(env->rs, "ns", ns, &rec, found);
+    if (take_lock) pk_records_unlock(env->rs);
     if (pk_ok(r) && *found) {
         pk_cur c = pk_cur_of(rec.body.data, rec.body.len);
         uint8_t u[PK_UUID_LEN];
@@ -299,13 +299,13 @@ static pk_result nsdef_load(p11kms *h, const char *ns, bool take_lock, char cmk[
     return r;
 }
 
-pk_result pk_ns_default_key(p11kms *h, const char *ns, char out[PK_UUID_STR_LEN + 1])
+pk_result pk_ns_default_key(pk_env *env, const char *ns, char out[PK_UUID_STR_LEN + 1])
 {
     pk_secrets *s;
     bool found = false;
     size_t b = pk_str_hash(ns) % CHAIN_BUCKETS;
     nsdef_entry *d;
-    PK_GUARD(pk_secrets_of(h, &s));
+    PK_GUARD(pk_secrets_of(env, &s));
     pthread_mutex_lock(&s->lock);
     for (d = s->nsdefs[b]; d != NULL; d = d->next) {
         if (strcmp(d->ns, ns) == 0) {
@@ -316,7 +316,7 @@ pk_result pk_ns_default_key(p11kms *h, const char *ns, char out[PK_UUID_STR_LEN 
     }
     pthread_mutex_unlock(&s->lock);
     out[0] = '\0';
-    PK_GUARD(nsdef_load(h, ns, true, out, &found));
+    PK_GUARD(nsdef_load(env, ns, true, out, &found));
     if (!found) {
         out[0] = '\0';
         return PK_OK;
@@ -335,7 +335,7 @@ pk_result pk_ns_default_key(p11kms *h, const char *ns, char out[PK_UUID_STR_LEN 
 
 /* ---- creating chains and versions ---- */
 
-pk_result pk_nskey_add_version_tx(p11kms *h, pk_nskey *k, uint32_t kek_version)
+pk_result pk_nskey_add_version_tx(pk_env *env, pk_nskey *k, uint32_t kek_version)
 {
     pk_keyid kek;
     pk_nskey_version *grown;
@@ -344,10 +344,10 @@ pk_result pk_nskey_add_version_tx(p11kms *h, pk_nskey *k, uint32_t kek_version)
     pk_key_version_id(k->cmk_uuid, kek_version, &kek);
     nv.wrapped_len = sizeof(nv.wrapped);
     /* Generated by the HSM; leaves it only wrapped (RFC 5649). */
-    PK_GUARD(pk_p11_generate_wrapped(h->p11, &kek, nv.wrapped, &nv.wrapped_len));
+    PK_GUARD(pk_p11_generate_wrapped(env->p11, &kek, nv.wrapped, &nv.wrapped_len));
     nv.number = k->nversions + 1;
     nv.kek_version = kek_version;
-    nv.created_ms = pk_clock(h);
+    nv.created_ms = pk_records_now(env->rs);
     grown = realloc(k->v, (k->nversions + 1) * sizeof(*grown));
     PK_ENSURE_ALLOC(grown);
     k->v = grown;
@@ -356,68 +356,71 @@ pk_result pk_nskey_add_version_tx(p11kms *h, pk_nskey *k, uint32_t kek_version)
     return PK_OK;
 }
 
-static pk_result nskey_save_tx(p11kms *h, pk_nskey *k)
+static pk_result nskey_save_tx(pk_env *env, pk_nskey *k)
 {
     pk_record rec;
     pk_result r = pk_nskey_to_record(k, &rec);
-    if (pk_ok(r)) r = pk_record_save(h, &rec, k->rev);
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, k->rev);
     if (pk_ok(r)) k->rev = rec.rev;
     pk_record_clear(&rec);
     return r;
 }
 
 typedef struct ensure_job {
+    pk_env *env;
     const char *ns;
     pk_key *k;
     pk_nskey made;
     bool have;
 } ensure_job;
 
-static pk_result ensure_tx(p11kms *h, void *ctx)
+static pk_result ensure_tx(void *ctx)
 {
     ensure_job *j = ctx;
+    pk_env *env = j->env;
     bool found = false;
     char cmk[PK_UUID_STR_LEN + 1];
     pk_record rec;
     pk_result r;
 
-    PK_GUARD(chain_load(h, j->ns, j->k->id, false, &j->made, &found));
+    PK_GUARD(chain_load(env, j->ns, j->k->id, false, &j->made, &found));
     if (!found) {
         memset(&j->made, 0, sizeof(j->made));
         snprintf(j->made.ns, sizeof(j->made.ns), "%s", j->ns);
         memcpy(j->made.cmk, j->k->id, sizeof(j->made.cmk));
         memcpy(j->made.cmk_uuid, j->k->uuid, PK_UUID_LEN);
-        PK_GUARD(pk_nskey_add_version_tx(h, &j->made, j->k->nversions));
-        PK_GUARD(nskey_save_tx(h, &j->made));
+        PK_GUARD(pk_nskey_add_version_tx(env, &j->made, j->k->nversions));
+        PK_GUARD(nskey_save_tx(env, &j->made));
     }
     j->have = true;
     /* The first key used in a namespace becomes its configured key. */
-    PK_GUARD(nsdef_load(h, j->ns, false, cmk, &found));
+    PK_GUARD(nsdef_load(env, j->ns, false, cmk, &found));
     if (found) return PK_OK;
     memset(&rec, 0, sizeof(rec));
     snprintf(rec.kind, sizeof(rec.kind), "ns");
     snprintf(rec.id, sizeof(rec.id), "%s", j->ns);
     r = pk_buf_append_be32(&rec.body, NS_FORMAT);
     if (pk_ok(r)) r = pk_buf_append_lpstr(&rec.body, j->k->id);
-    if (pk_ok(r)) r = pk_buf_append_be64(&rec.body, (uint64_t)pk_clock(h));
-    if (pk_ok(r)) r = pk_record_save(h, &rec, 0);
+    if (pk_ok(r)) r = pk_buf_append_be64(&rec.body, (uint64_t)pk_records_now(env->rs));
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, 0);
     pk_record_clear(&rec);
     return r;
 }
 
-pk_result pk_ns_ensure(p11kms *h, const char *ns, pk_key *k)
+pk_result pk_ns_ensure(pk_env *env, const char *ns, pk_key *k)
 {
     pk_secrets *s;
     bool found = false;
     ensure_job j;
     pk_result r;
-    PK_GUARD(pk_secrets_of(h, &s));
-    PK_GUARD(chain_get(h, s, ns, k->id, 1, NULL, 0, false, &found));
+    PK_GUARD(pk_secrets_of(env, &s));
+    PK_GUARD(chain_get(env, s, ns, k->id, 1, NULL, 0, false, &found));
     if (found) return PK_OK;
     memset(&j, 0, sizeof(j));
     j.ns = ns;
     j.k = k;
-    r = pk_with_write_tx(h, ensure_tx, &j);
+    j.env = env;
+    r = pk_records_write_tx(env->rs, ensure_tx, &j);
     if (pk_ok(r)) {
         pthread_mutex_lock(&s->lock);
         chain_put_inlock(s, &j.made);
@@ -430,6 +433,7 @@ pk_result pk_ns_ensure(p11kms *h, const char *ns, pk_key *k)
 /* ---- nonce reservation ---- */
 
 typedef struct reserve_job {
+    pk_env *env;
     const char *ns;
     pk_key *k;
     uint64_t block, limit;
@@ -438,20 +442,21 @@ typedef struct reserve_job {
     pk_nskey fresh;
 } reserve_job;
 
-static pk_result reserve_tx(p11kms *h, void *ctx)
+static pk_result reserve_tx(void *ctx)
 {
     reserve_job *j = ctx;
+    pk_env *env = j->env;
     bool found = false;
-    PK_GUARD(chain_load(h, j->ns, j->k->id, false, &j->fresh, &found));
+    PK_GUARD(chain_load(env, j->ns, j->k->id, false, &j->fresh, &found));
     PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s:%s disappeared from the store", j->k->id, j->ns);
     if (j->fresh.nonce_reserved + j->block > j->limit) {
         /* The bound of this version is reached: roll to a new namespace-key version. */
-        PK_GUARD(pk_nskey_add_version_tx(h, &j->fresh, j->k->nversions));
+        PK_GUARD(pk_nskey_add_version_tx(env, &j->fresh, j->k->nversions));
         j->rolled = true;
     }
     j->start = j->fresh.nonce_reserved;
     j->fresh.nonce_reserved += j->block;
-    return nskey_save_tx(h, &j->fresh);
+    return nskey_save_tx(env, &j->fresh);
 }
 
 /* Take from the window; true when one was available. */
@@ -464,7 +469,7 @@ static bool window_take_inlock(pk_secrets *s, const char *id, uint32_t *nsv)
     return true;
 }
 
-pk_result pk_ns_take_nonce(p11kms *h, const char *ns, pk_key *k, uint32_t *nsv)
+pk_result pk_ns_take_nonce(pk_env *env, const char *ns, pk_key *k, uint32_t *nsv)
 {
     pk_secrets *s;
     char id[sizeof(((chain_entry *)0)->id)];
@@ -473,7 +478,7 @@ pk_result pk_ns_take_nonce(p11kms *h, const char *ns, pk_key *k, uint32_t *nsv)
     pk_result r;
     bool got;
 
-    PK_GUARD(pk_secrets_of(h, &s));
+    PK_GUARD(pk_secrets_of(env, &s));
     chain_record_id(k->id, ns, id, sizeof(id));
     pthread_mutex_lock(&s->lock);
     got = window_take_inlock(s, id, nsv);
@@ -496,7 +501,8 @@ pk_result pk_ns_take_nonce(p11kms *h, const char *ns, pk_key *k, uint32_t *nsv)
     if (j.block > j.limit) j.block = j.limit;
     j.ns = ns;
     j.k = k;
-    r = pk_with_write_tx(h, reserve_tx, &j);
+    j.env = env;
+    r = pk_records_write_tx(env->rs, reserve_tx, &j);
     if (pk_ok(r)) {
         uint32_t version = j.fresh.nversions;
         pthread_mutex_lock(&s->lock);
@@ -518,11 +524,11 @@ pk_result pk_ns_take_nonce(p11kms *h, const char *ns, pk_key *k, uint32_t *nsv)
     return r;
 }
 
-pk_result pk_ns_current_version(p11kms *h, const char *ns, const char *cmk, uint32_t *out)
+pk_result pk_ns_current_version(pk_env *env, const char *ns, const char *cmk, uint32_t *out)
 {
     pk_nskey k;
     bool found = false;
-    PK_GUARD(chain_load(h, ns, cmk, true, &k, &found));
+    PK_GUARD(chain_load(env, ns, cmk, true, &k, &found));
     *out = found ? k.nversions : 0;
     if (found) pk_nskey_clear(&k);
     return PK_OK;
@@ -555,16 +561,16 @@ static pk_result chain_key_id(pk_secrets *s, const char *ns, const char *cmk, co
     return PK_OK;
 }
 
-static pk_result data_key(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
+static pk_result data_key(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                           bool in_tx, pk_keyid *id, pk_keyid *kek, pk_nskey_version *ver)
 {
     pk_secrets *s;
     char cmk[PK_UUID_STR_LEN + 1];
     bool found = false;
-    PK_GUARD(pk_secrets_of(h, &s));
+    PK_GUARD(pk_secrets_of(env, &s));
     pk_uuid_format(cmk_uuid, cmk);
     PK_ENSURE(nsv >= 1, P11KMS_ERR_CIPHERTEXT_INVALID, "ciphertext invalid or context mismatch");
-    PK_GUARD(chain_get(h, s, ns, cmk, nsv, ver, nsv, in_tx, &found));
+    PK_GUARD(chain_get(env, s, ns, cmk, nsv, ver, nsv, in_tx, &found));
     PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s version %u under key %s is missing from the store", ns,
               (unsigned)nsv, cmk);
     PK_GUARD(chain_key_id(s, ns, cmk, cmk_uuid, nsv, id));
@@ -572,26 +578,26 @@ static pk_result data_key(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_U
     return PK_OK;
 }
 
-pk_result pk_ns_encrypt(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
+pk_result pk_ns_encrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                         const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes pt, uint8_t *out, bool in_tx)
 {
     pk_keyid id, kek;
     pk_nskey_version ver;
     pk_p11_dk dk;
-    PK_GUARD(data_key(h, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
+    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
     dk.kek = &kek;
     dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_encrypt(h->p11, &id, &dk, iv, aad, pt, out);
+    return pk_p11_gcm_encrypt(env->p11, &id, &dk, iv, aad, pt, out);
 }
 
-pk_result pk_ns_decrypt(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
+pk_result pk_ns_decrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                         const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes ct, pk_secbuf *pt, bool in_tx)
 {
     pk_keyid id, kek;
     pk_nskey_version ver;
     pk_p11_dk dk;
-    PK_GUARD(data_key(h, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
+    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
     dk.kek = &kek;
     dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_decrypt(h->p11, &id, &dk, iv, aad, ct, pt);
+    return pk_p11_gcm_decrypt(env->p11, &id, &dk, iv, aad, ct, pt);
 }

@@ -2,11 +2,9 @@
  * Per-handle secrets state: verified namespace-key chains, nonce windows,
  * the decrypted-map cache and configuration.
  *
- * The state hangs off the handle through a small registry keyed by the
- * handle (struct p11kms has no slot for it); p11kms_close must call
- * pk_secrets_detach so the cache is wiped when the handle closes. A stale
- * entry for a reused handle address is recognised by its store and token
- * pointers and dropped.
+ * core/handle.c makes it when a handle opens and frees it (wiping the
+ * decrypted-map cache) when the handle closes; it reaches this folder as
+ * pk_env.secrets. There is no process-wide state.
  */
 #include "config.h"
 
@@ -21,9 +19,6 @@
 #define TTL_MAX_S (7 * 86400UL)
 #define CACHE_DEFAULT_MAX 1000
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static pk_secrets *registry;
-
 size_t pk_str_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
@@ -34,7 +29,7 @@ size_t pk_str_hash(const char *s)
     return (size_t)h;
 }
 
-static void state_free(pk_secrets *s)
+void pk_secrets_free(pk_secrets *s)
 {
     if (s == NULL) return;
     pthread_mutex_lock(&s->lock);
@@ -73,7 +68,7 @@ static pk_result read_sensitive(pk_secrets *s, const p11kms_config *cfg)
     return PK_OK;
 }
 
-static pk_result state_new(p11kms *h, pk_secrets **out)
+pk_result pk_secrets_new(const p11kms_config *cfg, pk_secrets **out)
 {
     pk_result r = PK_OK;
     unsigned long ttl = 0, max = 0, uses = 0;
@@ -82,65 +77,26 @@ static pk_result state_new(p11kms *h, pk_secrets **out)
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->reserve_lock, NULL);
     s->lru.lru_next = s->lru.lru_prev = &s->lru;
-    s->h = h;
-    s->store = h->store;
-    s->p11 = h->p11;
     s->nonce_limit = PK_NSKEY_NONCE_LIMIT;
     PK_TRY(pk_rows_new(PK_ROWS_MAX, &s->rows));
-    PK_TRY(pk_conf_uint(h->cfg, "cache_ttl_s", 0, 0, TTL_MAX_S, &ttl));
-    PK_TRY(pk_conf_uint(h->cfg, "cache_max_entries", CACHE_DEFAULT_MAX, 1, 1000000, &max));
-    PK_TRY(pk_conf_uint(h->cfg, "cache_max_uses", 0, 0, UINT32_MAX, &uses));
-    PK_TRY(read_sensitive(s, h->cfg));
+    PK_TRY(pk_conf_uint(cfg, "cache_ttl_s", 0, 0, TTL_MAX_S, &ttl));
+    PK_TRY(pk_conf_uint(cfg, "cache_max_entries", CACHE_DEFAULT_MAX, 1, 1000000, &max));
+    PK_TRY(pk_conf_uint(cfg, "cache_max_uses", 0, 0, UINT32_MAX, &uses));
+    PK_TRY(read_sensitive(s, cfg));
     /* Off unless a TTL is configured (docs/SECRETS.md "Cache"). */
     pk_secrets_set_cache(s, (uint64_t)ttl * 1000, ttl ? (size_t)max : 0, uses);
     *out = s;
     s = NULL;
 out:
-    state_free(s);
+    pk_secrets_free(s);
     return r;
 }
 
-pk_result pk_secrets_of(p11kms *h, pk_secrets **out)
+pk_result pk_secrets_of(pk_env *env, pk_secrets **out)
 {
-    pk_secrets **pp, *s, *stale = NULL;
-    pk_result r = PK_OK;
-
-    pthread_mutex_lock(&registry_lock);
-    for (pp = &registry; (s = *pp) != NULL; pp = &s->reg_next) {
-        if (s->h != h) continue;
-        if (s->store == h->store && s->p11 == h->p11) {
-            pthread_mutex_unlock(&registry_lock);
-            *out = s;
-            return PK_OK;
-        }
-        *pp = s->reg_next; /* a closed handle's state at a reused address */
-        stale = s;
-        break;
-    }
-    r = state_new(h, &s);
-    if (pk_ok(r)) {
-        s->reg_next = registry;
-        registry = s;
-        *out = s;
-    }
-    pthread_mutex_unlock(&registry_lock);
-    state_free(stale);
-    return r;
-}
-
-void pk_secrets_detach(p11kms *h)
-{
-    pk_secrets **pp, *s = NULL;
-    pthread_mutex_lock(&registry_lock);
-    for (pp = &registry; *pp != NULL; pp = &(*pp)->reg_next) {
-        if ((*pp)->h == h) {
-            s = *pp;
-            *pp = s->reg_next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&registry_lock);
-    state_free(s);
+    PK_ENSURE(env->secrets != NULL, P11KMS_ERR_INTERNAL, "secrets state missing (handle not open)");
+    *out = env->secrets;
+    return PK_OK;
 }
 
 void pk_secrets_set_nonce_limit(pk_secrets *s, uint64_t limit)
@@ -161,10 +117,9 @@ void pk_secrets_get_stats(pk_secrets *s, pk_secrets_stats *out)
 
 pk_rows *pk_secrets_rows(pk_secrets *s) { return s->rows; }
 
-void pk_secret_row_forget(p11kms *h, const char *id)
+void pk_secret_row_forget(pk_env *env, const char *id)
 {
-    pk_secrets *s;
-    if (pk_ok(pk_secrets_of(h, &s))) pk_rows_forget(s->rows, id);
+    if (env->secrets != NULL) pk_rows_forget(env->secrets->rows, id);
 }
 
 /*

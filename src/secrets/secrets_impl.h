@@ -41,8 +41,6 @@ typedef struct map_entry {
 } map_entry;
 
 struct pk_secrets {
-    p11kms *h;
-    const void *store, *p11;       /* identity check against a reused handle address */
     pthread_mutex_t lock;          /* chains, nsdefs, cache, stats */
     pthread_mutex_t reserve_lock;  /* one nonce reservation at a time */
     chain_entry *chains[CHAIN_BUCKETS];
@@ -60,7 +58,6 @@ struct pk_secrets {
     size_t nsensitive;
     pk_secrets_stats stats;
     pk_rows *rows;                 /* secret rows as stored (own lock) */
-    struct pk_secrets *reg_next;
 };
 
 size_t pk_str_hash(const char *s);
