@@ -183,13 +183,13 @@ P11KMS_API p11kms_rc p11kms_reencrypt(p11kms *h, const p11kms_caller *c, const u
     pk_op_output_buf(&op, outp);
     PK_TRY(pk_op_context(&op, src_ctx, nsrc, &src_aad));
     PK_CHECK(blob != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no ciphertext given");
-    r = pk_context_encode(pk_ctx_cast(dst_ctx), ndst, &dst_aad);
+    r = pk_context_encode(pk_kv_of(dst_ctx), ndst, &dst_aad);
     op.ctx_invalid = pk_failed(r);
     PK_TRY(r);
     /* ReEncryptFrom on the source key (with the source context), ReEncryptTo on the destination. */
     PK_TRY(decrypt_blob(&op, "kms:ReEncryptFrom", blob, blob_len, pk_bytes_of(src_aad.data, src_aad.len), &plain));
     memcpy(op.src_key_id, op.key_id, sizeof(op.src_key_id));
-    op.ctx = pk_ctx_cast(dst_ctx);
+    op.ctx = pk_kv_of(dst_ctx);
     op.nctx = ndst;
     PK_TRY(use_key(&op, dst_key, "kms:ReEncryptTo", &dst));
     PK_TRY(pk_key_encrypt(&h->env, dst, pk_bytes_of(dst_aad.data, dst_aad.len), pk_bytes_of(plain.data, plain.len), &out));

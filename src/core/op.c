@@ -194,7 +194,7 @@ pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action)
     req.principal = op->caller->principal;
     req.action = action;
     req.resource = k->arn;
-    req.context = (const pk_policy_kv *)(const void *)op->ctx;
+    req.context = op->ctx;
     req.context_len = op->nctx;
     req.extra = extra;
     req.extra_len = nextra;
@@ -232,12 +232,12 @@ pk_result pk_op_authorize_service_admin(pk_op *op, const char *action)
 
 pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad)
 {
-    pk_result r = pk_context_encode(pk_ctx_cast(ctx), n, aad);
+    pk_result r = pk_context_encode(pk_kv_of(ctx), n, aad);
     if (pk_failed(r)) {
         op->ctx_invalid = true;
         return r;
     }
-    op->ctx = pk_ctx_cast(ctx);
+    op->ctx = pk_kv_of(ctx);
     op->nctx = n;
     return PK_OK;
 }
@@ -346,8 +346,8 @@ static pk_result op_record(pk_op *op, pk_result r, bool pending)
     ev.alias = op->alias[0] ? op->alias : NULL;
     ev.secret_id = op->secret_id;
     ev.connection = op->connection;
-    /* Context pairs are public by design (AWS logs them too); pk_ctx_kv and pk_audit_kv share a layout. */
-    ev.context = (const pk_audit_kv *)(const void *)op->ctx;
+    /* Context pairs are public by design (AWS logs them too). */
+    ev.context = op->ctx;
     ev.n_context = op->nctx;
     ev.decision = audit_decision(op);
     ev.sids = op->sids;

@@ -21,6 +21,7 @@
 #include "policy/policy.h"
 #include "store/records.h"
 #include "util/codec.h"
+#include "util/kv.h"
 #include "util/secbuf.h"
 
 #define PK_KEY_MAX_VERSIONS 10000
@@ -220,10 +221,7 @@ typedef struct pk_blob {
     pk_bytes ct;      /* ciphertext || tag */
 } pk_blob;
 
-typedef struct pk_ctx_kv {
-    const char *key;
-    const char *value;
-} pk_ctx_kv;
+typedef pk_kv pk_ctx_kv;
 
 /* Validate an encryption context (sizes, duplicates, UTF-8) and build its canonical AAD suffix. */
 PK_MUST_USE pk_result pk_context_encode(const pk_ctx_kv *ctx, size_t n, pk_buf *out);
