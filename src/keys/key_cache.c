@@ -17,13 +17,8 @@
 #include "keys/keys.h"
 
 #define BUCKETS 1024
-/* Invocations reserved per store write: small first (CLI processes), growing for long-lived handles. */
-#define NONCE_BLOCK_MIN 1024u
-#define NONCE_BLOCK_MAX (1u << 20)
-
 typedef struct entry {
     pk_key *key;
-    uint32_t block; /* next reservation size */
     struct entry *next;
 } entry;
 
@@ -251,7 +246,6 @@ pk_result pk_key_get(pk_env *env, const char *key_id, pk_key **out)
         return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
     }
     e->key = k;
-    e->block = NONCE_BLOCK_MIN;
     pthread_mutex_lock(&c->lock);
     e->next = c->buckets[bucket_of(key_id)];
     c->buckets[bucket_of(key_id)] = e;
@@ -278,7 +272,7 @@ static pk_result reserve_tx(void *ctx)
     pk_result r = PK_OK;
 
     PK_TRY(pk_key_load_tx(env, j->key_id, &k));
-    if (k->nonce_reserved + j->block > env->nonce_limit) {
+    if (pk_nonce_budget_spent(k->nonce_reserved, j->block, env->nonce_limit)) {
         PK_TRY(pk_key_add_version_tx(env, k));
         j->rotated = true;
     }
@@ -291,36 +285,42 @@ out:
     return r;
 }
 
-static uint32_t next_block(pk_env *env, const char *key_id)
-{
-    struct pk_keycache *c = env->keys;
-    uint32_t b = NONCE_BLOCK_MIN;
-    pthread_mutex_lock(&c->lock);
-    for (entry *e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
-        if (strcmp(e->key->id, key_id) == 0) {
-            b = e->block;
-            if (e->block < NONCE_BLOCK_MAX) e->block *= 2;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-    return b;
-}
-
 static void make_iv(const uint8_t fixed[4], uint64_t counter, uint8_t iv[PK_GCM_IV_LEN])
 {
     memcpy(iv, fixed, 4);
     pk_store_be64(iv + 4, counter);
 }
 
+/*
+ * The cached record is stale (the key rotated: budget spent, or another
+ * process rotated it). Replace it with the fresh one and hand it the new
+ * window, so the reservation is not wasted.
+ */
+static void hand_to_fresh(pk_env *env, const char *key_id, const reserve_job *j, const uint8_t fixed[4])
+{
+    pk_key *fresh = NULL;
+    pk_key_forget(env, key_id);
+    if (pk_failed(pk_key_get(env, key_id, &fresh))) return;
+    pthread_mutex_lock(&fresh->nonce_lock);
+    if (fresh->nversions == j->version && fresh->win.end == 0) {
+        memcpy(fresh->iv_fixed, fixed, 4);
+        pk_nonce_window_fill(&fresh->win, j->version, j->start, j->block);
+    }
+    pthread_mutex_unlock(&fresh->nonce_lock);
+    pk_key_release(env, fresh);
+}
+
 pk_result pk_key_take_nonce(pk_env *env, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN])
 {
     reserve_job j;
     uint8_t fixed[4];
+    uint64_t counter;
+    pk_result r;
+    bool stale;
 
     pthread_mutex_lock(&k->nonce_lock);
-    if (k->nonce_next < k->nonce_end) {
-        make_iv(k->iv_fixed, k->nonce_next++, iv);
+    if (pk_nonce_window_take(&k->win, k->nversions, &counter)) {
+        make_iv(k->iv_fixed, counter, iv);
         *version = k->nversions;
         pthread_mutex_unlock(&k->nonce_lock);
         return PK_OK;
@@ -330,41 +330,22 @@ pk_result pk_key_take_nonce(pk_env *env, pk_key *k, uint32_t *version, uint8_t i
      * reservation instead of each writing the store.
      */
     memset(&j, 0, sizeof(j));
-    j.key_id = k->id;
-    j.block = next_block(env, k->id);
-    pk_result r = pk_random(fixed, sizeof(fixed));
     j.env = env;
+    j.key_id = k->id;
+    j.block = pk_nonce_window_block(&k->win, env->nonce_limit);
+    r = pk_random(fixed, sizeof(fixed));
     if (pk_ok(r)) r = pk_records_write_tx(env->rs, reserve_tx, &j);
-    bool stale = pk_ok(r) && (j.rotated || j.version != k->nversions);
+    stale = pk_ok(r) && (j.rotated || j.version != k->nversions);
     if (pk_ok(r) && !stale) {
         memcpy(k->iv_fixed, fixed, sizeof(fixed));
-        k->nonce_next = j.start + 1;
-        k->nonce_end = j.start + j.block;
+        pk_nonce_window_fill(&k->win, j.version, j.start, j.block);
     }
     if (pk_ok(r)) {
         make_iv(fixed, j.start, iv);
         *version = j.version;
     }
     pthread_mutex_unlock(&k->nonce_lock);
-    if (stale) {
-        /*
-         * The key rotated (budget spent, or another process rotated it): this
-         * cached record is stale. Replace it with the fresh one and hand the
-         * new window to it, so the reservation is not wasted.
-         */
-        pk_key *fresh = NULL;
-        pk_key_forget(env, k->id);
-        if (pk_ok(pk_key_get(env, k->id, &fresh))) {
-            pthread_mutex_lock(&fresh->nonce_lock);
-            if (fresh->nversions == j.version && fresh->nonce_end == 0) {
-                memcpy(fresh->iv_fixed, fixed, sizeof(fixed));
-                fresh->nonce_next = j.start + 1;
-                fresh->nonce_end = j.start + j.block;
-            }
-            pthread_mutex_unlock(&fresh->nonce_lock);
-            pk_key_release(env, fresh);
-        }
-    }
+    if (stale) hand_to_fresh(env, k->id, &j, fixed);
     return r;
 }
 

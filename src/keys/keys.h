@@ -22,6 +22,7 @@
 #include "store/records.h"
 #include "util/codec.h"
 #include "util/kv.h"
+#include "keys/nonce_window.h"
 #include "util/secbuf.h"
 
 #define PK_KEY_MAX_VERSIONS 10000
@@ -99,7 +100,7 @@ typedef struct pk_key {
     uint64_t rev;           /* store record revision */
     /* In-memory window of reserved invocations not yet used (under nonce_lock). */
     pthread_mutex_t nonce_lock;
-    uint64_t nonce_next, nonce_end;
+    pk_nonce_window win;
     uint8_t iv_fixed[4];     /* random fixed field of the current window (SP 800-38D 8.2.1) */
     int refs;
 } pk_key;

@@ -25,8 +25,6 @@
 
 #define NSKEY_FORMAT 1
 #define NS_FORMAT 1
-#define BLOCK_MIN 1024u
-#define BLOCK_MAX (1u << 20)
 
 pk_result pk_ns_validate(const char *ns)
 {
@@ -193,7 +191,6 @@ static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
     }
     snprintf(e->id, sizeof(e->id), "%s", id);
     e->k = *k;
-    e->block = BLOCK_MIN;
     memset(k, 0, sizeof(*k));
     e->next = s->chains[pk_str_hash(id) % CHAIN_BUCKETS];
     s->chains[pk_str_hash(id) % CHAIN_BUCKETS] = e;
@@ -449,7 +446,7 @@ static pk_result reserve_tx(void *ctx)
     bool found = false;
     PK_GUARD(chain_load(env, j->ns, j->k->id, false, &j->fresh, &found));
     PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s:%s disappeared from the store", j->k->id, j->ns);
-    if (j->fresh.nonce_reserved + j->block > j->limit) {
+    if (pk_nonce_budget_spent(j->fresh.nonce_reserved, j->block, j->limit)) {
         /* The bound of this version is reached: roll to a new namespace-key version. */
         PK_GUARD(pk_nskey_add_version_tx(env, &j->fresh, j->k->nversions));
         j->rolled = true;
@@ -463,9 +460,9 @@ static pk_result reserve_tx(void *ctx)
 static bool window_take_inlock(pk_secrets *s, const char *id, uint32_t *nsv)
 {
     chain_entry *e = chain_find_inlock(s, id);
-    if (e == NULL || e->win_next >= e->win_end || e->win_version != e->k.nversions) return false;
-    e->win_next++;
-    *nsv = e->win_version;
+    uint64_t counter; /* IVs are random here: the window only counts */
+    if (e == NULL || !pk_nonce_window_take(&e->win, e->k.nversions, &counter)) return false;
+    *nsv = e->win.version;
     return true;
 }
 
@@ -491,14 +488,13 @@ pk_result pk_ns_take_nonce(pk_env *env, const char *ns, pk_key *k, uint32_t *nsv
     got = window_take_inlock(s, id, nsv);
     e = chain_find_inlock(s, id);
     memset(&j, 0, sizeof(j));
-    j.block = e ? e->block : BLOCK_MIN;
     j.limit = s->nonce_limit;
+    j.block = pk_nonce_window_block(e ? &e->win : &(pk_nonce_window){0}, j.limit);
     pthread_mutex_unlock(&s->lock);
     if (got) {
         pthread_mutex_unlock(&s->reserve_lock);
         return PK_OK;
     }
-    if (j.block > j.limit) j.block = j.limit;
     j.ns = ns;
     j.k = k;
     j.env = env;
@@ -510,12 +506,7 @@ pk_result pk_ns_take_nonce(pk_env *env, const char *ns, pk_key *k, uint32_t *nsv
         if (j.rolled) s->stats.rollovers++;
         chain_put_inlock(s, &j.fresh);
         e = chain_find_inlock(s, id);
-        if (e != NULL && e->k.nversions == version) {
-            e->win_version = version;
-            e->win_next = j.start + 1;
-            e->win_end = j.start + j.block;
-            if (e->block < BLOCK_MAX) e->block *= 2;
-        }
+        if (e != NULL && e->k.nversions == version) pk_nonce_window_fill(&e->win, version, j.start, j.block);
         pthread_mutex_unlock(&s->lock);
         *nsv = version;
     }

@@ -39,12 +39,11 @@
 #define PK_CONN_NAME_MAX 200
 #define PK_CONN_RESERVED_KEY "__flink.encrypted-secret-key__"
 /*
- * Random 96-bit IVs under one namespace-key version: the same bound as CMK
- * versions (NIST SP 800-38D 8.3: 2^32 invocations for a collision
- * probability under 2^-32; p11kms stops at 2^30 and rolls the namespace
- * key to a new version).
+ * Random 96-bit IVs under one namespace-key version: the same bound and the
+ * same reservation window as CMK versions (keys/nonce_window.h; NIST SP
+ * 800-38D 8.3: p11kms stops at 2^30 and rolls to a new version).
  */
-#define PK_NSKEY_NONCE_LIMIT (UINT64_C(1) << 30)
+#define PK_NSKEY_NONCE_LIMIT PK_NONCE_LIMIT
 
 /* ---- Binary record bodies: a cursor and writers ---- */
 typedef struct pk_cur {

@@ -14,9 +14,7 @@
 typedef struct chain_entry {
     char id[PK_UUID_STR_LEN + 1 + PK_NS_MAX + 1]; /* CMK:NS */
     pk_nskey k;
-    uint32_t win_version;
-    uint64_t win_next, win_end;
-    uint32_t block;            /* next reservation size */
+    pk_nonce_window win;       /* this handle's reserved invocations (keys/nonce_window.h) */
     uint8_t digest[16];        /* pk_nskey_id's name digest, so a read needs no SHA-256 */
     bool have_digest;
     struct chain_entry *next;
