@@ -15,80 +15,92 @@
 
 #include "crypto/crypto.h"
 #include "keys/keys.h"
+#include "util/lru_map.h"
 
-#define BUCKETS 1024
+#define INITIAL_BUCKETS 64
+
+/* A cached key record; its map key is key->id. */
 typedef struct entry {
+    pk_lru_node node;
     pk_key *key;
-    struct entry *next;
 } entry;
 
 /* A verified alias -> key id mapping (the alias record's MAC was checked when it was read). */
 typedef struct alias_entry {
+    pk_lru_node node;
     char alias[PK_ALIAS_MAX + 8];
     char key_id[PK_UUID_STR_LEN + 1];
-    struct alias_entry *next;
 } alias_entry;
 
+/* Both maps are unbounded (keys and aliases are few) and use no LRU list. */
 struct pk_keycache {
     pthread_mutex_t lock;
-    entry *buckets[BUCKETS];
-    alias_entry *aliases[BUCKETS];
+    pk_lru_map keys;     /* key id -> entry */
+    pk_lru_map aliases;  /* alias -> alias_entry */
     uint64_t generation; /* +1 each time another process's write is noticed */
 };
-
-static size_t bucket_of(const char *id)
-{
-    size_t h = 5381;
-    for (; *id; id++) h = h * 33 + (unsigned char)*id;
-    return h % BUCKETS;
-}
-
-pk_result pk_keycache_new(struct pk_keycache **out)
-{
-    struct pk_keycache *c = calloc(1, sizeof(*c));
-    PK_ENSURE_ALLOC(c);
-    pthread_mutex_init(&c->lock, NULL);
-    *out = c;
-    return PK_OK;
-}
 
 static void key_unref(pk_key *k)
 {
     if (__atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) == 0) pk_key_free(k);
 }
 
-static void flush_aliases_inlock(struct pk_keycache *c)
+static void release_key(pk_lru_node *n, void *ctx)
 {
-    for (size_t i = 0; i < BUCKETS; i++) {
-        alias_entry *a = c->aliases[i];
-        while (a != NULL) {
-            alias_entry *next = a->next;
-            free(a);
-            a = next;
-        }
-        c->aliases[i] = NULL;
-    }
+    entry *e = PK_LRU_ENTRY(n, entry, node);
+    (void)ctx;
+    key_unref(e->key);
+    free(e);
 }
+
+static void release_alias(pk_lru_node *n, void *ctx)
+{
+    (void)ctx;
+    free(PK_LRU_ENTRY(n, alias_entry, node));
+}
+
+pk_result pk_keycache_new(struct pk_keycache **out)
+{
+    pk_result r = PK_OK;
+    struct pk_keycache *c = calloc(1, sizeof(*c));
+    PK_ENSURE_ALLOC(c);
+    r = pk_lru_map_init(&c->keys, INITIAL_BUCKETS, 0);
+    if (pk_ok(r)) r = pk_lru_map_init(&c->aliases, INITIAL_BUCKETS, 0);
+    if (pk_failed(r)) {
+        pk_lru_map_destroy(&c->keys, NULL, NULL);
+        free(c);
+        return r;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    *out = c;
+    return PK_OK;
+}
+
+static void flush_aliases_inlock(struct pk_keycache *c) { pk_lru_map_clear(&c->aliases, release_alias, NULL); }
 
 static void flush_inlock(struct pk_keycache *c)
 {
     flush_aliases_inlock(c);
-    for (size_t i = 0; i < BUCKETS; i++) {
-        entry *e = c->buckets[i];
-        while (e != NULL) {
-            entry *next = e->next;
-            key_unref(e->key);
-            free(e);
-            e = next;
-        }
-        c->buckets[i] = NULL;
-    }
+    pk_lru_map_clear(&c->keys, release_key, NULL);
+}
+
+static entry *key_find_inlock(struct pk_keycache *c, const char *key_id)
+{
+    pk_lru_node *n = pk_lru_map_find(&c->keys, key_id, strlen(key_id));
+    return n ? PK_LRU_ENTRY(n, entry, node) : NULL;
+}
+
+static alias_entry *alias_find_inlock(struct pk_keycache *c, const char *alias)
+{
+    pk_lru_node *n = pk_lru_map_find(&c->aliases, alias, strlen(alias));
+    return n ? PK_LRU_ENTRY(n, alias_entry, node) : NULL;
 }
 
 void pk_keycache_free(struct pk_keycache *c)
 {
     if (c == NULL) return;
-    flush_inlock(c);
+    pk_lru_map_destroy(&c->aliases, release_alias, NULL);
+    pk_lru_map_destroy(&c->keys, release_key, NULL);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -103,18 +115,13 @@ void pk_alias_forget_all(pk_env *env)
 void pk_key_forget(pk_env *env, const char *key_id)
 {
     struct pk_keycache *c = env->keys;
-    entry **pp;
+    entry *e;
     pthread_mutex_lock(&c->lock);
     /* Its aliases may be gone too (purge deletes them); aliases are few, so drop them all. */
     flush_aliases_inlock(c);
-    for (pp = &c->buckets[bucket_of(key_id)]; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->key->id, key_id) == 0) {
-            entry *e = *pp;
-            *pp = e->next;
-            key_unref(e->key);
-            free(e);
-            break;
-        }
+    if ((e = key_find_inlock(c, key_id)) != NULL) {
+        pk_lru_map_remove(&c->keys, &e->node);
+        release_key(&e->node, NULL);
     }
     pthread_mutex_unlock(&c->lock);
 }
@@ -185,24 +192,18 @@ pk_result pk_store_generation(pk_env *env, uint64_t *gen)
 bool pk_alias_cached(pk_env *env, const char *alias, char key_id[PK_UUID_STR_LEN + 1])
 {
     struct pk_keycache *c = env->keys;
-    bool found = false;
+    alias_entry *a;
     if (pk_failed(refresh_if_changed(env))) return false;
     pthread_mutex_lock(&c->lock);
-    for (alias_entry *a = c->aliases[bucket_of(alias)]; a != NULL; a = a->next) {
-        if (strcmp(a->alias, alias) == 0) {
-            memcpy(key_id, a->key_id, PK_UUID_STR_LEN + 1);
-            found = true;
-            break;
-        }
-    }
+    if ((a = alias_find_inlock(c, alias)) != NULL) memcpy(key_id, a->key_id, PK_UUID_STR_LEN + 1);
     pthread_mutex_unlock(&c->lock);
-    return found;
+    return a != NULL;
 }
 
 void pk_alias_remember(pk_env *env, const char *alias, const char key_id[PK_UUID_STR_LEN + 1])
 {
     struct pk_keycache *c = env->keys;
-    alias_entry *a = calloc(1, sizeof(*a));
+    alias_entry *a = calloc(1, sizeof(*a)), *old;
     if (a == NULL) return; /* only a cache */
     if (!pk_strlcpy(a->alias, sizeof(a->alias), alias)) {
         free(a);
@@ -210,8 +211,11 @@ void pk_alias_remember(pk_env *env, const char *alias, const char key_id[PK_UUID
     }
     memcpy(a->key_id, key_id, PK_UUID_STR_LEN + 1);
     pthread_mutex_lock(&c->lock);
-    a->next = c->aliases[bucket_of(alias)];
-    c->aliases[bucket_of(alias)] = a;
+    if ((old = alias_find_inlock(c, alias)) != NULL) { /* the latest read wins */
+        pk_lru_map_remove(&c->aliases, &old->node);
+        free(old);
+    }
+    pk_lru_map_insert(&c->aliases, &a->node, a->alias, strlen(a->alias));
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -225,13 +229,11 @@ pk_result pk_key_get(pk_env *env, const char *key_id, pk_key **out)
     PK_GUARD(refresh_if_changed(env));
 
     pthread_mutex_lock(&c->lock);
-    for (e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
-        if (strcmp(e->key->id, key_id) == 0) {
-            __atomic_add_fetch(&e->key->refs, 1, __ATOMIC_ACQ_REL);
-            *out = e->key;
-            pthread_mutex_unlock(&c->lock);
-            return PK_OK;
-        }
+    if ((e = key_find_inlock(c, key_id)) != NULL) {
+        __atomic_add_fetch(&e->key->refs, 1, __ATOMIC_ACQ_REL);
+        *out = e->key;
+        pthread_mutex_unlock(&c->lock);
+        return PK_OK;
     }
     pthread_mutex_unlock(&c->lock);
 
@@ -247,9 +249,14 @@ pk_result pk_key_get(pk_env *env, const char *key_id, pk_key **out)
     }
     e->key = k;
     pthread_mutex_lock(&c->lock);
-    e->next = c->buckets[bucket_of(key_id)];
-    c->buckets[bucket_of(key_id)] = e;
+    if (key_find_inlock(c, key_id) == NULL) {
+        pk_lru_map_insert(&c->keys, &e->node, k->id, strlen(k->id));
+        e = NULL;
+    } else {
+        k->refs = 1; /* another thread cached it meanwhile: ours is the caller's alone */
+    }
     pthread_mutex_unlock(&c->lock);
+    free(e);
     *out = k;
     return PK_OK;
 }
