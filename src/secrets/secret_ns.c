@@ -137,33 +137,36 @@ pk_result pk_nskey_from_record(const pk_record *rec, pk_nskey *k)
 
 /* ---- chain cache ---- */
 
+static void chain_release(pk_lru_node *n, void *ctx)
+{
+    chain_entry *e = PK_LRU_ENTRY(n, chain_entry, node);
+    (void)ctx;
+    pk_nskey_clear(&e->k);
+    free(e);
+}
+
+static void nsdef_release(pk_lru_node *n, void *ctx)
+{
+    (void)ctx;
+    free(PK_LRU_ENTRY(n, nsdef_entry, node));
+}
+
 void pk_chains_free_inlock(pk_secrets *s)
 {
-    for (size_t i = 0; i < CHAIN_BUCKETS; i++) {
-        chain_entry *e = s->chains[i];
-        nsdef_entry *d = s->nsdefs[i];
-        while (e != NULL) {
-            chain_entry *next = e->next;
-            pk_nskey_clear(&e->k);
-            free(e);
-            e = next;
-        }
-        while (d != NULL) {
-            nsdef_entry *next = d->next;
-            free(d);
-            d = next;
-        }
-        s->chains[i] = NULL;
-        s->nsdefs[i] = NULL;
-    }
-    s->nchains = s->nnsdefs = 0;
+    pk_lru_map_clear(&s->chains, chain_release, NULL);
+    pk_lru_map_clear(&s->nsdefs, nsdef_release, NULL);
+}
+
+void pk_chains_destroy(pk_secrets *s)
+{
+    pk_lru_map_destroy(&s->chains, chain_release, NULL);
+    pk_lru_map_destroy(&s->nsdefs, nsdef_release, NULL);
 }
 
 static chain_entry *chain_find_inlock(pk_secrets *s, const char *id)
 {
-    for (chain_entry *e = s->chains[pk_str_hash(id) % CHAIN_BUCKETS]; e != NULL; e = e->next)
-        if (strcmp(e->id, id) == 0) return e;
-    return NULL;
+    pk_lru_node *n = pk_lru_map_find(&s->chains, id, strlen(id));
+    return n ? PK_LRU_ENTRY(n, chain_entry, node) : NULL;
 }
 
 /* Put a verified chain in the cache (taking k), keeping the window when the version is the same. */
@@ -183,7 +186,7 @@ static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
         memset(k, 0, sizeof(*k));
         return;
     }
-    if (s->nchains >= CHAIN_MAX) pk_chains_free_inlock(s);
+    if (pk_lru_map_count(&s->chains) >= CHAIN_MAX) pk_chains_free_inlock(s);
     e = calloc(1, sizeof(*e));
     if (e == NULL) {
         pk_nskey_clear(k);
@@ -192,28 +195,20 @@ static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
     snprintf(e->id, sizeof(e->id), "%s", id);
     e->k = *k;
     memset(k, 0, sizeof(*k));
-    e->next = s->chains[pk_str_hash(id) % CHAIN_BUCKETS];
-    s->chains[pk_str_hash(id) % CHAIN_BUCKETS] = e;
-    s->nchains++;
+    pk_lru_map_insert(&s->chains, &e->node, e->id, strlen(e->id));
 }
 
 void pk_ns_forget(pk_env *env, const char *ns, const char *cmk)
 {
     pk_secrets *s;
     char id[sizeof(((chain_entry *)0)->id)];
-    chain_entry **pp;
+    chain_entry *e;
     if (pk_failed(pk_secrets_of(env, &s))) return;
     chain_record_id(cmk, ns, id, sizeof(id));
     pthread_mutex_lock(&s->lock);
-    for (pp = &s->chains[pk_str_hash(id) % CHAIN_BUCKETS]; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->id, id) == 0) {
-            chain_entry *e = *pp;
-            *pp = e->next;
-            pk_nskey_clear(&e->k);
-            free(e);
-            s->nchains--;
-            break;
-        }
+    if ((e = chain_find_inlock(s, id)) != NULL) {
+        pk_lru_map_remove(&s->chains, &e->node);
+        chain_release(&e->node, NULL);
     }
     pthread_mutex_unlock(&s->lock);
 }
@@ -300,16 +295,14 @@ pk_result pk_ns_default_key(pk_env *env, const char *ns, char out[PK_UUID_STR_LE
 {
     pk_secrets *s;
     bool found = false;
-    size_t b = pk_str_hash(ns) % CHAIN_BUCKETS;
+    pk_lru_node *n;
     nsdef_entry *d;
     PK_GUARD(pk_secrets_of(env, &s));
     pthread_mutex_lock(&s->lock);
-    for (d = s->nsdefs[b]; d != NULL; d = d->next) {
-        if (strcmp(d->ns, ns) == 0) {
-            memcpy(out, d->cmk, PK_UUID_STR_LEN + 1);
-            pthread_mutex_unlock(&s->lock);
-            return PK_OK;
-        }
+    if ((n = pk_lru_map_find(&s->nsdefs, ns, strlen(ns))) != NULL) {
+        memcpy(out, PK_LRU_ENTRY(n, nsdef_entry, node)->cmk, PK_UUID_STR_LEN + 1);
+        pthread_mutex_unlock(&s->lock);
+        return PK_OK;
     }
     pthread_mutex_unlock(&s->lock);
     out[0] = '\0';
@@ -323,10 +316,12 @@ pk_result pk_ns_default_key(pk_env *env, const char *ns, char out[PK_UUID_STR_LE
     snprintf(d->ns, sizeof(d->ns), "%s", ns);
     memcpy(d->cmk, out, PK_UUID_STR_LEN + 1);
     pthread_mutex_lock(&s->lock);
-    d->next = s->nsdefs[b];
-    s->nsdefs[b] = d;
-    s->nnsdefs++;
+    if (pk_lru_map_find(&s->nsdefs, ns, strlen(ns)) == NULL) {
+        pk_lru_map_insert(&s->nsdefs, &d->node, d->ns, strlen(d->ns));
+        d = NULL;
+    }
     pthread_mutex_unlock(&s->lock);
+    free(d); /* another thread cached it meanwhile */
     return PK_OK;
 }
 
