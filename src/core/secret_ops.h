@@ -34,4 +34,15 @@ PK_MUST_USE pk_result pk_secret_prepare(p11kms *h, const char *ns, pk_key *k, co
 /* Authorised (kms:Decrypt) read of one secret's encoded map; sets op's context through sc. */
 PK_MUST_USE pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, pk_secbuf *enc);
 
+/* Verified metadata of one secret (list and rewrap). */
+typedef struct list_item {
+    char id[PK_UUID_STR_LEN + 1];
+    char ns[PK_NS_MAX + 1];
+    char cmk[PK_UUID_STR_LEN + 1];
+    uint32_t version, nsv;
+    int64_t created_ms, updated_ms;
+} list_item;
+/* Collect the verified metadata of every secret of ns (NULL: all); caller frees *items. */
+PK_MUST_USE pk_result pk_secret_collect(p11kms *h, const char *ns, list_item **items, size_t *n);
+
 #endif
