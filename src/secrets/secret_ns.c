@@ -12,7 +12,8 @@
  * GCM invocations per namespace-key version are bounded (random 96-bit IVs,
  * NIST SP 800-38D 8.3): writers reserve blocks of invocations in the chain
  * record (persisted before use, so a crash only wastes a block) and the
- * reservation that would pass the bound adds a new version instead.
+ * reservation that would pass the bound adds a new version instead. That
+ * and GCM under a namespace key are in secret_ns_use.c.
  */
 #include "config.h"
 
@@ -41,7 +42,7 @@ pk_result pk_ns_validate(const char *ns)
 }
 
 /* 'N' || the chain's name digest || version: the CKA_ID of a namespace key's session object. */
-static void nskey_id_of(const uint8_t digest[16], uint32_t version, pk_keyid *out)
+void pk_nskey_id_of(const uint8_t digest[16], uint32_t version, pk_keyid *out)
 {
     memset(out, 0, sizeof(*out));
     out->bytes[0] = 'N';
@@ -59,13 +60,13 @@ pk_result pk_nskey_id(const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint3
     PK_TRY(pk_sha256_update(c, ns, strlen(ns) + 1)); /* with its NUL: no ambiguity with the uuid */
     PK_TRY(pk_sha256_update(c, cmk_uuid, PK_UUID_LEN));
     PK_TRY(pk_sha256_finish(c, d));
-    nskey_id_of(d, version, out);
+    pk_nskey_id_of(d, version, out);
 out:
     pk_sha256_free(c);
     return r;
 }
 
-static void chain_record_id(const char *cmk, const char *ns, char *out, size_t size)
+void pk_chain_record_id(const char *cmk, const char *ns, char *out, size_t size)
 {
     snprintf(out, size, "%s:%s", cmk, ns);
 }
@@ -83,7 +84,7 @@ pk_result pk_nskey_to_record(const pk_nskey *k, pk_record *rec)
     pk_buf *b = &rec->body;
     memset(rec, 0, sizeof(*rec));
     snprintf(rec->kind, sizeof(rec->kind), "nskey");
-    chain_record_id(k->cmk, k->ns, rec->id, sizeof(rec->id));
+    pk_chain_record_id(k->cmk, k->ns, rec->id, sizeof(rec->id));
     snprintf(rec->ref, sizeof(rec->ref), "%s", k->ns);
     PK_GUARD(pk_buf_append_be32(b, NSKEY_FORMAT));
     PK_GUARD(pk_buf_append_lpstr(b, k->ns));
@@ -163,19 +164,19 @@ void pk_chains_destroy(pk_secrets *s)
     pk_lru_map_destroy(&s->nsdefs, nsdef_release, NULL);
 }
 
-static chain_entry *chain_find_inlock(pk_secrets *s, const char *id)
+chain_entry *pk_chain_find_inlock(pk_secrets *s, const char *id)
 {
     pk_lru_node *n = pk_lru_map_find(&s->chains, id, strlen(id));
     return n ? PK_LRU_ENTRY(n, chain_entry, node) : NULL;
 }
 
 /* Put a verified chain in the cache (taking k), keeping the window when the version is the same. */
-static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
+void pk_chain_put_inlock(pk_secrets *s, pk_nskey *k)
 {
     char id[sizeof(((chain_entry *)0)->id)];
     chain_entry *e;
-    chain_record_id(k->cmk, k->ns, id, sizeof(id));
-    e = chain_find_inlock(s, id);
+    pk_chain_record_id(k->cmk, k->ns, id, sizeof(id));
+    e = pk_chain_find_inlock(s, id);
     if (e != NULL) {
         if (k->rev < e->k.rev) {
             pk_nskey_clear(k); /* ours is newer */
@@ -204,9 +205,9 @@ void pk_ns_forget(pk_env *env, const char *ns, const char *cmk)
     char id[sizeof(((chain_entry *)0)->id)];
     chain_entry *e;
     if (pk_failed(pk_secrets_of(env, &s))) return;
-    chain_record_id(cmk, ns, id, sizeof(id));
+    pk_chain_record_id(cmk, ns, id, sizeof(id));
     pthread_mutex_lock(&s->lock);
-    if ((e = chain_find_inlock(s, id)) != NULL) {
+    if ((e = pk_chain_find_inlock(s, id)) != NULL) {
         pk_lru_map_remove(&s->chains, &e->node);
         chain_release(&e->node, NULL);
     }
@@ -214,12 +215,12 @@ void pk_ns_forget(pk_env *env, const char *ns, const char *cmk)
 }
 
 /* Load and verify a chain record. *found=false when absent. */
-static pk_result chain_load(pk_env *env, const char *ns, const char *cmk, bool take_lock, pk_nskey *out, bool *found)
+pk_result pk_chain_load(pk_env *env, const char *ns, const char *cmk, bool take_lock, pk_nskey *out, bool *found)
 {
     pk_record rec = {0};
     char id[PK_STORE_ID_MAX];
     pk_result r;
-    chain_record_id(cmk, ns, id, sizeof(id));
+    pk_chain_record_id(cmk, ns, id, sizeof(id));
     if (take_lock) pk_records_lock(env->rs);
     r = pk_records_load(env->rs, "nskey", id, &rec, found);
     if (take_lock) pk_records_unlock(env->rs);
@@ -237,15 +238,15 @@ static pk_result chain_load(pk_env *env, const char *ns, const char *cmk, bool t
  * The cached chain (a copy: only nversions/v needed by callers), loading
  * it when absent or older than min_version.
  */
-static pk_result chain_get(pk_env *env, pk_secrets *s, const char *ns, const char *cmk, uint32_t min_version,
-                           pk_nskey_version *ver_out, uint32_t want_version, bool in_tx, bool *found)
+pk_result pk_chain_get(pk_env *env, pk_secrets *s, const char *ns, const char *cmk, uint32_t min_version,
+                       pk_nskey_version *ver_out, uint32_t want_version, bool in_tx, bool *found)
 {
     char id[sizeof(((chain_entry *)0)->id)];
     chain_entry *e;
     pk_nskey k;
-    chain_record_id(cmk, ns, id, sizeof(id));
+    pk_chain_record_id(cmk, ns, id, sizeof(id));
     pthread_mutex_lock(&s->lock);
-    e = chain_find_inlock(s, id);
+    e = pk_chain_find_inlock(s, id);
     if (e != NULL && e->k.nversions >= min_version) {
         if (ver_out) *ver_out = e->k.v[want_version - 1];
         pthread_mutex_unlock(&s->lock);
@@ -253,7 +254,7 @@ static pk_result chain_get(pk_env *env, pk_secrets *s, const char *ns, const cha
         return PK_OK;
     }
     pthread_mutex_unlock(&s->lock);
-    PK_GUARD(chain_load(env, ns, cmk, !in_tx, &k, found));
+    PK_GUARD(pk_chain_load(env, ns, cmk, !in_tx, &k, found));
     if (!*found) return PK_OK;
     pthread_mutex_lock(&s->lock);
     s->stats.chain_loads++;
@@ -264,7 +265,7 @@ static pk_result chain_get(pk_env *env, pk_secrets *s, const char *ns, const cha
         return PK_OK;
     }
     if (ver_out) *ver_out = k.v[want_version - 1];
-    chain_put_inlock(s, &k);
+    pk_chain_put_inlock(s, &k);
     pthread_mutex_unlock(&s->lock);
     return PK_OK;
 }
@@ -348,7 +349,7 @@ pk_result pk_nskey_add_version_tx(pk_env *env, pk_nskey *k, uint32_t kek_version
     return PK_OK;
 }
 
-static pk_result nskey_save_tx(pk_env *env, pk_nskey *k)
+pk_result pk_nskey_save_tx(pk_env *env, pk_nskey *k)
 {
     pk_record rec;
     pk_result r = pk_nskey_to_record(k, &rec);
@@ -375,14 +376,14 @@ static pk_result ensure_tx(void *ctx)
     pk_record rec;
     pk_result r;
 
-    PK_GUARD(chain_load(env, j->ns, j->k->id, false, &j->made, &found));
+    PK_GUARD(pk_chain_load(env, j->ns, j->k->id, false, &j->made, &found));
     if (!found) {
         memset(&j->made, 0, sizeof(j->made));
         snprintf(j->made.ns, sizeof(j->made.ns), "%s", j->ns);
         memcpy(j->made.cmk, j->k->id, sizeof(j->made.cmk));
         memcpy(j->made.cmk_uuid, j->k->uuid, PK_UUID_LEN);
         PK_GUARD(pk_nskey_add_version_tx(env, &j->made, j->k->nversions));
-        PK_GUARD(nskey_save_tx(env, &j->made));
+        PK_GUARD(pk_nskey_save_tx(env, &j->made));
     }
     j->have = true;
     /* The first key used in a namespace becomes its configured key. */
@@ -406,7 +407,7 @@ pk_result pk_ns_ensure(pk_env *env, const char *ns, pk_key *k)
     ensure_job j;
     pk_result r;
     PK_GUARD(pk_secrets_of(env, &s));
-    PK_GUARD(chain_get(env, s, ns, k->id, 1, NULL, 0, false, &found));
+    PK_GUARD(pk_chain_get(env, s, ns, k->id, 1, NULL, 0, false, &found));
     if (found) return PK_OK;
     memset(&j, 0, sizeof(j));
     j.ns = ns;
@@ -415,175 +416,9 @@ pk_result pk_ns_ensure(pk_env *env, const char *ns, pk_key *k)
     r = pk_records_write_tx(env->rs, ensure_tx, &j);
     if (pk_ok(r)) {
         pthread_mutex_lock(&s->lock);
-        chain_put_inlock(s, &j.made);
+        pk_chain_put_inlock(s, &j.made);
         pthread_mutex_unlock(&s->lock);
     }
     pk_nskey_clear(&j.made);
     return r;
-}
-
-/* ---- nonce reservation ---- */
-
-typedef struct reserve_job {
-    pk_env *env;
-    const char *ns;
-    pk_key *k;
-    uint64_t block, limit;
-    uint64_t start;
-    bool rolled;
-    pk_nskey fresh;
-} reserve_job;
-
-static pk_result reserve_tx(void *ctx)
-{
-    reserve_job *j = ctx;
-    pk_env *env = j->env;
-    bool found = false;
-    PK_GUARD(chain_load(env, j->ns, j->k->id, false, &j->fresh, &found));
-    PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s:%s disappeared from the store", j->k->id, j->ns);
-    if (pk_nonce_budget_spent(j->fresh.nonce_reserved, j->block, j->limit)) {
-        /* The bound of this version is reached: roll to a new namespace-key version. */
-        PK_GUARD(pk_nskey_add_version_tx(env, &j->fresh, j->k->nversions));
-        j->rolled = true;
-    }
-    j->start = j->fresh.nonce_reserved;
-    j->fresh.nonce_reserved += j->block;
-    return nskey_save_tx(env, &j->fresh);
-}
-
-/* Take from the window; true when one was available. */
-static bool window_take_inlock(pk_secrets *s, const char *id, uint32_t *nsv)
-{
-    chain_entry *e = chain_find_inlock(s, id);
-    uint64_t counter; /* IVs are random here: the window only counts */
-    if (e == NULL || !pk_nonce_window_take(&e->win, e->k.nversions, &counter)) return false;
-    *nsv = e->win.version;
-    return true;
-}
-
-pk_result pk_ns_take_nonce(pk_env *env, const char *ns, pk_key *k, uint32_t *nsv)
-{
-    pk_secrets *s;
-    char id[sizeof(((chain_entry *)0)->id)];
-    chain_entry *e;
-    reserve_job j;
-    pk_result r;
-    bool got;
-
-    PK_GUARD(pk_secrets_of(env, &s));
-    chain_record_id(k->id, ns, id, sizeof(id));
-    pthread_mutex_lock(&s->lock);
-    got = window_take_inlock(s, id, nsv);
-    pthread_mutex_unlock(&s->lock);
-    if (got) return PK_OK;
-
-    /* One reservation at a time: threads sharing a namespace wait for it instead of each writing. */
-    pthread_mutex_lock(&s->reserve_lock);
-    pthread_mutex_lock(&s->lock);
-    got = window_take_inlock(s, id, nsv);
-    e = chain_find_inlock(s, id);
-    memset(&j, 0, sizeof(j));
-    j.limit = s->nonce_limit;
-    j.block = pk_nonce_window_block(e ? &e->win : &(pk_nonce_window){0}, j.limit);
-    pthread_mutex_unlock(&s->lock);
-    if (got) {
-        pthread_mutex_unlock(&s->reserve_lock);
-        return PK_OK;
-    }
-    j.ns = ns;
-    j.k = k;
-    j.env = env;
-    r = pk_records_write_tx(env->rs, reserve_tx, &j);
-    if (pk_ok(r)) {
-        uint32_t version = j.fresh.nversions;
-        pthread_mutex_lock(&s->lock);
-        s->stats.reservations++;
-        if (j.rolled) s->stats.rollovers++;
-        chain_put_inlock(s, &j.fresh);
-        e = chain_find_inlock(s, id);
-        if (e != NULL && e->k.nversions == version) pk_nonce_window_fill(&e->win, version, j.start, j.block);
-        pthread_mutex_unlock(&s->lock);
-        *nsv = version;
-    }
-    pk_nskey_clear(&j.fresh);
-    pthread_mutex_unlock(&s->reserve_lock);
-    return r;
-}
-
-pk_result pk_ns_current_version(pk_env *env, const char *ns, const char *cmk, uint32_t *out)
-{
-    pk_nskey k;
-    bool found = false;
-    PK_GUARD(chain_load(env, ns, cmk, true, &k, &found));
-    *out = found ? k.nversions : 0;
-    if (found) pk_nskey_clear(&k);
-    return PK_OK;
-}
-
-/* ---- GCM under a namespace key ---- */
-
-/* pk_nskey_id, with the digest computed once per cached chain instead of once per read. */
-static pk_result chain_key_id(pk_secrets *s, const char *ns, const char *cmk, const uint8_t cmk_uuid[PK_UUID_LEN],
-                              uint32_t version, pk_keyid *out)
-{
-    char id[sizeof(((chain_entry *)0)->id)];
-    chain_entry *e;
-    chain_record_id(cmk, ns, id, sizeof(id));
-    pthread_mutex_lock(&s->lock);
-    e = chain_find_inlock(s, id);
-    if (e != NULL && e->have_digest) {
-        nskey_id_of(e->digest, version, out);
-        pthread_mutex_unlock(&s->lock);
-        return PK_OK;
-    }
-    pthread_mutex_unlock(&s->lock);
-    PK_GUARD(pk_nskey_id(ns, cmk_uuid, version, out));
-    pthread_mutex_lock(&s->lock);
-    if ((e = chain_find_inlock(s, id)) != NULL) {
-        memcpy(e->digest, out->bytes + 1, sizeof(e->digest));
-        e->have_digest = true;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return PK_OK;
-}
-
-static pk_result data_key(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
-                          bool in_tx, pk_keyid *id, pk_keyid *kek, pk_nskey_version *ver)
-{
-    pk_secrets *s;
-    char cmk[PK_UUID_STR_LEN + 1];
-    bool found = false;
-    PK_GUARD(pk_secrets_of(env, &s));
-    pk_uuid_format(cmk_uuid, cmk);
-    PK_ENSURE(nsv >= 1, P11KMS_ERR_CIPHERTEXT_INVALID, "ciphertext invalid or context mismatch");
-    PK_GUARD(chain_get(env, s, ns, cmk, nsv, ver, nsv, in_tx, &found));
-    PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s version %u under key %s is missing from the store", ns,
-              (unsigned)nsv, cmk);
-    PK_GUARD(chain_key_id(s, ns, cmk, cmk_uuid, nsv, id));
-    pk_key_version_id(cmk_uuid, ver->kek_version, kek);
-    return PK_OK;
-}
-
-pk_result pk_ns_encrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
-                        const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes pt, uint8_t *out, bool in_tx)
-{
-    pk_keyid id, kek;
-    pk_nskey_version ver;
-    pk_p11_dk dk;
-    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
-    dk.kek = &kek;
-    dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_encrypt(env->p11, &id, &dk, iv, aad, pt, out);
-}
-
-pk_result pk_ns_decrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
-                        const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes ct, pk_secbuf *pt, bool in_tx)
-{
-    pk_keyid id, kek;
-    pk_nskey_version ver;
-    pk_p11_dk dk;
-    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
-    dk.kek = &kek;
-    dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_decrypt(env->p11, &id, &dk, iv, aad, ct, pt);
 }

@@ -59,4 +59,21 @@ void pk_chains_free_inlock(pk_secrets *s);
 /* Free the chain and namespace maps (pk_secrets_free). */
 void pk_chains_destroy(pk_secrets *s);
 
+/* ---- the chain cache (secret_ns.c), used by secret_ns_use.c; *_inlock: hold s->lock ---- */
+/* "CMK:NS", the chain's record id and cache key. */
+void pk_chain_record_id(const char *cmk, const char *ns, char *out, size_t size);
+chain_entry *pk_chain_find_inlock(pk_secrets *s, const char *id);
+/* Put a verified chain in the cache (taking k), keeping the window when the version is the same. */
+void pk_chain_put_inlock(pk_secrets *s, pk_nskey *k);
+/* Load and verify a chain record. *found=false when absent. */
+PK_MUST_USE pk_result pk_chain_load(pk_env *env, const char *ns, const char *cmk, bool take_lock, pk_nskey *out,
+                                    bool *found);
+/* The cached chain's version want_version, loading the chain when absent or older than min_version. */
+PK_MUST_USE pk_result pk_chain_get(pk_env *env, pk_secrets *s, const char *ns, const char *cmk, uint32_t min_version,
+                                   pk_nskey_version *ver_out, uint32_t want_version, bool in_tx, bool *found);
+/* Inside a write transaction: save a modified chain record. */
+PK_MUST_USE pk_result pk_nskey_save_tx(pk_env *env, pk_nskey *k);
+/* 'N' || the chain's name digest || version: the CKA_ID of a namespace key's session object. */
+void pk_nskey_id_of(const uint8_t digest[16], uint32_t version, pk_keyid *out);
+
 #endif
