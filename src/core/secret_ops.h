@@ -45,4 +45,10 @@ typedef struct list_item {
 /* Collect the verified metadata of every secret of ns (NULL: all); caller frees *items. */
 PK_MUST_USE pk_result pk_secret_collect(p11kms *h, const char *ns, list_item **items, size_t *n);
 
+/* Load a connection and authorise action on its key with its context (api_connections*.c). */
+PK_MUST_USE pk_result pk_conn_open(pk_op *op, pk_secret_ctx *sc, const char *name, const char *action, bool usable,
+                                   pk_conn *conn, pk_key **k);
+/* The secret part of a connection, decrypted (empty map when it has none). */
+PK_MUST_USE pk_result pk_conn_secret(pk_op *op, pk_secret_ctx *sc, const pk_conn *conn, p11kms_secret_map **out);
+
 #endif
