@@ -137,8 +137,15 @@ static pk_result chain_key_id(pk_secrets *s, const char *ns, const char *cmk, co
     return PK_OK;
 }
 
+/* A namespace key version as the p11 layer takes it: its CKA_ID and its wrapping (dk points into the struct itself). */
+typedef struct ns_data_key {
+    pk_keyid id, kek;
+    pk_nskey_version ver;
+    pk_p11_dk dk;
+} ns_data_key;
+
 static pk_result data_key(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
-                          bool in_tx, pk_keyid *id, pk_keyid *kek, pk_nskey_version *ver)
+                          bool in_tx, ns_data_key *out)
 {
     pk_secrets *s;
     char cmk[PK_UUID_STR_LEN + 1];
@@ -146,34 +153,28 @@ static pk_result data_key(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK
     PK_GUARD(pk_secrets_of(env, &s));
     pk_uuid_format(cmk_uuid, cmk);
     PK_ENSURE(nsv >= 1, P11KMS_ERR_CIPHERTEXT_INVALID, "ciphertext invalid or context mismatch");
-    PK_GUARD(pk_chain_get(env, s, ns, cmk, nsv, ver, nsv, in_tx, &found));
+    PK_GUARD(pk_chain_get(env, s, ns, cmk, nsv, &out->ver, nsv, in_tx, &found));
     PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s version %u under key %s is missing from the store", ns,
               (unsigned)nsv, cmk);
-    PK_GUARD(chain_key_id(s, ns, cmk, cmk_uuid, nsv, id));
-    pk_key_version_id(cmk_uuid, ver->kek_version, kek);
+    PK_GUARD(chain_key_id(s, ns, cmk, cmk_uuid, nsv, &out->id));
+    pk_key_version_id(cmk_uuid, out->ver.kek_version, &out->kek);
+    out->dk.kek = &out->kek;
+    out->dk.wrapped = pk_bytes_of(out->ver.wrapped, out->ver.wrapped_len);
     return PK_OK;
 }
 
 pk_result pk_ns_encrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                         const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes pt, uint8_t *out, bool in_tx)
 {
-    pk_keyid id, kek;
-    pk_nskey_version ver;
-    pk_p11_dk dk;
-    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
-    dk.kek = &kek;
-    dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_encrypt(env->p11, &id, &dk, iv, aad, pt, out);
+    ns_data_key k;
+    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &k));
+    return pk_p11_gcm_encrypt(env->p11, &k.id, &k.dk, iv, aad, pt, out);
 }
 
 pk_result pk_ns_decrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                         const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes ct, pk_secbuf *pt, bool in_tx)
 {
-    pk_keyid id, kek;
-    pk_nskey_version ver;
-    pk_p11_dk dk;
-    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
-    dk.kek = &kek;
-    dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_decrypt(env->p11, &id, &dk, iv, aad, ct, pt);
+    ns_data_key k;
+    PK_GUARD(data_key(env, ns, cmk_uuid, nsv, in_tx, &k));
+    return pk_p11_gcm_decrypt(env->p11, &k.id, &k.dk, iv, aad, ct, pt);
 }
