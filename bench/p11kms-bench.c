@@ -244,10 +244,10 @@ static void *raw_ctx_new(void *arg)
     c->len = a->datakey ? 32 : a->len;
     c->datakey = a->datakey;
     RAND_bytes(c->pt, (int)sizeof(c->pt));
-    if (pk_failed(pk_key_get(B.h, B.key, &k))) die("key");
+    if (pk_failed(pk_key_get(&B.h->env, B.key, &k))) die("key");
     pk_uuid_parse(B.key, uuid);
     pk_key_version_id(uuid, k->nversions, &vid);
-    pk_key_release(B.h, k);
+    pk_key_release(&B.h->env, k);
     /* Each thread holds its own pooled session, as p11kms's threads do. */
     if (pk_failed(p11_op_begin(B.h->p11, &c->op))) die("session");
     c->s = c->op.s;
@@ -472,7 +472,7 @@ static void bench_secrets(secret_figures *f, size_t big)
     (void)measure(1, api_get_secret, set_ctx, no_free, &S1000);
     f->get_1000ns = measure(1, api_get_secret, set_ctx, no_free, &S1000);
     add_row("get_secret_1000ns", 1, f->get_1000ns, f->get_raw, 0);
-    if (pk_ok(pk_secrets_of(B.h, &st))) {
+    if (pk_ok(pk_secrets_of(&B.h->env, &st))) {
         pk_secrets_set_cache(st, 60000, 1000, 1000000);
         (void)measure(1, api_get_secret, set_ctx, no_free, &S1);
         f->get_cached = measure(1, api_get_secret, set_ctx, no_free, &S1);

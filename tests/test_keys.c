@@ -173,20 +173,20 @@ static void test_keys_nonce_budget_rotates_before_the_bound(void)
     p11kms_buf *blob = NULL;
     uint32_t last = 0;
     /* 1024-invocation reservations against a bound of 2500: the third reservation rotates. */
-    h->nonce_limit = 2500;
+    h->env.nonce_limit = 2500;
     for (int i = 0; i < 3000; i++) {
         CU_ASSERT_EQUAL_FATAL(p11kms_encrypt(h, oper, id, NULL, 0, (const uint8_t *)"x", 1, &blob), P11KMS_OK);
         last = blob_version(blob);
         p11kms_buf_free(blob);
     }
-    h->nonce_limit = PK_NONCE_LIMIT;
+    h->env.nonce_limit = PK_NONCE_LIMIT;
     CU_ASSERT_EQUAL(last, 2);
     {
         pk_key *k = NULL;
-        CU_ASSERT_TRUE_FATAL(pk_ok(pk_key_get(h, id, &k)));
+        CU_ASSERT_TRUE_FATAL(pk_ok(pk_key_get(&h->env, id, &k)));
         CU_ASSERT_EQUAL(k->nversions, 2);
         CU_ASSERT_TRUE(k->nonce_reserved <= 2500);
-        pk_key_release(h, k);
+        pk_key_release(&h->env, k);
     }
     p11kms_free(id);
 }

@@ -49,7 +49,6 @@ static int suite_init(void)
 
 static int suite_clean(void)
 {
-    pk_secrets_detach(h);
     p11kms_close(h);
     p11kms_caller_free(adm);
     p11kms_caller_free(opr);
@@ -238,9 +237,9 @@ static pk_result swap_tx(p11kms *hh, void *ctx)
 {
     swap_job *j = ctx;
     pk_secret a, b;
-    pk_result r = pk_secret_load(hh, j->from, false, &a);
+    pk_result r = pk_secret_load(&hh->env, j->from, false, &a);
     if (pk_failed(r)) return r;
-    r = pk_secret_load(hh, j->to, false, &b);
+    r = pk_secret_load(&hh->env, j->to, false, &b);
     if (pk_ok(r)) {
         if (j->bump_version) {
             b.version++;
@@ -252,7 +251,7 @@ static pk_result swap_tx(p11kms *hh, void *ctx)
             b.created_ms = a.created_ms;
             b.updated_ms = a.updated_ms;
         }
-        if (pk_ok(r)) r = pk_secret_save_tx(hh, &b);
+        if (pk_ok(r)) r = pk_secret_save_tx(&hh->env, &b);
     }
     pk_secret_clear(&a);
     pk_secret_clear(&b);
@@ -302,7 +301,7 @@ static void test_secrets_row_cache_follows_writers(void)
     char *id = put("rows", NULL, "password", "row-one"), gone[100];
     int64_t saved = h->store_recheck_ms;
 
-    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(h, &st)));
+    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(&h->env, &st)));
     expect_value(id, "password", "row-one");
     pk_secrets_get_stats(st, &before);
     expect_value(id, "password", "row-one");
@@ -341,15 +340,15 @@ static void test_secrets_namespace_key_rollover(void)
     uint32_t v = 0;
     char dflt[PK_UUID_STR_LEN + 1];
 
-    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(h, &st)));
+    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(&h->env, &st)));
     pk_secrets_set_nonce_limit(st, 4);
     pk_secrets_get_stats(st, &before);
     for (int i = 0; i < 10; i++) ids[i] = put("roll", NULL, "n", "value");
     pk_secrets_get_stats(st, &after);
     /* 10 encryptions with at most 4 per version: versions 1..3, two rollovers */
     CU_ASSERT_EQUAL(after.rollovers - before.rollovers, 2);
-    CU_ASSERT(pk_ok(pk_ns_default_key(h, "roll", dflt)));
-    CU_ASSERT(pk_ok(pk_ns_current_version(h, "roll", dflt, &v)));
+    CU_ASSERT(pk_ok(pk_ns_default_key(&h->env, "roll", dflt)));
+    CU_ASSERT(pk_ok(pk_ns_current_version(&h->env, "roll", dflt, &v)));
     CU_ASSERT_EQUAL(v, 3);
     for (int i = 0; i < 10; i++) {
         expect_value(ids[i], "n", "value");
@@ -426,7 +425,7 @@ static void test_secrets_rotation_rewrap_and_reencrypt(void)
      */
     {
         pk_p11_stats a0, a1;
-        pk_ns_forget(h, "rw-a", key);
+        pk_ns_forget(&h->env, "rw-a", key);
         pk_p11_set_data_key_limit(h->p11, 1);
         p11kms_free(put("rw-evict", NULL, "x", "y")); /* a new data key: the cache shrinks to 1 */
         pk_p11_get_stats(h->p11, &a0);
@@ -482,7 +481,7 @@ static void test_secrets_cache_ttl_uses_entries(void)
     char *a = put("cache", NULL, "v", "A"), *b = put("cache", NULL, "v", "B"), *c = put("cache", NULL, "v", "C");
     p11kms_secret_map *m = NULL;
 
-    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(h, &st)));
+    CU_ASSERT_FATAL(pk_ok(pk_secrets_of(&h->env, &st)));
     /* Off by default: nothing cached. */
     pk_secrets_get_stats(st, &s0);
     expect_value(a, "v", "A");
@@ -799,7 +798,7 @@ static void test_secrets_render_reads_each_secret_once(void)
     char *t = malloc(cap), *want = malloc(cap);
     size_t n = 0, wn = 0;
 
-    CU_ASSERT_FATAL(t != NULL && want != NULL && pk_ok(pk_secrets_of(h, &st)));
+    CU_ASSERT_FATAL(t != NULL && want != NULL && pk_ok(pk_secrets_of(&h->env, &st)));
     for (int i = 0; i < 300; i++) {
         n += (size_t)snprintf(t + n, cap - n, "${secret:%s:password}\n", id);
         wn += (size_t)snprintf(want + wn, cap - wn, "once-pw\n");

@@ -35,6 +35,7 @@
 
 #include "p11/p11.h"
 #include "p11kms/p11kms.h"
+#include "util/kv.h"
 #include "util/result.h"
 
 /* CKA_ID and label of the HMAC key that seals the chain (made by `p11kms init`). */
@@ -62,10 +63,7 @@ typedef enum pk_audit_decision {
 const char *pk_audit_decision_name(pk_audit_decision d);
 
 /* A public key/value pair (encryption context entry, detail). Borrowed. */
-typedef struct pk_audit_kv {
-    const char *key;
-    const char *value;
-} pk_audit_kv;
+typedef pk_kv pk_audit_kv;
 
 /*
  * One operation. Every pointer is borrowed for the duration of the call and

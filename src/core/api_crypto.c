@@ -20,13 +20,13 @@ static pk_result use_key(pk_op *op, const char *key, const char *action, pk_key 
 {
     pk_key_ref ref;
     pk_result r;
-    PK_GUARD(pk_key_resolve(op->h, key, false, &ref));
+    PK_GUARD(pk_key_resolve(&op->h->env, key, false, &ref));
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, ref.key_id, out));
+    PK_GUARD(pk_key_get(&op->h->env, ref.key_id, out));
     r = pk_op_authorize(op, *out, action);
     if (pk_ok(r)) r = pk_key_usable(*out);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -41,13 +41,13 @@ static pk_result blob_key(pk_op *op, const pk_blob *b, const char *action, pk_ke
     pk_uuid_format(b->key_uuid, ref.key_id);
     pk_op_set_key(op, &ref);
     op->key_version = b->key_version;
-    r = pk_key_get(op->h, ref.key_id, out);
+    r = pk_key_get(&op->h->env, ref.key_id, out);
     if (r.code == P11KMS_ERR_NOT_FOUND) return pk_fail(P11KMS_ERR_CIPHERTEXT_INVALID, "ciphertext invalid or context mismatch");
     PK_GUARD(r);
     r = pk_op_authorize(op, *out, action);
     if (pk_ok(r)) r = pk_key_usable(*out);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -74,13 +74,13 @@ P11KMS_API p11kms_rc p11kms_encrypt(p11kms *h, const p11kms_caller *c, const cha
     PK_CHECK(pt != NULL && pt_len >= 1 && pt_len <= PK_PLAINTEXT_MAX, P11KMS_ERR_INVALID_ARGUMENT,
              "plaintext must be 1 to %d bytes (got %zu)", PK_PLAINTEXT_MAX, pt ? pt_len : 0);
     PK_TRY(use_key(&op, key, op.action, &k));
-    PK_TRY(pk_key_encrypt(h, k, pk_bytes_of(aad.data, aad.len), pk_bytes_of(pt, pt_len), &out));
+    PK_TRY(pk_key_encrypt(&h->env, k, pk_bytes_of(aad.data, aad.len), pk_bytes_of(pt, pt_len), &out));
     op.key_version = blob_version(&out);
     PK_TRY(pk_buf_out(&out, blob));
 out:
     pk_buf_free(&aad);
     pk_buf_free(&out);
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -93,8 +93,8 @@ static pk_result decrypt_blob(pk_op *op, const char *action, const uint8_t *blob
     pk_result r;
     PK_GUARD(pk_blob_parse(pk_bytes_of(blob, blob_len), &b));
     PK_GUARD(blob_key(op, &b, action, &k));
-    r = pk_key_decrypt(op->h, k, &b, aad, pt);
-    pk_key_release(op->h, k);
+    r = pk_key_decrypt(&op->h->env, k, &b, aad, pt);
+    pk_key_release(&op->h->env, k);
     return r;
 }
 
@@ -152,7 +152,7 @@ P11KMS_API p11kms_rc p11kms_generate_data_key(p11kms *h, const p11kms_caller *c,
     PK_TRY(pk_secbuf_alloc(&dk, bytes));
     PK_TRY(pk_p11_random(h->p11, dk.data, bytes));
     dk.len = bytes;
-    PK_TRY(pk_key_encrypt(h, k, pk_bytes_of(aad.data, aad.len), pk_bytes_of(dk.data, dk.len), &out));
+    PK_TRY(pk_key_encrypt(&h->env, k, pk_bytes_of(aad.data, aad.len), pk_bytes_of(dk.data, dk.len), &out));
     op.key_version = blob_version(&out);
     PK_TRY(pk_buf_out(&out, blob));
     if (pt) PK_TRY(pk_secbuf_out(&dk, pt));
@@ -164,7 +164,7 @@ out:
     pk_secbuf_free(&dk);
     pk_buf_free(&aad);
     pk_buf_free(&out);
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -183,16 +183,16 @@ P11KMS_API p11kms_rc p11kms_reencrypt(p11kms *h, const p11kms_caller *c, const u
     pk_op_output_buf(&op, outp);
     PK_TRY(pk_op_context(&op, src_ctx, nsrc, &src_aad));
     PK_CHECK(blob != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no ciphertext given");
-    r = pk_context_encode(pk_ctx_cast(dst_ctx), ndst, &dst_aad);
+    r = pk_context_encode(pk_kv_of(dst_ctx), ndst, &dst_aad);
     op.ctx_invalid = pk_failed(r);
     PK_TRY(r);
     /* ReEncryptFrom on the source key (with the source context), ReEncryptTo on the destination. */
     PK_TRY(decrypt_blob(&op, "kms:ReEncryptFrom", blob, blob_len, pk_bytes_of(src_aad.data, src_aad.len), &plain));
     memcpy(op.src_key_id, op.key_id, sizeof(op.src_key_id));
-    op.ctx = pk_ctx_cast(dst_ctx);
+    op.ctx = pk_kv_of(dst_ctx);
     op.nctx = ndst;
     PK_TRY(use_key(&op, dst_key, "kms:ReEncryptTo", &dst));
-    PK_TRY(pk_key_encrypt(h, dst, pk_bytes_of(dst_aad.data, dst_aad.len), pk_bytes_of(plain.data, plain.len), &out));
+    PK_TRY(pk_key_encrypt(&h->env, dst, pk_bytes_of(dst_aad.data, dst_aad.len), pk_bytes_of(plain.data, plain.len), &out));
     op.key_version = blob_version(&out);
     PK_TRY(pk_buf_out(&out, outp));
 out:
@@ -200,7 +200,7 @@ out:
     pk_buf_free(&src_aad);
     pk_buf_free(&dst_aad);
     pk_buf_free(&out);
-    pk_key_release(h, dst);
+    pk_key_release(&h->env, dst);
     return pk_op_finish(&op, r);
 }
 

@@ -14,17 +14,17 @@
 static pk_result load_authorized(pk_op *op, const char *key, const char *action, pk_key **out)
 {
     pk_key_ref ref;
-    PK_GUARD(pk_key_resolve(op->h, key, false, &ref));
+    PK_GUARD(pk_key_resolve(&op->h->env, key, false, &ref));
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, ref.key_id, out));
+    PK_GUARD(pk_key_get(&op->h->env, ref.key_id, out));
     if ((*out)->state == PK_KEY_DELETED) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
         return pk_fail(P11KMS_ERR_NOT_FOUND, "key %s was deleted", ref.key_id);
     }
     pk_result r = pk_op_authorize(op, *out, action);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -50,7 +50,7 @@ static pk_result describe_json(p11kms *h, const pk_key *k, pk_buf *out)
     pk_alias_entry *aliases = NULL;
     size_t naliases = 0;
     pk_json_out j;
-    pk_result r = pk_alias_list(h, k->id, &aliases, &naliases);
+    pk_result r = pk_alias_list(&h->env, k->id, &aliases, &naliases);
     if (pk_failed(r)) return r;
     pk_jo_init(&j, out);
     pk_jo_obj_begin(&j);
@@ -154,7 +154,7 @@ P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const 
     pk_op_set_key(&op, &ref);
     op.key_version = 1;
     a.uuid = uuid;
-    PK_TRY(pk_key_create(h, &a, id));
+    PK_TRY(pk_key_create(&h->env, &a, id));
     *key_id = strdup(id);
     PK_CHECK_ALLOC(*key_id);
 out:
@@ -177,7 +177,7 @@ P11KMS_API p11kms_rc p11kms_key_describe(p11kms *h, const p11kms_caller *c, cons
     PK_TRY(pk_str_out(&out, json));
 out:
     pk_buf_free(&out);
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -192,7 +192,7 @@ P11KMS_API p11kms_rc p11kms_key_list(p11kms *h, const p11kms_caller *c, char **j
     *json = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:ListKeys"));
     pk_op_output_str(&op, json);
-    PK_TRY(pk_key_load_all(h, &l));
+    PK_TRY(pk_key_load_all(&h->env, &l));
     pk_jo_init(&j, &out);
     pk_jo_arr_begin(&j);
     for (size_t i = 0; i < l.n; i++) {
@@ -228,14 +228,14 @@ static p11kms_rc managed(p11kms *h, const p11kms_caller *c, const char *key, con
     PK_TRY(pk_op_preflight(&op));
     PK_TRY(fn(h, k->id, arg));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
-static pk_result do_enable(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_set_state(h, id, PK_KEY_ENABLED); }
-static pk_result do_disable(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_set_state(h, id, PK_KEY_DISABLED); }
-static pk_result do_rotate(p11kms *h, const char *id, void *arg) { return pk_key_rotate(h, id, arg); }
-static pk_result do_cancel(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_cancel_deletion(h, id); }
+static pk_result do_enable(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_set_state(&h->env, id, PK_KEY_ENABLED); }
+static pk_result do_disable(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_set_state(&h->env, id, PK_KEY_DISABLED); }
+static pk_result do_rotate(p11kms *h, const char *id, void *arg) { return pk_key_rotate(&h->env, id, arg); }
+static pk_result do_cancel(p11kms *h, const char *id, void *arg) { (void)arg; return pk_key_cancel_deletion(&h->env, id); }
 
 P11KMS_API p11kms_rc p11kms_key_enable(p11kms *h, const p11kms_caller *c, const char *key)
 {
@@ -263,7 +263,7 @@ typedef struct sched_arg {
 static pk_result do_schedule(p11kms *h, const char *id, void *arg)
 {
     sched_arg *s = arg;
-    return pk_key_schedule_deletion(h, id, s->days, &s->when);
+    return pk_key_schedule_deletion(&h->env, id, s->days, &s->when);
 }
 
 P11KMS_API p11kms_rc p11kms_key_schedule_deletion(p11kms *h, const p11kms_caller *c, const char *key, unsigned days,
@@ -294,7 +294,7 @@ P11KMS_API p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **
     /* Purge destroys keys: only a key administrator of the service may run it. */
     PK_TRY(pk_op_authorize_service_admin(&op, "kms:ScheduleKeyDeletion"));
     PK_TRY(pk_op_preflight(&op));
-    PK_TRY(pk_key_purge(h, true, &rep));
+    PK_TRY(pk_key_purge(&h->env, true, &rep));
     pk_jo_init(&j, &out);
     pk_jo_obj_begin(&j);
     pk_jo_key(&j, "destroyed");
@@ -327,7 +327,7 @@ P11KMS_API p11kms_rc p11kms_key_get_policy(p11kms *h, const p11kms_caller *c, co
     *policy_json = strdup(k->policy_json);
     PK_CHECK_ALLOC(*policy_json);
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -352,7 +352,7 @@ static pk_result do_put_policy(p11kms *h, const char *id, void *arg)
               "the new policy would lock %s out of kms:PutKeyPolicy on key %s; fix the policy or pass "
               "--bypass-lockout-check",
               p->principal, id);
-    return pk_key_put_policy(h, id, p->json);
+    return pk_key_put_policy(&h->env, id, p->json);
 }
 
 P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, const char *key,
@@ -374,7 +374,7 @@ P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, co
     PK_TRY(pk_op_preflight(&op));
     PK_TRY(do_put_policy(h, k->id, &p));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -391,9 +391,9 @@ P11KMS_API p11kms_rc p11kms_alias_create(p11kms *h, const p11kms_caller *c, cons
     PK_TRY(load_authorized(&op, key, op.action, &k));
     snprintf(op.alias, sizeof(op.alias), "%s", alias);
     PK_TRY(pk_op_preflight(&op));
-    PK_TRY(pk_alias_create(h, alias, k->id, false));
+    PK_TRY(pk_alias_create(&h->env, alias, k->id, false));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -410,9 +410,9 @@ P11KMS_API p11kms_rc p11kms_alias_delete(p11kms *h, const p11kms_caller *c, cons
     /* Authorised against the key the alias points to (AWS: the key policy of that key). */
     PK_TRY(load_authorized(&op, alias, op.action, &k));
     PK_TRY(pk_op_preflight(&op));
-    PK_TRY(pk_alias_delete(h, alias, key_id));
+    PK_TRY(pk_alias_delete(&h->env, alias, key_id));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -430,10 +430,10 @@ P11KMS_API p11kms_rc p11kms_alias_list(p11kms *h, const p11kms_caller *c, const 
     PK_TRY(pk_op_begin(&op, h, c, "kms:ListAliases"));
     pk_op_output_str(&op, json);
     if (key != NULL) {
-        PK_TRY(pk_key_resolve(h, key, false, &ref));
+        PK_TRY(pk_key_resolve(&h->env, key, false, &ref));
         pk_op_set_key(&op, &ref);
     }
-    PK_TRY(pk_alias_list(h, key ? ref.key_id : NULL, &a, &n));
+    PK_TRY(pk_alias_list(&h->env, key ? ref.key_id : NULL, &a, &n));
     pk_jo_init(&j, &out);
     pk_jo_arr_begin(&j);
     for (size_t i = 0; i < n; i++) {

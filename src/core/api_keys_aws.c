@@ -18,7 +18,7 @@ P11KMS_API p11kms_rc p11kms_key_arn(p11kms *h, const char *key_id, char **arn)
     *arn = NULL;
     if (h == NULL || key_id == NULL || strlen(key_id) != PK_UUID_STR_LEN)
         return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "a key ARN is made from a key id (a UUID)").code;
-    pk_key_arn(h, key_id, buf, sizeof(buf));
+    pk_key_arn(&h->env, key_id, buf, sizeof(buf));
     *arn = strdup(buf);
     return *arn ? P11KMS_OK : pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory").code;
 }
@@ -28,13 +28,13 @@ static pk_result authorized_key(pk_op *op, const char *key, const char *action, 
 {
     pk_key_ref ref;
     pk_result r;
-    PK_GUARD(pk_key_resolve(op->h, key, false, &ref));
+    PK_GUARD(pk_key_resolve(&op->h->env, key, false, &ref));
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, ref.key_id, out));
+    PK_GUARD(pk_key_get(&op->h->env, ref.key_id, out));
     r = (*out)->state == PK_KEY_DELETED ? pk_fail(P11KMS_ERR_NOT_FOUND, "key %s was deleted", ref.key_id)
                                         : pk_op_authorize(op, *out, action);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -50,7 +50,7 @@ static pk_result rotation_tx(p11kms *h, void *ctx)
     rotation_job *j = ctx;
     pk_key *k = NULL;
     pk_result r = PK_OK;
-    PK_TRY(pk_key_load_tx(h, j->key_id, &k));
+    PK_TRY(pk_key_load_tx(&h->env, j->key_id, &k));
     PK_CHECK(k->state != PK_KEY_DELETED, P11KMS_ERR_NOT_FOUND, "key %s was deleted", k->id);
     /* AWS: rotation settings change only on an Enabled key (DisabledException / KMSInvalidStateException). */
     PK_CHECK(k->state != PK_KEY_DISABLED, P11KMS_ERR_DISABLED, "key %s is disabled", k->id);
@@ -58,9 +58,9 @@ static pk_result rotation_tx(p11kms *h, void *ctx)
     /* A fresh period counts from now, as AWS does when rotation is (re-)enabled. */
     if (j->days != 0 && k->rotation_days == 0) k->last_rotated_ms = pk_clock(h);
     k->rotation_days = j->days;
-    PK_TRY(pk_key_save_tx(h, k));
+    PK_TRY(pk_key_save_tx(&h->env, k));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return r;
 }
 
@@ -79,9 +79,9 @@ P11KMS_API p11kms_rc p11kms_key_set_rotation(p11kms *h, const p11kms_caller *c, 
     PK_TRY(pk_op_preflight(&op));
     j = (rotation_job){k->id, days};
     r = pk_with_write_tx(h, rotation_tx, &j);
-    pk_key_forget(h, k->id);
+    pk_key_forget(&h->env, k->id);
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
@@ -100,7 +100,7 @@ static pk_result update_tx(p11kms *h, void *ctx)
     pk_result r = PK_OK;
 
     memset(&rec, 0, sizeof(rec));
-    PK_TRY(pk_key_load_tx(h, j->new_key, &k));
+    PK_TRY(pk_key_load_tx(&h->env, j->new_key, &k));
     PK_CHECK(k->state != PK_KEY_DELETED, P11KMS_ERR_NOT_FOUND, "key %s was deleted", k->id);
     PK_CHECK(k->state != PK_KEY_PENDING_DELETION, P11KMS_ERR_INVALID_STATE, "key %s is pending deletion", k->id);
     PK_TRY(pk_record_load(h, "alias", j->alias, &rec, &found));
@@ -112,7 +112,7 @@ static pk_result update_tx(p11kms *h, void *ctx)
     PK_TRY(pk_record_save(h, &rec, rec.rev));
 out:
     pk_record_clear(&rec);
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return r;
 }
 
@@ -137,9 +137,9 @@ P11KMS_API p11kms_rc p11kms_alias_update(p11kms *h, const p11kms_caller *c, cons
     PK_TRY(pk_op_preflight(&op));
     j = (update_job){alias, old_id, nk->id};
     r = pk_with_write_tx(h, update_tx, &j);
-    pk_alias_forget_all(h);
+    pk_alias_forget_all(&h->env);
 out:
-    pk_key_release(h, old);
-    pk_key_release(h, nk);
+    pk_key_release(&h->env, old);
+    pk_key_release(&h->env, nk);
     return pk_op_finish(&op, r);
 }

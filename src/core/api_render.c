@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "secrets/secrets.h"
+#include "core/secret_ops.h"
 #include "util/codec.h"
 #include "util/json_out.h"
 

@@ -155,7 +155,7 @@ P11KMS_API p11kms_rc p11kms_report_keys(p11kms *h, const p11kms_caller *c, char 
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:ReportKeys"));
     pk_op_output_str(&op, json);
     now = pk_clock(h);
-    PK_TRY(pk_key_load_all(h, &l));
+    PK_TRY(pk_key_load_all(&h->env, &l));
     pk_jo_init(&j, &out);
     pk_jo_init(&f, &fb);
     pk_jo_arr_begin(&f);
@@ -197,7 +197,7 @@ P11KMS_API p11kms_rc p11kms_report_policies(p11kms *h, const p11kms_caller *c, c
     *nfindings = 0;
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:ReportPolicies"));
     pk_op_output_str(&op, json);
-    PK_TRY(pk_key_load_all(h, &l));
+    PK_TRY(pk_key_load_all(&h->env, &l));
     pk_jo_init(&j, &out);
     pk_jo_obj_begin(&j);
     pk_jo_key(&j, "keys");

@@ -1,8 +1,9 @@
 /*
- * Public SecretStore API (Flink FLIP-529): put, get, update, remove, list,
- * rewrap. Each call is one pk_op: resolve, authorise on the protecting CMK
- * with the context {"p11kms:namespace": NS, "p11kms:secret-id": ID}, act,
- * then pk_op_finish (the audit record, which never holds values).
+ * Public SecretStore API (Flink FLIP-529): put, get, update, remove here;
+ * list in api_secrets_list.c, rewrap in api_secrets_rewrap.c. Each call is
+ * one pk_op: resolve, authorise on the protecting CMK with the context
+ * {"p11kms:namespace": NS, "p11kms:secret-id": ID}, act, then pk_op_finish
+ * (the audit record, which never holds values).
  *
  * Policy actions (docs/SECRETS.md): put/update/remove kms:GenerateDataKey,
  * get kms:Decrypt, list kms:DescribeKey (per secret, values never shown),
@@ -15,7 +16,7 @@
 #include <string.h>
 
 #include "core/op.h"
-#include "secrets/secrets.h"
+#include "core/secret_ops.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
 
@@ -103,11 +104,11 @@ pk_result pk_secret_authorize(pk_op *op, const char *key_id, const char *action,
     memset(&ref, 0, sizeof(ref));
     snprintf(ref.key_id, sizeof(ref.key_id), "%s", key_id);
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, key_id, out));
+    PK_GUARD(pk_key_get(&op->h->env, key_id, out));
     r = pk_op_authorize(op, *out, action);
     if (pk_ok(r) && usable) r = pk_key_usable(*out);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -118,15 +119,15 @@ pk_result pk_secret_choose_key(pk_op *op, const char *key, const char *ns, pk_ke
     pk_key_ref ref;
     char dflt[PK_UUID_STR_LEN + 1] = "";
     pk_result r;
-    if (key == NULL) PK_GUARD(pk_ns_default_key(op->h, ns, dflt));
+    if (key == NULL) PK_GUARD(pk_ns_default_key(&op->h->env, ns, dflt));
     if (key == NULL && dflt[0] != '\0') return pk_secret_authorize(op, dflt, op->action, true, out);
-    PK_GUARD(pk_key_resolve(op->h, key ? key : PK_SERVICE_ALIAS, false, &ref));
+    PK_GUARD(pk_key_resolve(&op->h->env, key ? key : PK_SERVICE_ALIAS, false, &ref));
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, ref.key_id, out));
+    PK_GUARD(pk_key_get(&op->h->env, ref.key_id, out));
     r = pk_op_authorize(op, *out, op->action);
     if (pk_ok(r)) r = pk_key_usable(*out);
     if (pk_failed(r)) {
-        pk_key_release(op->h, *out);
+        pk_key_release(&op->h->env, *out);
         *out = NULL;
     }
     return r;
@@ -143,8 +144,8 @@ pk_result pk_secret_prepare(p11kms *h, const char *ns, pk_key *k, const char *id
     memcpy(s->cmk_uuid, k->uuid, PK_UUID_LEN);
     s->version = 1;
     s->created_ms = s->updated_ms = pk_clock(h);
-    PK_GUARD(pk_ns_ensure(h, ns, k));
-    return pk_ns_take_nonce(h, ns, k, &s->nsv);
+    PK_GUARD(pk_ns_ensure(&h->env, ns, k));
+    return pk_ns_take_nonce(&h->env, ns, k, &s->nsv);
 }
 
 typedef struct put_job {
@@ -155,8 +156,8 @@ typedef struct put_job {
 static pk_result put_tx(p11kms *h, void *ctx)
 {
     put_job *j = ctx;
-    PK_GUARD(pk_secret_seal(h, j->s, j->enc, true));
-    return pk_secret_save_tx(h, j->s);
+    PK_GUARD(pk_secret_seal(&h->env, j->s, j->enc, true));
+    return pk_secret_save_tx(&h->env, j->s);
 }
 
 P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
@@ -194,14 +195,14 @@ P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const 
 out:
     pk_secret_clear(&s);
     pk_secbuf_free(&enc);
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
 }
 
 /* Decrypt a read record; on failure the store MAC decides between INTEGRITY and CIPHERTEXT_INVALID. */
 static pk_result open_checked(p11kms *h, const pk_secret *s, const pk_record *raw, pk_secbuf *enc)
 {
-    pk_result r = pk_secret_open(h, s, enc, false);
+    pk_result r = pk_secret_open(&h->env, s, enc, false);
     if (pk_failed(r) && raw != NULL && (r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_INTEGRITY)) {
         pk_result m = pk_record_check(h, raw);
         if (pk_failed(m)) return m;
@@ -223,27 +224,27 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
 
     memset(&s, 0, sizeof(s));
     PK_TRY(pk_secret_id_validate(id));
-    PK_TRY(pk_secrets_of(h, &st));
+    PK_TRY(pk_secrets_of(&h->env, &st));
     if (pk_cache_lookup(st, id, pk_clock(h), ns, cmk, enc)) {
         /* A cached map still needs the caller's permission, every time. */
         pk_secret_ctx_set(op, sc, ns, id, sc->conn[0] ? sc->conn : NULL);
         PK_TRY(pk_secret_authorize(op, cmk, "kms:Decrypt", true, &k));
         goto out;
     }
-    PK_TRY(pk_store_generation(h, &gen));
+    PK_TRY(pk_store_generation(&h->env, &gen));
     cached = pk_rows_get(pk_secrets_rows(st), id, gen, &s);
     for (;;) {
         if (!cached) {
             ticket = pk_rows_ticket(pk_secrets_rows(st));
-            PK_TRY(pk_secret_read(h, id, &s, &raw));
+            PK_TRY(pk_secret_read(&h->env, id, &s, &raw));
         }
         pk_secret_ctx_set(op, sc, s.ns, id, sc->conn[0] ? sc->conn : NULL);
         PK_TRY(pk_secret_authorize(op, s.cmk, "kms:Decrypt", true, &k));
         if (!cached) break;
-        if (pk_ok(pk_secret_open(h, &s, enc, false))) goto decrypted;
+        if (pk_ok(pk_secret_open(&h->env, &s, enc, false))) goto decrypted;
         /* Report from what the store holds now (and with its MAC): forget the row and read it again. */
         pk_rows_forget(pk_secrets_rows(st), id);
-        pk_key_release(h, k);
+        pk_key_release(&h->env, k);
         k = NULL;
         pk_secret_clear(&s);
         cached = false;
@@ -253,7 +254,7 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
 decrypted:
     pk_cache_store(st, id, s.ns, s.cmk, pk_bytes_of(enc->data, enc->len), pk_clock(h));
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_record_clear(&raw);
     pk_secret_clear(&s);
     return r;
@@ -292,13 +293,13 @@ static pk_result update_tx(p11kms *h, void *ctx)
     update_job *j = ctx;
     pk_secret s;
     pk_result r = PK_OK;
-    PK_TRY(pk_secret_load(h, j->id, false, &s));
+    PK_TRY(pk_secret_load(&h->env, j->id, false, &s));
     PK_CHECK(strcmp(s.cmk, j->cmk) == 0, P11KMS_ERR_STORE, "secret %s changed concurrently; retry", j->id);
     s.version++;
     s.nsv = j->nsv;
     s.updated_ms = pk_clock(h);
-    PK_TRY(pk_secret_seal(h, &s, j->enc, true));
-    PK_TRY(pk_secret_save_tx(h, &s));
+    PK_TRY(pk_secret_seal(&h->env, &s, j->enc, true));
+    PK_TRY(pk_secret_save_tx(&h->env, &s));
     j->version = s.version;
 out:
     pk_secret_clear(&s);
@@ -315,21 +316,21 @@ static pk_result update_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     update_job j;
 
     memset(&s, 0, sizeof(s));
-    PK_TRY(pk_secrets_of(h, &st));
-    PK_TRY(pk_secret_load(h, id, true, &s));
+    PK_TRY(pk_secrets_of(&h->env, &st));
+    PK_TRY(pk_secret_load(&h->env, id, true, &s));
     pk_secret_ctx_set(op, sc, s.ns, id, NULL);
     PK_TRY(pk_secret_authorize(op, s.cmk, "kms:GenerateDataKey", true, &k));
-    PK_TRY(pk_ns_ensure(h, s.ns, k));
+    PK_TRY(pk_ns_ensure(&h->env, s.ns, k));
     memset(&j, 0, sizeof(j));
     j.id = id;
     j.enc = enc;
     j.cmk = k->id;
-    PK_TRY(pk_ns_take_nonce(h, s.ns, k, &j.nsv));
+    PK_TRY(pk_ns_take_nonce(&h->env, s.ns, k, &j.nsv));
     op->key_version = k->nversions;
     PK_TRY(pk_with_write_tx_batched(h, update_tx, &j));
     pk_cache_forget(st, id);
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_secret_clear(&s);
     return r;
 }
@@ -364,8 +365,8 @@ static pk_result remove_tx(p11kms *h, void *ctx)
 {
     remove_job *j = ctx;
     pk_secret s;
-    pk_result r = pk_secret_load(h, j->id, false, &s);
-    pk_secret_row_forget(h, j->id);
+    pk_result r = pk_secret_load(&h->env, j->id, false, &s);
+    pk_secret_row_forget(&h->env, j->id);
     if (pk_ok(r)) r = h->store->ops->del(h->store, "secret", j->id);
     pk_secret_clear(&s);
     return r;
@@ -385,8 +386,8 @@ P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, con
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
     op.secret_id = id;
     PK_TRY(pk_op_preflight(&op));
-    PK_TRY(pk_secrets_of(h, &st));
-    PK_TRY(pk_secret_load(h, id, true, &s));
+    PK_TRY(pk_secrets_of(&h->env, &st));
+    PK_TRY(pk_secret_load(&h->env, id, true, &s));
     pk_secret_ctx_set(&op, &sc, s.ns, id, NULL);
     /* Removing needs the permission, not a usable key: a disabled key's secrets can still be deleted. */
     PK_TRY(pk_secret_authorize(&op, s.cmk, op.action, false, &k));
@@ -395,384 +396,7 @@ P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, con
     PK_TRY(pk_with_write_tx_batched(h, remove_tx, &j));
     pk_cache_forget(st, id);
 out:
-    pk_key_release(h, k);
+    pk_key_release(&h->env, k);
     pk_secret_clear(&s);
-    return pk_op_finish(&op, r);
-}
-
-/* ---- list ---- */
-
-typedef struct list_item {
-    char id[PK_UUID_STR_LEN + 1];
-    char ns[PK_NS_MAX + 1];
-    char cmk[PK_UUID_STR_LEN + 1];
-    uint32_t version, nsv;
-    int64_t created_ms, updated_ms;
-} list_item;
-
-typedef struct list_acc {
-    p11kms *h;
-    list_item *items;
-    size_t n, cap;
-    pk_result err;
-} list_acc;
-
-static bool list_collect(const pk_record *rec, void *ctx)
-{
-    list_acc *a = ctx;
-    pk_secret s;
-    a->err = pk_record_check(a->h, rec);
-    if (pk_ok(a->err)) a->err = pk_secret_from_record(rec, &s);
-    if (pk_failed(a->err)) return false;
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        list_item *grown = realloc(a->items, cap * sizeof(*grown));
-        if (grown == NULL) {
-            pk_secret_clear(&s);
-            a->err = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
-            return false;
-        }
-        a->items = grown;
-        a->cap = cap;
-    }
-    list_item *it = &a->items[a->n++];
-    memcpy(it->id, s.id, sizeof(it->id));
-    memcpy(it->ns, s.ns, sizeof(it->ns));
-    memcpy(it->cmk, s.cmk, sizeof(it->cmk));
-    it->version = s.version;
-    it->nsv = s.nsv;
-    it->created_ms = s.created_ms;
-    it->updated_ms = s.updated_ms;
-    pk_secret_clear(&s);
-    return true;
-}
-
-/* Collect the verified metadata of every secret of ns (NULL: all). */
-pk_result pk_secret_collect(p11kms *h, const char *ns, list_item **items, size_t *n);
-pk_result pk_secret_collect(p11kms *h, const char *ns, list_item **items, size_t *n)
-{
-    list_acc a = {h, NULL, 0, 0, PK_OK};
-    pk_result r;
-    pthread_mutex_lock(&h->store_lock);
-    r = h->store->ops->list(h->store, "secret", ns, list_collect, &a);
-    pthread_mutex_unlock(&h->store_lock);
-    if (pk_ok(r)) r = a.err;
-    if (pk_failed(r)) {
-        free(a.items);
-        return r;
-    }
-    *items = a.items;
-    *n = a.n;
-    return PK_OK;
-}
-
-static void json_time(pk_json_out *j, const char *key, int64_t ms)
-{
-    char t[PK_TIME_STR_LEN];
-    pk_time_rfc3339(ms, t);
-    pk_jo_kstr(j, key, t);
-}
-
-P11KMS_API p11kms_rc p11kms_secret_list(p11kms *h, const p11kms_caller *c, const char *ns, char **json)
-{
-    pk_op op;
-    pk_result r = PK_OK;
-    list_item *items = NULL;
-    size_t n = 0;
-    pk_buf out = {0};
-    pk_json_out j;
-    /* Decisions per key within this call: lists are usually one or two keys. */
-    char (*seen)[PK_UUID_STR_LEN + 1] = NULL;
-    bool *allowed = NULL;
-    size_t nseen = 0;
-    pk_secret_ctx sc;
-
-    *json = NULL;
-    PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
-    pk_op_output_str(&op, json);
-    if (ns != NULL) PK_TRY(pk_ns_validate(ns));
-    PK_TRY(pk_secret_collect(h, ns, &items, &n));
-    seen = calloc(n + 1, sizeof(*seen));
-    allowed = calloc(n + 1, sizeof(*allowed));
-    PK_CHECK(seen != NULL && allowed != NULL, P11KMS_ERR_NO_MEMORY, "out of memory");
-    pk_jo_init(&j, &out);
-    pk_jo_arr_begin(&j);
-    for (size_t i = 0; i < n; i++) {
-        size_t s;
-        for (s = 0; s < nseen && strcmp(seen[s], items[i].cmk) != 0; s++) {}
-        if (s == nseen) {
-            pk_key *k = NULL;
-            pk_result a;
-            memcpy(seen[nseen], items[i].cmk, PK_UUID_STR_LEN + 1);
-            pk_secret_ctx_set(&op, &sc, items[i].ns, NULL, NULL);
-            a = pk_secret_authorize(&op, items[i].cmk, "kms:DescribeKey", false, &k);
-            pk_key_release(h, k);
-            allowed[nseen++] = pk_ok(a);
-        }
-        if (!allowed[s]) continue;
-        pk_jo_obj_begin(&j);
-        pk_jo_kstr(&j, "SecretId", items[i].id);
-        pk_jo_kstr(&j, "Namespace", items[i].ns);
-        pk_jo_kstr(&j, "KeyId", items[i].cmk);
-        pk_jo_kint(&j, "Version", items[i].version);
-        pk_jo_kint(&j, "NamespaceKeyVersion", items[i].nsv);
-        json_time(&j, "CreatedDate", items[i].created_ms);
-        json_time(&j, "LastChangedDate", items[i].updated_ms);
-        pk_jo_obj_end(&j);
-    }
-    pk_jo_arr_end(&j);
-    pk_error_clear(); /* denied keys are filtered out, not an error */
-    op.ctx = NULL;
-    op.nctx = 0;
-    memset(op.key_id, 0, sizeof(op.key_id));
-    op.decided = false;
-    PK_TRY(pk_jo_result(&j));
-    PK_TRY(pk_str_out(&out, json));
-out:
-    free(seen);
-    free(allowed);
-    free(items);
-    pk_buf_free(&out);
-    return pk_op_finish(&op, r);
-}
-
-/* ---- rewrap ---- */
-
-typedef struct chain_ref {
-    char ns[PK_NS_MAX + 1];
-    char cmk[PK_UUID_STR_LEN + 1];
-} chain_ref;
-
-typedef struct chain_acc {
-    chain_ref *items;
-    size_t n, cap;
-    pk_result err;
-} chain_acc;
-
-static bool chain_collect(const pk_record *rec, void *ctx)
-{
-    chain_acc *a = ctx;
-    const char *colon = strchr(rec->id, ':');
-    if (colon == NULL || colon - rec->id != PK_UUID_STR_LEN || strlen(colon + 1) > PK_NS_MAX) {
-        a->err = pk_fail(P11KMS_ERR_INTEGRITY, "store record nskey/%s is malformed", rec->id);
-        return false;
-    }
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        chain_ref *grown = realloc(a->items, cap * sizeof(*grown));
-        if (grown == NULL) {
-            a->err = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
-            return false;
-        }
-        a->items = grown;
-        a->cap = cap;
-    }
-    memcpy(a->items[a->n].cmk, rec->id, PK_UUID_STR_LEN);
-    a->items[a->n].cmk[PK_UUID_STR_LEN] = '\0';
-    snprintf(a->items[a->n].ns, sizeof(a->items[a->n].ns), "%s", colon + 1);
-    a->n++;
-    return true;
-}
-
-typedef struct rewrap_job {
-    const char *ns;
-    pk_key *k;
-    bool add_version;
-    uint32_t rewrapped, current, new_version;
-} rewrap_job;
-
-/* Inside one write transaction: re-wrap every version not under the CMK's newest version (in the HSM). */
-static pk_result rewrap_tx(p11kms *h, void *ctx)
-{
-    rewrap_job *j = ctx;
-    pk_record rec = {0};
-    char id[PK_STORE_ID_MAX];
-    bool found = false;
-    pk_nskey nk;
-    pk_result r = PK_OK;
-    pk_keyid newkek;
-
-    memset(&nk, 0, sizeof(nk));
-    snprintf(id, sizeof(id), "%s:%s", j->k->id, j->ns);
-    PK_TRY(pk_record_load(h, "nskey", id, &rec, &found));
-    PK_CHECK(found, P11KMS_ERR_NOT_FOUND, "namespace key %s not found", id);
-    PK_TRY(pk_nskey_from_record(&rec, &nk));
-    pk_key_version_id(j->k->uuid, j->k->nversions, &newkek);
-    for (uint32_t i = 0; i < nk.nversions; i++) {
-        pk_keyid oldkek;
-        uint8_t out[PK_KWP_WRAPPED_LEN];
-        size_t outlen = sizeof(out);
-        if (nk.v[i].kek_version == j->k->nversions) {
-            j->current++;
-            continue;
-        }
-        pk_key_version_id(j->k->uuid, nk.v[i].kek_version, &oldkek);
-        /* Unwrap under the old CMK version and wrap under the newest, inside the HSM. */
-        PK_TRY(pk_p11_rewrap(h->p11, &oldkek, &newkek, pk_bytes_of(nk.v[i].wrapped, nk.v[i].wrapped_len), out,
-                             &outlen));
-        memcpy(nk.v[i].wrapped, out, outlen);
-        nk.v[i].wrapped_len = outlen;
-        nk.v[i].kek_version = j->k->nversions;
-        j->rewrapped++;
-    }
-    if (j->add_version) PK_TRY(pk_nskey_add_version_tx(h, &nk, j->k->nversions));
-    j->new_version = nk.nversions;
-    if (j->rewrapped > 0 || j->add_version) {
-        pk_record_clear(&rec);
-        PK_TRY(pk_nskey_to_record(&nk, &rec));
-        PK_TRY(pk_record_save(h, &rec, nk.rev));
-    }
-out:
-    pk_nskey_clear(&nk);
-    pk_record_clear(&rec);
-    return r;
-}
-
-typedef struct reenc_job {
-    const char *id;
-    uint32_t nsv, min_nsv;
-    bool moved;
-} reenc_job;
-
-/* Inside one write transaction: decrypt into locked memory, seal under nsv, save; the plaintext is wiped. */
-static pk_result reenc_tx(p11kms *h, void *ctx)
-{
-    reenc_job *j = ctx;
-    pk_secret s;
-    pk_secbuf pt = PK_SECBUF_INIT;
-    pk_result r = PK_OK;
-    PK_TRY(pk_secret_load(h, j->id, false, &s));
-    if (s.nsv >= j->min_nsv) goto out; /* already moved (another run) */
-    PK_TRY(pk_secret_open(h, &s, &pt, true));
-    s.nsv = j->nsv;
-    PK_TRY(pk_secret_seal(h, &s, pk_bytes_of(pt.data, pt.len), true));
-    PK_TRY(pk_secret_save_tx(h, &s));
-    j->moved = true;
-out:
-    pk_secbuf_free(&pt);
-    pk_secret_clear(&s);
-    return r;
-}
-
-static void report(p11kms_progress_fn cb, void *cb_ctx, const char *what, const char *item, size_t done, size_t total)
-{
-    if (cb != NULL) cb(cb_ctx, what, item, done, total);
-}
-
-P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, const char *ns, int all, int reencrypt,
-                                          p11kms_progress_fn progress, void *progress_ctx, char **json)
-{
-    pk_op op;
-    pk_result r = PK_OK;
-    chain_acc a = {NULL, 0, 0, PK_OK};
-    list_item *secrets = NULL;
-    size_t nsecrets = 0;
-    pk_key *k = NULL;
-    pk_buf out = {0};
-    pk_json_out jo;
-    pk_secrets *st;
-    uint32_t *new_versions = NULL;
-    uint64_t total_rewrapped = 0, total_current = 0, total_moved = 0, nfailed = 0;
-    char first_failed[PK_UUID_STR_LEN + 1] = "";
-    pk_secret_ctx sc;
-
-    *json = NULL;
-    PK_TRY(pk_op_begin(&op, h, c, "kms:ReEncrypt"));
-    pk_op_output_str(&op, json);
-    PK_TRY(pk_op_preflight(&op));
-    PK_CHECK((ns != NULL) != (all != 0), P11KMS_ERR_INVALID_ARGUMENT, "give a namespace or all, not both");
-    if (ns != NULL) PK_TRY(pk_ns_validate(ns));
-    PK_TRY(pk_secrets_of(h, &st));
-    pthread_mutex_lock(&h->store_lock);
-    r = h->store->ops->list(h->store, "nskey", ns, chain_collect, &a);
-    pthread_mutex_unlock(&h->store_lock);
-    PK_TRY(r);
-    PK_TRY(a.err);
-    PK_CHECK(ns == NULL || a.n > 0, P11KMS_ERR_NOT_FOUND, "namespace %s not found", ns);
-    new_versions = calloc(a.n + 1, sizeof(*new_versions));
-    PK_CHECK_ALLOC(new_versions);
-    pk_jo_init(&jo, &out);
-    pk_jo_obj_begin(&jo);
-    pk_jo_key(&jo, "namespaces");
-    pk_jo_arr_begin(&jo);
-    for (size_t i = 0; i < a.n; i++) {
-        rewrap_job j;
-        char item[PK_NS_MAX + 64];
-        pk_secret_ctx_set(&op, &sc, a.items[i].ns, NULL, NULL);
-        PK_TRY(pk_secret_authorize(&op, a.items[i].cmk, "kms:ReEncryptFrom", true, &k));
-        PK_TRY(pk_op_authorize(&op, k, "kms:ReEncryptTo"));
-        memset(&j, 0, sizeof(j));
-        j.ns = a.items[i].ns;
-        j.k = k;
-        j.add_version = reencrypt != 0;
-        PK_TRY(pk_with_write_tx_batched(h, rewrap_tx, &j));
-        pk_ns_forget(h, j.ns, k->id);
-        new_versions[i] = j.new_version;
-        total_rewrapped += j.rewrapped;
-        total_current += j.current;
-        pk_jo_obj_begin(&jo);
-        pk_jo_kstr(&jo, "Namespace", j.ns);
-        pk_jo_kstr(&jo, "KeyId", k->id);
-        pk_jo_kint(&jo, "KeyVersion", k->nversions);
-        pk_jo_kint(&jo, "Rewrapped", j.rewrapped);
-        pk_jo_kint(&jo, "AlreadyCurrent", j.current);
-        pk_jo_kint(&jo, "NamespaceKeyVersion", j.new_version);
-        pk_jo_obj_end(&jo);
-        snprintf(item, sizeof(item), "%s (key %s)", j.ns, k->id);
-        report(progress, progress_ctx, "rewrap", item, i + 1, a.n);
-        pk_key_release(h, k);
-        k = NULL;
-    }
-    pk_jo_arr_end(&jo);
-    if (reencrypt) {
-        PK_TRY(pk_secret_collect(h, ns, &secrets, &nsecrets));
-        for (size_t i = 0; i < nsecrets; i++) {
-            reenc_job rj;
-            size_t ci;
-            for (ci = 0; ci < a.n; ci++)
-                if (strcmp(a.items[ci].ns, secrets[i].ns) == 0 && strcmp(a.items[ci].cmk, secrets[i].cmk) == 0) break;
-            if (ci == a.n || secrets[i].nsv >= new_versions[ci]) continue;
-            pk_secret_ctx_set(&op, &sc, secrets[i].ns, secrets[i].id, NULL);
-            PK_TRY(pk_secret_authorize(&op, secrets[i].cmk, "kms:ReEncryptFrom", true, &k));
-            memset(&rj, 0, sizeof(rj));
-            rj.id = secrets[i].id;
-            rj.min_nsv = new_versions[ci];
-            PK_TRY(pk_ns_take_nonce(h, secrets[i].ns, k, &rj.nsv));
-            r = pk_with_write_tx_batched(h, reenc_tx, &rj);
-            /* An undecryptable secret (tampered, or its key lost) must not stop the others. */
-            if (r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_INTEGRITY) {
-                if (nfailed++ == 0) memcpy(first_failed, secrets[i].id, sizeof(first_failed));
-                r = PK_OK;
-            }
-            PK_TRY(r);
-            pk_cache_forget(st, secrets[i].id);
-            if (rj.moved) total_moved++;
-            report(progress, progress_ctx, "reencrypt", secrets[i].id, i + 1, nsecrets);
-            pk_key_release(h, k);
-            k = NULL;
-        }
-    }
-    op.ctx = NULL;
-    op.nctx = 0;
-    op.secret_id = NULL;
-    PK_CHECK(nfailed == 0, P11KMS_ERR_CIPHERTEXT_INVALID, "%llu secret%s could not be re-encrypted (first: %s)",
-             (unsigned long long)nfailed, nfailed == 1 ? "" : "s", first_failed);
-    pk_jo_kint(&jo, "KeysRewrapped", (int64_t)total_rewrapped);
-    pk_jo_kint(&jo, "KeysAlreadyCurrent", (int64_t)total_current);
-    pk_jo_kint(&jo, "SecretsReencrypted", (int64_t)total_moved);
-    pk_jo_obj_end(&jo);
-    PK_TRY(pk_jo_result(&jo));
-    PK_TRY(pk_str_out(&out, json));
-out:
-    if (pk_failed(r)) {
-        op.ctx = NULL;
-        op.nctx = 0;
-        op.secret_id = NULL;
-    }
-    pk_key_release(h, k);
-    free(new_versions);
-    free(secrets);
-    free(a.items);
-    pk_buf_free(&out);
     return pk_op_finish(&op, r);
 }

@@ -157,7 +157,7 @@ static pk_result signing_key(p11kms *h, const pk_sigv4_auth *a, uint8_t out[PK_H
     bool found = false;
 
     PK_GUARD(cache_get(h, &c));
-    PK_GUARD(pk_store_generation(h, &gen));
+    PK_GUARD(pk_store_generation(&h->env, &gen));
     snprintf(key, sizeof(key), "%s/%s/%s/%s", a->akid, a->date, a->region, a->service);
     if (cache_lookup(c, key, gen, out, principal)) return PK_OK;
     PK_GUARD(pk_access_key_load(h, a->akid, &k, &found));

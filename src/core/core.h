@@ -9,12 +9,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "keys/keys.h"
 #include "p11/p11.h"
 #include "p11kms/p11kms.h"
+#include "store/records.h"
 #include "store/store.h"
 #include "util/result.h"
 
-struct pk_keycache;
 struct pk_audit;
 typedef struct pk_store_flush pk_store_flush;
 
@@ -25,12 +26,12 @@ struct p11kms {
     /* The store handle runs one transaction at a time (store.h contract). */
     pthread_mutex_t store_lock;
     pk_store_flush *flush;    /* when commits are synced (store_flush.c) */
-    struct pk_keycache *keys;
+    pk_records records;       /* the records service handed to keys/ and secrets/ (integrity.c) */
+    pk_env env;               /* what keys/ and secrets/ see of this handle: records, token, their state */
     struct pk_audit *audit;   /* NULL when auditing is off (benchmarks only) */
     char account[16];
     char region[32];
     pk_keyid store_mac_key;
-    uint64_t nonce_limit;     /* GCM invocations per key version (PK_NONCE_LIMIT; lowered by tests) */
     int64_t clock_offset_ms;  /* tests only: moves the handle's clock (never set from outside) */
     /*
      * How often a long-lived handle asks the store whether another process
@@ -68,6 +69,8 @@ PK_MUST_USE pk_result pk_record_check(p11kms *h, const pk_record *rec);
 PK_MUST_USE pk_result pk_record_load(p11kms *h, const char *kind, const char *id, pk_record *out, bool *found);
 /* Seal (rev = expected_rev + 1) and put. Caller holds store_lock. */
 PK_MUST_USE pk_result pk_record_save(p11kms *h, pk_record *rec, uint64_t expected_rev);
+/* Fill h->records and h->env (open_common, once p11 and store are open). */
+void pk_records_bind(p11kms *h);
 
 /*
  * Called by pk_with_write_tx before it commits: writes the audit record of

@@ -81,7 +81,7 @@ static pk_result open_common(const p11kms_config *cfg, bool create_store, p11kms
     pthread_mutex_init(&h->store_lock, NULL);
     h->cfg = cfg;
     h->store_mac_key = text_id(PK_STORE_MAC_KEY_ID);
-    h->nonce_limit = PK_NONCE_LIMIT;
+    h->env.nonce_limit = PK_NONCE_LIMIT;
     h->store_recheck_ms = PK_STORE_RECHECK_MS;
     h->store_checked_at = INT64_MIN / 2;
     PK_TRY(read_identity(h));
@@ -97,7 +97,9 @@ static pk_result open_common(const p11kms_config *cfg, bool create_store, p11kms
     PK_TRY(pk_p11_open(&o, &h->p11));
     PK_TRY(pk_p11_require_mechanisms(h->p11));
     PK_TRY(open_store(h, create_store));
-    PK_TRY(pk_keycache_new(&h->keys));
+    pk_records_bind(h);
+    PK_TRY(pk_keycache_new(&h->env.keys));
+    PK_TRY(pk_secrets_new(cfg, &h->env.secrets));
     *out = h;
     h = NULL;
 out:
@@ -173,7 +175,7 @@ static pk_result audit_system(p11kms *h, const char *action, const char *key_id)
 static pk_result purge_at_open(p11kms *h)
 {
     pk_purge_report rep;
-    pk_result r = pk_key_purge(h, false, &rep);
+    pk_result r = pk_key_purge(&h->env, false, &rep);
     for (size_t i = 0; pk_ok(r) && i < rep.ndestroyed; i++) r = audit_system(h, "p11kms:DestroyKey", rep.destroyed[i]);
     if (pk_ok(r)) pk_purge_report_free(&rep);
     return r;
@@ -211,9 +213,9 @@ P11KMS_API void p11kms_close(p11kms *h)
     PK_IGNORE(pk_audit_close(h->audit));
     h->audit = NULL;
     /* Wipes the decrypted-secret cache before the handle goes away. */
-    pk_secrets_detach(h);
+    pk_secrets_free(h->env.secrets);
     pk_sigv4_cache_free(h->sigv4); /* wipes the derived signing keys */
-    pk_keycache_free(h->keys);
+    pk_keycache_free(h->env.keys);
     pk_store_flush_close(h);
     pk_store_close(h->store);
     pk_p11_close(h->p11);
@@ -282,8 +284,8 @@ static pk_result init_fresh(p11kms *h, const p11kms_caller *caller, const char *
     a.description = "p11kms service key: used when a caller names no key";
     a.policy_json = (const char *)policy.data;
     a.service = true;
-    PK_TRY(pk_key_create(h, &a, service));
-    PK_TRY(pk_alias_create(h, PK_SERVICE_ALIAS, service, true));
+    PK_TRY(pk_key_create(&h->env, &a, service));
+    PK_TRY(pk_alias_create(&h->env, PK_SERVICE_ALIAS, service, true));
     m.info = pk_p11_get_info(h->p11);
     m.service_key = service;
     PK_TRY(pk_with_write_tx(h, write_meta_tx, &m));

@@ -106,3 +106,62 @@ pk_result pk_with_write_tx_batched(p11kms *h, pk_tx_fn fn, void *ctx)
 {
     return write_tx(h, fn, ctx, true);
 }
+
+/* ---- The records service handed to keys/ and secrets/ (store/records.h) ---- */
+
+static pk_result rs_load(void *impl, const char *kind, const char *id, pk_record *out, bool *found)
+{
+    return pk_record_load(impl, kind, id, out, found);
+}
+
+static pk_result rs_save(void *impl, pk_record *rec, uint64_t expected_rev)
+{
+    return pk_record_save(impl, rec, expected_rev);
+}
+
+static pk_result rs_check(void *impl, const pk_record *rec) { return pk_record_check(impl, rec); }
+
+typedef struct rs_tx {
+    pk_records_tx_fn fn;
+    void *ctx;
+} rs_tx;
+
+static pk_result rs_tx_run(p11kms *h, void *ctx)
+{
+    rs_tx *t = ctx;
+    (void)h;
+    return t->fn(t->ctx);
+}
+
+static pk_result rs_write_tx(void *impl, pk_records_tx_fn fn, void *ctx)
+{
+    rs_tx t = {fn, ctx};
+    return pk_with_write_tx(impl, rs_tx_run, &t);
+}
+
+/* Asking costs a few microseconds of file locking, so at most every store_recheck_ms. */
+static pk_result rs_changed(void *impl, bool *changed)
+{
+    p11kms *h = impl;
+    int64_t now = pk_monotonic_ms();
+    *changed = false;
+    if (now - h->store_checked_at < h->store_recheck_ms) return PK_OK;
+    h->store_checked_at = now;
+    return h->store->ops->changed(h->store, changed);
+}
+
+static int64_t rs_now(void *impl) { return pk_clock(impl); }
+
+static const pk_records_ops records_ops = {rs_load, rs_save, rs_check, rs_write_tx, rs_changed, rs_now};
+
+void pk_records_bind(p11kms *h)
+{
+    h->records.ops = &records_ops;
+    h->records.impl = h;
+    h->records.store = h->store;
+    h->records.lock = &h->store_lock;
+    h->env.rs = &h->records;
+    h->env.p11 = h->p11;
+    h->env.account = h->account;
+    h->env.region = h->region;
+}

@@ -199,7 +199,7 @@ pk_result pk_op_authorize(pk_op *op, const pk_key *k, const char *action)
     req.principal = op->caller->principal;
     req.action = action;
     req.resource = k->arn;
-    req.context = (const pk_policy_kv *)(const void *)op->ctx;
+    req.context = op->ctx;
     req.context_len = op->nctx;
     req.extra = extra;
     req.extra_len = nextra;
@@ -226,23 +226,23 @@ pk_result pk_op_authorize_service_admin(pk_op *op, const char *action)
     pk_key_ref ref;
     pk_key *k = NULL;
     pk_result r;
-    PK_GUARD(pk_key_resolve(op->h, PK_SERVICE_ALIAS, false, &ref));
+    PK_GUARD(pk_key_resolve(&op->h->env, PK_SERVICE_ALIAS, false, &ref));
     pk_op_set_key(op, &ref);
-    PK_GUARD(pk_key_get(op->h, ref.key_id, &k));
+    PK_GUARD(pk_key_get(&op->h->env, ref.key_id, &k));
     r = k->state == PK_KEY_DELETED ? pk_fail(P11KMS_ERR_NOT_FOUND, "key %s was deleted", ref.key_id)
                                    : pk_op_authorize(op, k, action);
-    pk_key_release(op->h, k);
+    pk_key_release(&op->h->env, k);
     return r;
 }
 
 pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad)
 {
-    pk_result r = pk_context_encode(pk_ctx_cast(ctx), n, aad);
+    pk_result r = pk_context_encode(pk_kv_of(ctx), n, aad);
     if (pk_failed(r)) {
         op->ctx_invalid = true;
         return r;
     }
-    op->ctx = pk_ctx_cast(ctx);
+    op->ctx = pk_kv_of(ctx);
     op->nctx = n;
     return PK_OK;
 }
@@ -351,8 +351,8 @@ static pk_result op_record(pk_op *op, pk_result r, bool pending)
     ev.alias = op->alias[0] ? op->alias : NULL;
     ev.secret_id = op->secret_id;
     ev.connection = op->connection;
-    /* Context pairs are public by design (AWS logs them too); pk_ctx_kv and pk_audit_kv share a layout. */
-    ev.context = (const pk_audit_kv *)(const void *)op->ctx;
+    /* Context pairs are public by design (AWS logs them too). */
+    ev.context = op->ctx;
     ev.n_context = op->nctx;
     ev.decision = audit_decision(op);
     ev.sids = op->sids;

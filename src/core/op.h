@@ -6,6 +6,8 @@
 #ifndef PK_CORE_OP_H
 #define PK_CORE_OP_H
 
+#include <stddef.h>
+
 #include "audit/audit.h"
 #include "core/core.h"
 #include "keys/keys.h"
@@ -117,8 +119,16 @@ p11kms_rc pk_op_finish(pk_op *op, pk_result r);
  */
 PK_MUST_USE pk_result pk_op_context(pk_op *op, const p11kms_kv *ctx, size_t n, pk_buf *aad);
 
-/* Convert a public context array (validated by pk_context_encode before use). */
-static inline const pk_ctx_kv *pk_ctx_cast(const p11kms_kv *kv) { return (const pk_ctx_kv *)(const void *)kv; }
+/*
+ * The public context array as the internal pk_kv (validated by
+ * pk_context_encode before use): the two layouts are checked equal here,
+ * so the view is exact, not a pun.
+ */
+_Static_assert(sizeof(p11kms_kv) == sizeof(pk_kv) && _Alignof(p11kms_kv) == _Alignof(pk_kv) &&
+                   offsetof(p11kms_kv, key) == offsetof(pk_kv, key) &&
+                   offsetof(p11kms_kv, value) == offsetof(pk_kv, value),
+               "p11kms_kv and pk_kv must have the same layout");
+static inline const pk_kv *pk_kv_of(const p11kms_kv *kv) { return (const pk_kv *)(const void *)kv; }
 
 /* Return buffers. */
 PK_MUST_USE pk_result pk_buf_out(pk_buf *src, p11kms_buf **out);            /* takes ownership of src */

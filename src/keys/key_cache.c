@@ -15,145 +15,147 @@
 
 #include "crypto/crypto.h"
 #include "keys/keys.h"
+#include "util/lru_map.h"
 
-#define BUCKETS 1024
-/* Invocations reserved per store write: small first (CLI processes), growing for long-lived handles. */
-#define NONCE_BLOCK_MIN 1024u
-#define NONCE_BLOCK_MAX (1u << 20)
+#define INITIAL_BUCKETS 64
 
+/* A cached key record; its map key is key->id. */
 typedef struct entry {
+    pk_lru_node node;
     pk_key *key;
-    uint32_t block; /* next reservation size */
-    struct entry *next;
 } entry;
 
 /* A verified alias -> key id mapping (the alias record's MAC was checked when it was read). */
 typedef struct alias_entry {
+    pk_lru_node node;
     char alias[PK_ALIAS_MAX + 8];
     char key_id[PK_UUID_STR_LEN + 1];
-    struct alias_entry *next;
 } alias_entry;
 
+/* Both maps are unbounded (keys and aliases are few) and use no LRU list. */
 struct pk_keycache {
     pthread_mutex_t lock;
-    entry *buckets[BUCKETS];
-    alias_entry *aliases[BUCKETS];
+    pk_lru_map keys;     /* key id -> entry */
+    pk_lru_map aliases;  /* alias -> alias_entry */
     uint64_t generation; /* +1 each time another process's write is noticed */
 };
-
-static size_t bucket_of(const char *id)
-{
-    size_t h = 5381;
-    for (; *id; id++) h = h * 33 + (unsigned char)*id;
-    return h % BUCKETS;
-}
-
-pk_result pk_keycache_new(struct pk_keycache **out)
-{
-    struct pk_keycache *c = calloc(1, sizeof(*c));
-    PK_ENSURE_ALLOC(c);
-    pthread_mutex_init(&c->lock, NULL);
-    *out = c;
-    return PK_OK;
-}
 
 static void key_unref(pk_key *k)
 {
     if (__atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) == 0) pk_key_free(k);
 }
 
-static void flush_aliases_inlock(struct pk_keycache *c)
+static void release_key(pk_lru_node *n, void *ctx)
 {
-    for (size_t i = 0; i < BUCKETS; i++) {
-        alias_entry *a = c->aliases[i];
-        while (a != NULL) {
-            alias_entry *next = a->next;
-            free(a);
-            a = next;
-        }
-        c->aliases[i] = NULL;
-    }
+    entry *e = PK_LRU_ENTRY(n, entry, node);
+    (void)ctx;
+    key_unref(e->key);
+    free(e);
 }
+
+static void release_alias(pk_lru_node *n, void *ctx)
+{
+    (void)ctx;
+    free(PK_LRU_ENTRY(n, alias_entry, node));
+}
+
+pk_result pk_keycache_new(struct pk_keycache **out)
+{
+    pk_result r = PK_OK;
+    struct pk_keycache *c = calloc(1, sizeof(*c));
+    PK_ENSURE_ALLOC(c);
+    r = pk_lru_map_init(&c->keys, INITIAL_BUCKETS, 0);
+    if (pk_ok(r)) r = pk_lru_map_init(&c->aliases, INITIAL_BUCKETS, 0);
+    if (pk_failed(r)) {
+        pk_lru_map_destroy(&c->keys, NULL, NULL);
+        free(c);
+        return r;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    *out = c;
+    return PK_OK;
+}
+
+static void flush_aliases_inlock(struct pk_keycache *c) { pk_lru_map_clear(&c->aliases, release_alias, NULL); }
 
 static void flush_inlock(struct pk_keycache *c)
 {
     flush_aliases_inlock(c);
-    for (size_t i = 0; i < BUCKETS; i++) {
-        entry *e = c->buckets[i];
-        while (e != NULL) {
-            entry *next = e->next;
-            key_unref(e->key);
-            free(e);
-            e = next;
-        }
-        c->buckets[i] = NULL;
-    }
+    pk_lru_map_clear(&c->keys, release_key, NULL);
+}
+
+static entry *key_find_inlock(struct pk_keycache *c, const char *key_id)
+{
+    pk_lru_node *n = pk_lru_map_find(&c->keys, key_id, strlen(key_id));
+    return n ? PK_LRU_ENTRY(n, entry, node) : NULL;
+}
+
+static alias_entry *alias_find_inlock(struct pk_keycache *c, const char *alias)
+{
+    pk_lru_node *n = pk_lru_map_find(&c->aliases, alias, strlen(alias));
+    return n ? PK_LRU_ENTRY(n, alias_entry, node) : NULL;
 }
 
 void pk_keycache_free(struct pk_keycache *c)
 {
     if (c == NULL) return;
-    flush_inlock(c);
+    pk_lru_map_destroy(&c->aliases, release_alias, NULL);
+    pk_lru_map_destroy(&c->keys, release_key, NULL);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
-void pk_alias_forget_all(p11kms *h)
+void pk_alias_forget_all(pk_env *env)
 {
-    pthread_mutex_lock(&h->keys->lock);
-    flush_aliases_inlock(h->keys);
-    pthread_mutex_unlock(&h->keys->lock);
+    pthread_mutex_lock(&env->keys->lock);
+    flush_aliases_inlock(env->keys);
+    pthread_mutex_unlock(&env->keys->lock);
 }
 
-void pk_key_forget(p11kms *h, const char *key_id)
+void pk_key_forget(pk_env *env, const char *key_id)
 {
-    struct pk_keycache *c = h->keys;
-    entry **pp;
+    struct pk_keycache *c = env->keys;
+    entry *e;
     pthread_mutex_lock(&c->lock);
     /* Its aliases may be gone too (purge deletes them); aliases are few, so drop them all. */
     flush_aliases_inlock(c);
-    for (pp = &c->buckets[bucket_of(key_id)]; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->key->id, key_id) == 0) {
-            entry *e = *pp;
-            *pp = e->next;
-            key_unref(e->key);
-            free(e);
-            break;
-        }
+    if ((e = key_find_inlock(c, key_id)) != NULL) {
+        pk_lru_map_remove(&c->keys, &e->node);
+        release_key(&e->node, NULL);
     }
     pthread_mutex_unlock(&c->lock);
 }
 
-void pk_key_release(p11kms *h, pk_key *k)
+void pk_key_release(pk_env *env, pk_key *k)
 {
-    (void)h;
+    (void)env;
     if (k != NULL) key_unref(k);
 }
 
-static pk_result load_inlock(p11kms *h, const char *key_id, pk_key **out)
+static pk_result load_inlock(pk_env *env, const char *key_id, pk_key **out)
 {
     pk_record rec = {0};
     bool found = false;
-    pk_result r = pk_record_load(h, "key", key_id, &rec, &found);
+    pk_result r = pk_records_load(env->rs, "key", key_id, &rec, &found);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_FOUND, "key %s not found", key_id);
     if (pk_ok(r)) r = pk_key_from_record(&rec, out);
-    if (pk_ok(r)) pk_key_arn(h, (*out)->id, (*out)->arn, sizeof((*out)->arn));
+    if (pk_ok(r)) pk_key_arn(env, (*out)->id, (*out)->arn, sizeof((*out)->arn));
     pk_record_clear(&rec);
     return r;
 }
 
-pk_result pk_key_load_tx(p11kms *h, const char *key_id, pk_key **out)
+pk_result pk_key_load_tx(pk_env *env, const char *key_id, pk_key **out)
 {
-    PK_GUARD(load_inlock(h, key_id, out));
+    PK_GUARD(load_inlock(env, key_id, out));
     (*out)->refs = 1;
     return PK_OK;
 }
 
-pk_result pk_key_save_tx(p11kms *h, pk_key *k)
+pk_result pk_key_save_tx(pk_env *env, pk_key *k)
 {
     pk_record rec;
     pk_result r = pk_key_to_record(k, &rec);
-    if (pk_ok(r)) r = pk_record_save(h, &rec, k->rev);
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, k->rev);
     if (pk_ok(r)) k->rev = rec.rev;
     pk_record_clear(&rec);
     return r;
@@ -163,56 +165,45 @@ pk_result pk_key_save_tx(p11kms *h, pk_key *k)
  * At most every store_recheck_ms, ask the store whether another process
  * wrote; if so, drop every cached record and alias.
  */
-static pk_result refresh_if_changed(p11kms *h)
+static pk_result refresh_if_changed(pk_env *env)
 {
     bool changed = false;
-    pk_result r = PK_OK;
-    int64_t now;
+    pk_result r;
 
-    pthread_mutex_lock(&h->store_lock);
-    now = pk_monotonic_ms();
-    if (now - h->store_checked_at >= h->store_recheck_ms) {
-        h->store_checked_at = now;
-        r = h->store->ops->changed(h->store, &changed);
-        if (pk_ok(r) && changed) {
-            pthread_mutex_lock(&h->keys->lock);
-            flush_inlock(h->keys);
-            __atomic_add_fetch(&h->keys->generation, 1, __ATOMIC_ACQ_REL);
-            pthread_mutex_unlock(&h->keys->lock);
-        }
+    pk_records_lock(env->rs);
+    r = pk_records_changed(env->rs, &changed);
+    if (pk_ok(r) && changed) {
+        pthread_mutex_lock(&env->keys->lock);
+        flush_inlock(env->keys);
+        __atomic_add_fetch(&env->keys->generation, 1, __ATOMIC_ACQ_REL);
+        pthread_mutex_unlock(&env->keys->lock);
     }
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_unlock(env->rs);
     return r;
 }
 
-pk_result pk_store_generation(p11kms *h, uint64_t *gen)
+pk_result pk_store_generation(pk_env *env, uint64_t *gen)
 {
-    PK_GUARD(refresh_if_changed(h));
-    *gen = __atomic_load_n(&h->keys->generation, __ATOMIC_ACQUIRE);
+    PK_GUARD(refresh_if_changed(env));
+    *gen = __atomic_load_n(&env->keys->generation, __ATOMIC_ACQUIRE);
     return PK_OK;
 }
 
-bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN + 1])
+bool pk_alias_cached(pk_env *env, const char *alias, char key_id[PK_UUID_STR_LEN + 1])
 {
-    struct pk_keycache *c = h->keys;
-    bool found = false;
-    if (pk_failed(refresh_if_changed(h))) return false;
+    struct pk_keycache *c = env->keys;
+    alias_entry *a;
+    if (pk_failed(refresh_if_changed(env))) return false;
     pthread_mutex_lock(&c->lock);
-    for (alias_entry *a = c->aliases[bucket_of(alias)]; a != NULL; a = a->next) {
-        if (strcmp(a->alias, alias) == 0) {
-            memcpy(key_id, a->key_id, PK_UUID_STR_LEN + 1);
-            found = true;
-            break;
-        }
-    }
+    if ((a = alias_find_inlock(c, alias)) != NULL) memcpy(key_id, a->key_id, PK_UUID_STR_LEN + 1);
     pthread_mutex_unlock(&c->lock);
-    return found;
+    return a != NULL;
 }
 
-void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_STR_LEN + 1])
+void pk_alias_remember(pk_env *env, const char *alias, const char key_id[PK_UUID_STR_LEN + 1])
 {
-    struct pk_keycache *c = h->keys;
-    alias_entry *a = calloc(1, sizeof(*a));
+    struct pk_keycache *c = env->keys;
+    alias_entry *a = calloc(1, sizeof(*a)), *old;
     if (a == NULL) return; /* only a cache */
     if (!pk_strlcpy(a->alias, sizeof(a->alias), alias)) {
         free(a);
@@ -220,34 +211,35 @@ void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_S
     }
     memcpy(a->key_id, key_id, PK_UUID_STR_LEN + 1);
     pthread_mutex_lock(&c->lock);
-    a->next = c->aliases[bucket_of(alias)];
-    c->aliases[bucket_of(alias)] = a;
+    if ((old = alias_find_inlock(c, alias)) != NULL) { /* the latest read wins */
+        pk_lru_map_remove(&c->aliases, &old->node);
+        free(old);
+    }
+    pk_lru_map_insert(&c->aliases, &a->node, a->alias, strlen(a->alias));
     pthread_mutex_unlock(&c->lock);
 }
 
-pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
+pk_result pk_key_get(pk_env *env, const char *key_id, pk_key **out)
 {
-    struct pk_keycache *c = h->keys;
+    struct pk_keycache *c = env->keys;
     pk_result r;
     pk_key *k = NULL;
     entry *e;
 
-    PK_GUARD(refresh_if_changed(h));
+    PK_GUARD(refresh_if_changed(env));
 
     pthread_mutex_lock(&c->lock);
-    for (e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
-        if (strcmp(e->key->id, key_id) == 0) {
-            __atomic_add_fetch(&e->key->refs, 1, __ATOMIC_ACQ_REL);
-            *out = e->key;
-            pthread_mutex_unlock(&c->lock);
-            return PK_OK;
-        }
+    if ((e = key_find_inlock(c, key_id)) != NULL) {
+        __atomic_add_fetch(&e->key->refs, 1, __ATOMIC_ACQ_REL);
+        *out = e->key;
+        pthread_mutex_unlock(&c->lock);
+        return PK_OK;
     }
     pthread_mutex_unlock(&c->lock);
 
-    pthread_mutex_lock(&h->store_lock);
-    r = load_inlock(h, key_id, &k);
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_lock(env->rs);
+    r = load_inlock(env, key_id, &k);
+    pk_records_unlock(env->rs);
     PK_GUARD(r);
     k->refs = 2; /* the cache's and the caller's */
     e = calloc(1, sizeof(*e));
@@ -256,17 +248,22 @@ pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out)
         return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
     }
     e->key = k;
-    e->block = NONCE_BLOCK_MIN;
     pthread_mutex_lock(&c->lock);
-    e->next = c->buckets[bucket_of(key_id)];
-    c->buckets[bucket_of(key_id)] = e;
+    if (key_find_inlock(c, key_id) == NULL) {
+        pk_lru_map_insert(&c->keys, &e->node, k->id, strlen(k->id));
+        e = NULL;
+    } else {
+        k->refs = 1; /* another thread cached it meanwhile: ours is the caller's alone */
+    }
     pthread_mutex_unlock(&c->lock);
+    free(e);
     *out = k;
     return PK_OK;
 }
 
 /* Inside a write transaction: reserve `block` invocations, rotating first when the budget is spent. */
 typedef struct reserve_job {
+    pk_env *env;
     const char *key_id;
     uint64_t block;
     uint32_t version;
@@ -274,40 +271,25 @@ typedef struct reserve_job {
     bool rotated;
 } reserve_job;
 
-static pk_result reserve_tx(p11kms *h, void *ctx)
+static pk_result reserve_tx(void *ctx)
 {
     reserve_job *j = ctx;
+    pk_env *env = j->env;
     pk_key *k = NULL;
     pk_result r = PK_OK;
 
-    PK_TRY(pk_key_load_tx(h, j->key_id, &k));
-    if (k->nonce_reserved + j->block > h->nonce_limit) {
-        PK_TRY(pk_key_add_version_tx(h, k));
+    PK_TRY(pk_key_load_tx(env, j->key_id, &k));
+    if (pk_nonce_budget_spent(k->nonce_reserved, j->block, env->nonce_limit)) {
+        PK_TRY(pk_key_add_version_tx(env, k));
         j->rotated = true;
     }
     j->version = k->nversions;
     j->start = k->nonce_reserved;
     k->nonce_reserved += j->block;
-    PK_TRY(pk_key_save_tx(h, k));
+    PK_TRY(pk_key_save_tx(env, k));
 out:
-    pk_key_release(h, k);
+    pk_key_release(env, k);
     return r;
-}
-
-static uint32_t next_block(p11kms *h, const char *key_id)
-{
-    struct pk_keycache *c = h->keys;
-    uint32_t b = NONCE_BLOCK_MIN;
-    pthread_mutex_lock(&c->lock);
-    for (entry *e = c->buckets[bucket_of(key_id)]; e != NULL; e = e->next) {
-        if (strcmp(e->key->id, key_id) == 0) {
-            b = e->block;
-            if (e->block < NONCE_BLOCK_MAX) e->block *= 2;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-    return b;
 }
 
 static void make_iv(const uint8_t fixed[4], uint64_t counter, uint8_t iv[PK_GCM_IV_LEN])
@@ -316,14 +298,36 @@ static void make_iv(const uint8_t fixed[4], uint64_t counter, uint8_t iv[PK_GCM_
     pk_store_be64(iv + 4, counter);
 }
 
-pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN])
+/*
+ * The cached record is stale (the key rotated: budget spent, or another
+ * process rotated it). Replace it with the fresh one and hand it the new
+ * window, so the reservation is not wasted.
+ */
+static void hand_to_fresh(pk_env *env, const char *key_id, const reserve_job *j, const uint8_t fixed[4])
+{
+    pk_key *fresh = NULL;
+    pk_key_forget(env, key_id);
+    if (pk_failed(pk_key_get(env, key_id, &fresh))) return;
+    pthread_mutex_lock(&fresh->nonce_lock);
+    if (fresh->nversions == j->version && fresh->win.end == 0) {
+        memcpy(fresh->iv_fixed, fixed, 4);
+        pk_nonce_window_fill(&fresh->win, j->version, j->start, j->block);
+    }
+    pthread_mutex_unlock(&fresh->nonce_lock);
+    pk_key_release(env, fresh);
+}
+
+pk_result pk_key_take_nonce(pk_env *env, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN])
 {
     reserve_job j;
     uint8_t fixed[4];
+    uint64_t counter;
+    pk_result r;
+    bool stale;
 
     pthread_mutex_lock(&k->nonce_lock);
-    if (k->nonce_next < k->nonce_end) {
-        make_iv(k->iv_fixed, k->nonce_next++, iv);
+    if (pk_nonce_window_take(&k->win, k->nversions, &counter)) {
+        make_iv(k->iv_fixed, counter, iv);
         *version = k->nversions;
         pthread_mutex_unlock(&k->nonce_lock);
         return PK_OK;
@@ -333,47 +337,29 @@ pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[
      * reservation instead of each writing the store.
      */
     memset(&j, 0, sizeof(j));
+    j.env = env;
     j.key_id = k->id;
-    j.block = next_block(h, k->id);
-    pk_result r = pk_random(fixed, sizeof(fixed));
-    if (pk_ok(r)) r = pk_with_write_tx(h, reserve_tx, &j);
-    bool stale = pk_ok(r) && (j.rotated || j.version != k->nversions);
+    j.block = pk_nonce_window_block(&k->win, env->nonce_limit);
+    r = pk_random(fixed, sizeof(fixed));
+    if (pk_ok(r)) r = pk_records_write_tx(env->rs, reserve_tx, &j);
+    stale = pk_ok(r) && (j.rotated || j.version != k->nversions);
     if (pk_ok(r) && !stale) {
         memcpy(k->iv_fixed, fixed, sizeof(fixed));
-        k->nonce_next = j.start + 1;
-        k->nonce_end = j.start + j.block;
+        pk_nonce_window_fill(&k->win, j.version, j.start, j.block);
     }
     if (pk_ok(r)) {
         make_iv(fixed, j.start, iv);
         *version = j.version;
     }
     pthread_mutex_unlock(&k->nonce_lock);
-    if (stale) {
-        /*
-         * The key rotated (budget spent, or another process rotated it): this
-         * cached record is stale. Replace it with the fresh one and hand the
-         * new window to it, so the reservation is not wasted.
-         */
-        pk_key *fresh = NULL;
-        pk_key_forget(h, k->id);
-        if (pk_ok(pk_key_get(h, k->id, &fresh))) {
-            pthread_mutex_lock(&fresh->nonce_lock);
-            if (fresh->nversions == j.version && fresh->nonce_end == 0) {
-                memcpy(fresh->iv_fixed, fixed, sizeof(fixed));
-                fresh->nonce_next = j.start + 1;
-                fresh->nonce_end = j.start + j.block;
-            }
-            pthread_mutex_unlock(&fresh->nonce_lock);
-            pk_key_release(h, fresh);
-        }
-    }
+    if (stale) hand_to_fresh(env, k->id, &j, fixed);
     return r;
 }
 
 /* ---- every key record, verified (listing and reports; not a hot path) ---- */
 
 typedef struct walk_ctx {
-    p11kms *h;
+    pk_env *env;
     pk_key_list *l;
     pk_result err;
 } walk_ctx;
@@ -383,10 +369,10 @@ static bool collect_key(const pk_record *rec, void *ctx)
     walk_ctx *w = ctx;
     pk_key_list *l = w->l;
     pk_key *k = NULL;
-    w->err = pk_record_check(w->h, rec);
+    w->err = pk_records_check(w->env->rs, rec);
     if (pk_ok(w->err)) w->err = pk_key_from_record(rec, &k);
     if (pk_failed(w->err)) return false;
-    pk_key_arn(w->h, k->id, k->arn, sizeof(k->arn));
+    pk_key_arn(w->env, k->id, k->arn, sizeof(k->arn));
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 32;
         pk_key **p = realloc(l->keys, cap * sizeof(*p));
@@ -402,14 +388,14 @@ static bool collect_key(const pk_record *rec, void *ctx)
     return true;
 }
 
-pk_result pk_key_load_all(p11kms *h, pk_key_list *l)
+pk_result pk_key_load_all(pk_env *env, pk_key_list *l)
 {
-    walk_ctx w = {h, l, PK_OK};
+    walk_ctx w = {env, l, PK_OK};
     pk_result r;
     memset(l, 0, sizeof(*l));
-    pthread_mutex_lock(&h->store_lock);
-    r = h->store->ops->list(h->store, "key", NULL, collect_key, &w);
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_lock(env->rs);
+    r = env->rs->store->ops->list(env->rs->store, "key", NULL, collect_key, &w);
+    pk_records_unlock(env->rs);
     if (pk_ok(r)) r = w.err;
     if (pk_failed(r)) pk_key_list_free(l);
     return r;

@@ -25,9 +25,9 @@ void pk_key_version_label(const char *key_id, uint32_t version, char *out, size_
     snprintf(out, size, "p11kms:cmk:%s:v%u", key_id, version);
 }
 
-void pk_key_arn(const p11kms *h, const char *key_id, char *out, size_t size)
+void pk_key_arn(const pk_env *env, const char *key_id, char *out, size_t size)
 {
-    snprintf(out, size, "arn:aws:kms:%s:%s:key/%s", h->region, h->account, key_id);
+    snprintf(out, size, "arn:aws:kms:%s:%s:key/%s", env->region, env->account, key_id);
 }
 
 pk_result pk_alias_validate(const char *alias, bool reserved_ok)
@@ -67,7 +67,7 @@ static pk_result split_version(char *s, bool allow_version, uint32_t *version)
     return PK_OK;
 }
 
-static pk_result resolve_alias(p11kms *h, const char *alias, pk_key_ref *out)
+static pk_result resolve_alias(pk_env *env, const char *alias, pk_key_ref *out)
 {
     pk_record rec = {0};
     bool found = false;
@@ -75,13 +75,13 @@ static pk_result resolve_alias(p11kms *h, const char *alias, pk_key_ref *out)
     const char *key_id;
 
     PK_GUARD(pk_alias_validate(alias, true));
-    if (pk_alias_cached(h, alias, out->key_id)) {
+    if (pk_alias_cached(env, alias, out->key_id)) {
         snprintf(out->alias, sizeof(out->alias), "%s", alias);
         return PK_OK;
     }
-    pthread_mutex_lock(&h->store_lock);
-    r = pk_record_load(h, "alias", alias, &rec, &found);
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_lock(env->rs);
+    r = pk_records_load(env->rs, "alias", alias, &rec, &found);
+    pk_records_unlock(env->rs);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_FOUND, "alias %s not found", alias);
     if (pk_ok(r)) {
         /* The alias record's ref is its key id; the MAC covers it. */
@@ -90,7 +90,7 @@ static pk_result resolve_alias(p11kms *h, const char *alias, pk_key_ref *out)
             r = pk_fail(P11KMS_ERR_INTEGRITY, "store record alias/%s names no key", alias);
         else {
             memcpy(out->key_id, key_id, PK_UUID_STR_LEN + 1);
-            pk_alias_remember(h, alias, out->key_id);
+            pk_alias_remember(env, alias, out->key_id);
         }
         snprintf(out->alias, sizeof(out->alias), "%s", alias);
     }
@@ -98,7 +98,7 @@ static pk_result resolve_alias(p11kms *h, const char *alias, pk_key_ref *out)
     return r;
 }
 
-pk_result pk_key_resolve(p11kms *h, const char *ref, bool allow_version, pk_key_ref *out)
+pk_result pk_key_resolve(pk_env *env, const char *ref, bool allow_version, pk_key_ref *out)
 {
     char buf[PK_ALIAS_MAX + 64];
     const char *s = ref;
@@ -109,14 +109,14 @@ pk_result pk_key_resolve(p11kms *h, const char *ref, bool allow_version, pk_key_
     PK_ENSURE(ref != NULL && *ref != '\0', P11KMS_ERR_INVALID_ARGUMENT, "no key given");
     PK_ENSURE(strlen(ref) < sizeof(buf), P11KMS_ERR_INVALID_ARGUMENT, "key reference too long");
     /* ARNs of this store: arn:aws:kms:REGION:ACCOUNT:key/ID or :alias/NAME. */
-    snprintf(prefix, sizeof(prefix), "arn:aws:kms:%s:%s:", h->region, h->account);
+    snprintf(prefix, sizeof(prefix), "arn:aws:kms:%s:%s:", env->region, env->account);
     if (strncmp(s, "arn:", 4) == 0) {
         PK_ENSURE(strncmp(s, prefix, strlen(prefix)) == 0, P11KMS_ERR_NOT_FOUND,
                   "key ARN '%s' is not in this store (expected %s...)", ref, prefix);
         s += strlen(prefix);
         if (strncmp(s, "key/", 4) == 0) s += 4;
     }
-    if (strncmp(s, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) == 0) return resolve_alias(h, s, out);
+    if (strncmp(s, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) == 0) return resolve_alias(env, s, out);
     snprintf(buf, sizeof(buf), "%s", s);
     PK_GUARD(split_version(buf, allow_version, &out->version));
     PK_ENSURE(pk_uuid_parse(buf, uuid), P11KMS_ERR_INVALID_ARGUMENT,

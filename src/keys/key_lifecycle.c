@@ -14,27 +14,27 @@
 
 #define DAY_MS (86400LL * 1000)
 
-static pk_result make_version_object(p11kms *h, const pk_key *k, uint32_t version)
+static pk_result make_version_object(pk_env *env, const pk_key *k, uint32_t version)
 {
     pk_keyid vid;
     char label[96];
     pk_key_version_id(k->uuid, version, &vid);
     pk_key_version_label(k->id, version, label, sizeof(label));
-    return pk_p11_generate_key(h->p11, PK_KEY_AES_CMK, &vid, label);
+    return pk_p11_generate_key(env->p11, PK_KEY_AES_CMK, &vid, label);
 }
 
-pk_result pk_key_add_version_tx(p11kms *h, pk_key *k)
+pk_result pk_key_add_version_tx(pk_env *env, pk_key *k)
 {
     pk_key_version *v;
     uint32_t next = k->nversions + 1;
-    int64_t now = pk_clock(h);
+    int64_t now = pk_records_now(env->rs);
 
     PK_ENSURE(next <= PK_KEY_MAX_VERSIONS, P11KMS_ERR_LIMIT, "key %s has reached %d versions", k->id,
               PK_KEY_MAX_VERSIONS);
     v = realloc(k->versions, next * sizeof(*v));
     PK_ENSURE_ALLOC(v);
     k->versions = v;
-    PK_GUARD(make_version_object(h, k, next));
+    PK_GUARD(make_version_object(env, k, next));
     k->versions[next - 1].number = next;
     k->versions[next - 1].created_ms = now;
     k->nversions = next;
@@ -44,34 +44,36 @@ pk_result pk_key_add_version_tx(p11kms *h, pk_key *k)
 }
 
 typedef struct create_job {
+    pk_env *env;
     pk_key *k;
 } create_job;
 
-static pk_result create_tx(p11kms *h, void *ctx)
+static pk_result create_tx(void *ctx)
 {
     create_job *j = ctx;
+    pk_env *env = j->env;
     pk_record rec;
     pk_result r;
 
-    PK_GUARD(make_version_object(h, j->k, 1));
+    PK_GUARD(make_version_object(env, j->k, 1));
     r = pk_key_to_record(j->k, &rec);
-    if (pk_ok(r)) r = pk_record_save(h, &rec, 0);
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, 0);
     pk_record_clear(&rec);
     if (pk_failed(r)) {
         /* Do not leave an orphan token object behind a failed insert. */
         pk_keyid vid;
         pk_key_version_id(j->k->uuid, 1, &vid);
-        PK_IGNORE(pk_p11_destroy_key(h->p11, &vid));
+        PK_IGNORE(pk_p11_destroy_key(env->p11, &vid));
     }
     return r;
 }
 
-pk_result pk_key_create(p11kms *h, const pk_key_create_args *a, char out_id[PK_UUID_STR_LEN + 1])
+pk_result pk_key_create(pk_env *env, const pk_key_create_args *a, char out_id[PK_UUID_STR_LEN + 1])
 {
     pk_result r = PK_OK;
     pk_key *k = calloc(1, sizeof(*k));
     create_job j;
-    int64_t now = pk_clock(h);
+    int64_t now = pk_records_now(env->rs);
 
     PK_ENSURE_ALLOC(k);
     pthread_mutex_init(&k->nonce_lock, NULL);
@@ -102,12 +104,13 @@ pk_result pk_key_create(p11kms *h, const pk_key_create_args *a, char out_id[PK_U
     k->versions[0].number = 1;
     k->versions[0].created_ms = now;
     j.k = k;
-    r = pk_with_write_tx(h, create_tx, &j);
+    j.env = env;
+    r = pk_records_write_tx(env->rs, create_tx, &j);
     if (pk_failed(r)) {
         /* The transaction rolled back (store or audit trail): do not leave the token object behind. */
         pk_keyid vid;
         pk_key_version_id(k->uuid, 1, &vid);
-        PK_IGNORE(pk_p11_destroy_key(h->p11, &vid));
+        PK_IGNORE(pk_p11_destroy_key(env->p11, &vid));
         goto out;
     }
     memcpy(out_id, k->id, PK_UUID_STR_LEN + 1);
@@ -117,41 +120,43 @@ out:
 }
 
 /* A change applied to a freshly loaded key inside a write transaction. */
-typedef pk_result (*key_change_fn)(p11kms *h, pk_key *k, void *arg);
+typedef pk_result (*key_change_fn)(pk_env *env, pk_key *k, void *arg);
 
 typedef struct change_job {
+    pk_env *env;
     const char *key_id;
     key_change_fn fn;
     void *arg;
 } change_job;
 
-static pk_result change_tx(p11kms *h, void *ctx)
+static pk_result change_tx(void *ctx)
 {
     change_job *j = ctx;
+    pk_env *env = j->env;
     pk_key *k = NULL;
     pk_result r = PK_OK;
 
-    PK_TRY(pk_key_load_tx(h, j->key_id, &k));
+    PK_TRY(pk_key_load_tx(env, j->key_id, &k));
     PK_CHECK(k->state != PK_KEY_DELETED, P11KMS_ERR_NOT_FOUND, "key %s was deleted", k->id);
-    PK_TRY(j->fn(h, k, j->arg));
-    PK_TRY(pk_key_save_tx(h, k));
+    PK_TRY(j->fn(env, k, j->arg));
+    PK_TRY(pk_key_save_tx(env, k));
 out:
-    pk_key_release(h, k);
+    pk_key_release(env, k);
     return r;
 }
 
-static pk_result change_key(p11kms *h, const char *key_id, key_change_fn fn, void *arg)
+static pk_result change_key(pk_env *env, const char *key_id, key_change_fn fn, void *arg)
 {
-    change_job j = {key_id, fn, arg};
-    pk_result r = pk_with_write_tx(h, change_tx, &j);
-    pk_key_forget(h, key_id);
+    change_job j = {env, key_id, fn, arg};
+    pk_result r = pk_records_write_tx(env->rs, change_tx, &j);
+    pk_key_forget(env, key_id);
     return r;
 }
 
-static pk_result do_set_state(p11kms *h, pk_key *k, void *arg)
+static pk_result do_set_state(pk_env *env, pk_key *k, void *arg)
 {
     pk_key_state want = *(pk_key_state *)arg;
-    (void)h;
+    (void)env;
     PK_ENSURE(k->state != PK_KEY_PENDING_DELETION, P11KMS_ERR_INVALID_STATE,
               "key %s is pending deletion; cancel the deletion first", k->id);
     PK_ENSURE(!(k->service && want == PK_KEY_DISABLED), P11KMS_ERR_INVALID_STATE,
@@ -160,24 +165,24 @@ static pk_result do_set_state(p11kms *h, pk_key *k, void *arg)
     return PK_OK;
 }
 
-pk_result pk_key_set_state(p11kms *h, const char *key_id, pk_key_state want)
+pk_result pk_key_set_state(pk_env *env, const char *key_id, pk_key_state want)
 {
     PK_ENSURE(want == PK_KEY_ENABLED || want == PK_KEY_DISABLED, P11KMS_ERR_INTERNAL, "bad target state");
-    return change_key(h, key_id, do_set_state, &want);
+    return change_key(env, key_id, do_set_state, &want);
 }
 
-static pk_result do_rotate(p11kms *h, pk_key *k, void *arg)
+static pk_result do_rotate(pk_env *env, pk_key *k, void *arg)
 {
     PK_ENSURE(k->state == PK_KEY_ENABLED, P11KMS_ERR_INVALID_STATE, "key %s must be Enabled to rotate (it is %s)",
               k->id, pk_key_state_name(k->state));
-    PK_GUARD(pk_key_add_version_tx(h, k));
+    PK_GUARD(pk_key_add_version_tx(env, k));
     *(uint32_t *)arg = k->nversions;
     return PK_OK;
 }
 
-pk_result pk_key_rotate(p11kms *h, const char *key_id, uint32_t *new_version)
+pk_result pk_key_rotate(pk_env *env, const char *key_id, uint32_t *new_version)
 {
-    return change_key(h, key_id, do_rotate, new_version);
+    return change_key(env, key_id, do_rotate, new_version);
 }
 
 typedef struct deletion_arg {
@@ -185,32 +190,32 @@ typedef struct deletion_arg {
     int64_t when;
 } deletion_arg;
 
-static pk_result do_schedule(p11kms *h, pk_key *k, void *arg)
+static pk_result do_schedule(pk_env *env, pk_key *k, void *arg)
 {
     deletion_arg *d = arg;
-    (void)h;
+    (void)env;
     PK_ENSURE(k->state != PK_KEY_PENDING_DELETION, P11KMS_ERR_INVALID_STATE, "key %s is already pending deletion",
               k->id);
     PK_ENSURE(!k->service, P11KMS_ERR_INVALID_STATE, "key %s is the p11kms service key and cannot be deleted", k->id);
     k->state = PK_KEY_PENDING_DELETION;
-    k->deletion_ms = pk_clock(h) + (int64_t)d->days * DAY_MS;
+    k->deletion_ms = pk_records_now(env->rs) + (int64_t)d->days * DAY_MS;
     d->when = k->deletion_ms;
     return PK_OK;
 }
 
-pk_result pk_key_schedule_deletion(p11kms *h, const char *key_id, uint32_t days, int64_t *when_ms)
+pk_result pk_key_schedule_deletion(pk_env *env, const char *key_id, uint32_t days, int64_t *when_ms)
 {
     deletion_arg d = {days, 0};
     PK_ENSURE(days >= PK_DELETION_MIN_DAYS && days <= PK_DELETION_MAX_DAYS, P11KMS_ERR_INVALID_ARGUMENT,
               "the deletion waiting period must be %d to %d days", PK_DELETION_MIN_DAYS, PK_DELETION_MAX_DAYS);
-    PK_GUARD(change_key(h, key_id, do_schedule, &d));
+    PK_GUARD(change_key(env, key_id, do_schedule, &d));
     *when_ms = d.when;
     return PK_OK;
 }
 
-static pk_result do_cancel(p11kms *h, pk_key *k, void *arg)
+static pk_result do_cancel(pk_env *env, pk_key *k, void *arg)
 {
-    (void)h;
+    (void)env;
     (void)arg;
     PK_ENSURE(k->state == PK_KEY_PENDING_DELETION, P11KMS_ERR_INVALID_STATE, "key %s is not pending deletion", k->id);
     /* As in AWS KMS, a cancelled deletion leaves the key disabled. */
@@ -219,17 +224,17 @@ static pk_result do_cancel(p11kms *h, pk_key *k, void *arg)
     return PK_OK;
 }
 
-pk_result pk_key_cancel_deletion(p11kms *h, const char *key_id)
+pk_result pk_key_cancel_deletion(pk_env *env, const char *key_id)
 {
-    return change_key(h, key_id, do_cancel, NULL);
+    return change_key(env, key_id, do_cancel, NULL);
 }
 
-static pk_result do_put_policy(p11kms *h, pk_key *k, void *arg)
+static pk_result do_put_policy(pk_env *env, pk_key *k, void *arg)
 {
     const char *json = arg;
     pk_policy *p = NULL;
     char *copy;
-    (void)h;
+    (void)env;
     PK_GUARD(pk_policy_compile(json, strlen(json), &p));
     copy = strdup(json);
     if (copy == NULL) {
@@ -243,9 +248,9 @@ static pk_result do_put_policy(p11kms *h, pk_key *k, void *arg)
     return PK_OK;
 }
 
-pk_result pk_key_put_policy(p11kms *h, const char *key_id, const char *policy_json)
+pk_result pk_key_put_policy(pk_env *env, const char *key_id, const char *policy_json)
 {
-    return change_key(h, key_id, do_put_policy, (void *)policy_json);
+    return change_key(env, key_id, do_put_policy, (void *)policy_json);
 }
 
 /* ---- purge ---- */
@@ -286,60 +291,62 @@ static pk_result report_add(char (**list)[PK_UUID_STR_LEN + 1], size_t *n, const
     return PK_OK;
 }
 
-static pk_result delete_aliases_of(p11kms *h, const char *key_id)
+static pk_result delete_aliases_of(pk_env *env, const char *key_id)
 {
     pk_alias_entry *a = NULL;
     size_t n = 0;
-    pk_result r = pk_alias_list_tx(h, key_id, &a, &n);
-    for (size_t i = 0; pk_ok(r) && i < n; i++) r = h->store->ops->del(h->store, "alias", a[i].alias);
+    pk_result r = pk_alias_list_tx(env, key_id, &a, &n);
+    for (size_t i = 0; pk_ok(r) && i < n; i++) r = env->rs->store->ops->del(env->rs->store, "alias", a[i].alias);
     free(a);
     return r;
 }
 
 typedef struct purge_job {
+    pk_env *env;
     bool rotate;
     pk_purge_report *report;
 } purge_job;
 
 /* Destroy the versions' token objects, then mark the metadata deleted (kept for audit). */
-static pk_result destroy_key_tx(p11kms *h, pk_key *k)
+static pk_result destroy_key_tx(pk_env *env, pk_key *k)
 {
     for (uint32_t v = 1; v <= k->nversions; v++) {
         pk_keyid vid;
         pk_key_version_id(k->uuid, v, &vid);
-        PK_GUARD(pk_p11_destroy_key(h->p11, &vid));
+        PK_GUARD(pk_p11_destroy_key(env->p11, &vid));
     }
-    PK_GUARD(delete_aliases_of(h, k->id));
+    PK_GUARD(delete_aliases_of(env, k->id));
     k->state = PK_KEY_DELETED;
     return PK_OK;
 }
 
-static pk_result purge_tx(p11kms *h, void *ctx)
+static pk_result purge_tx(void *ctx)
 {
     purge_job *j = ctx;
+    pk_env *env = j->env;
     due_list due = {NULL, 0, 0, PK_OK};
-    int64_t now = pk_clock(h);
+    int64_t now = pk_records_now(env->rs);
     pk_result r = PK_OK;
 
-    PK_TRY(h->store->ops->list_due(h->store, "key", now, collect_due, &due));
+    PK_TRY(env->rs->store->ops->list_due(env->rs->store, "key", now, collect_due, &due));
     PK_TRY(due.err);
     for (size_t i = 0; i < due.n; i++) {
         pk_key *k = NULL;
         bool changed = false;
-        PK_TRY(pk_key_load_tx(h, due.ids[i], &k));
+        PK_TRY(pk_key_load_tx(env, due.ids[i], &k));
         if (k->state == PK_KEY_PENDING_DELETION && k->deletion_ms <= now) {
-            r = destroy_key_tx(h, k);
+            r = destroy_key_tx(env, k);
             if (pk_ok(r)) r = report_add(&j->report->destroyed, &j->report->ndestroyed, k->id);
             changed = true;
         } else if (j->rotate && k->state != PK_KEY_PENDING_DELETION && pk_key_due_ms(k) > 0 &&
                    pk_key_due_ms(k) <= now) {
             /* A disabled key still rotates on schedule, as in AWS KMS. */
-            r = pk_key_add_version_tx(h, k);
+            r = pk_key_add_version_tx(env, k);
             if (pk_ok(r)) r = report_add(&j->report->rotated, &j->report->nrotated, k->id);
             changed = true;
         }
-        if (pk_ok(r) && changed) r = pk_key_save_tx(h, k);
-        pk_key_release(h, k);
+        if (pk_ok(r) && changed) r = pk_key_save_tx(env, k);
+        pk_key_release(env, k);
         PK_TRY(r);
     }
 out:
@@ -347,14 +354,15 @@ out:
     return r;
 }
 
-pk_result pk_key_purge(p11kms *h, bool rotate, pk_purge_report *report)
+pk_result pk_key_purge(pk_env *env, bool rotate, pk_purge_report *report)
 {
-    purge_job j = {rotate, report};
+    purge_job j = {env, rotate, report};
     pk_result r;
     memset(report, 0, sizeof(*report));
-    r = pk_with_write_tx(h, purge_tx, &j);
-    for (size_t i = 0; pk_ok(r) && i < report->ndestroyed; i++) pk_key_forget(h, report->destroyed[i]);
-    for (size_t i = 0; pk_ok(r) && i < report->nrotated; i++) pk_key_forget(h, report->rotated[i]);
+    j.env = env;
+    r = pk_records_write_tx(env->rs, purge_tx, &j);
+    for (size_t i = 0; pk_ok(r) && i < report->ndestroyed; i++) pk_key_forget(env, report->destroyed[i]);
+    for (size_t i = 0; pk_ok(r) && i < report->nrotated; i++) pk_key_forget(env, report->rotated[i]);
     if (pk_failed(r)) {
         pk_purge_report_free(report);
         memset(report, 0, sizeof(*report));

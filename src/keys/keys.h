@@ -14,9 +14,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/core.h"
+#include <pthread.h>
+
+#include "p11/p11.h"
+#include "p11kms/p11kms.h"
 #include "policy/policy.h"
+#include "store/records.h"
 #include "util/codec.h"
+#include "util/kv.h"
+#include "keys/nonce_window.h"
 #include "util/secbuf.h"
 
 #define PK_KEY_MAX_VERSIONS 10000
@@ -42,6 +48,23 @@
  * for random IVs, and rotates the key automatically.
  */
 #define PK_NONCE_LIMIT (UINT64_C(1) << 30)
+
+/*
+ * What keys/ and secrets/ are given when a handle opens (core/handle.c
+ * fills it; they never see the p11kms handle): the records service, the
+ * token, their own state objects and the account identity for ARNs.
+ */
+struct pk_keycache;
+struct pk_secrets;
+typedef struct pk_env {
+    const pk_records *rs;
+    pk_p11 *p11;
+    struct pk_keycache *keys;
+    struct pk_secrets *secrets; /* secrets/ state (secret_state.c), made at open */
+    const char *account;
+    const char *region;
+    uint64_t nonce_limit;       /* GCM invocations per key version (PK_NONCE_LIMIT; lowered by tests) */
+} pk_env;
 
 typedef enum pk_key_state {
     PK_KEY_ENABLED,
@@ -77,7 +100,7 @@ typedef struct pk_key {
     uint64_t rev;           /* store record revision */
     /* In-memory window of reserved invocations not yet used (under nonce_lock). */
     pthread_mutex_t nonce_lock;
-    uint64_t nonce_next, nonce_end;
+    pk_nonce_window win;
     uint8_t iv_fixed[4];     /* random fixed field of the current window (SP 800-38D 8.2.1) */
     int refs;
 } pk_key;
@@ -86,7 +109,7 @@ typedef struct pk_key {
 /* CKA_ID of a key version: 'K' || UUID || be32(version). */
 void pk_key_version_id(const uint8_t uuid[PK_UUID_LEN], uint32_t version, pk_keyid *out);
 void pk_key_version_label(const char *key_id, uint32_t version, char *out, size_t size);
-void pk_key_arn(const p11kms *h, const char *key_id, char *out, size_t size);
+void pk_key_arn(const pk_env *env, const char *key_id, char *out, size_t size);
 /* Validate an alias name (alias/NAME, AWS character rules). reserved_ok allows alias/p11kms/. */
 PK_MUST_USE pk_result pk_alias_validate(const char *alias, bool reserved_ok);
 
@@ -97,7 +120,7 @@ typedef struct pk_key_ref {
     uint32_t version;               /* 0 = not given */
 } pk_key_ref;
 /* Resolve (aliases through the store). allow_version permits a ":vN" suffix. */
-PK_MUST_USE pk_result pk_key_resolve(p11kms *h, const char *ref, bool allow_version, pk_key_ref *out);
+PK_MUST_USE pk_result pk_key_resolve(pk_env *env, const char *ref, bool allow_version, pk_key_ref *out);
 
 /* ---- the record (key_record.c) ---- */
 PK_MUST_USE pk_result pk_key_from_record(const pk_record *rec, pk_key **out);
@@ -110,41 +133,41 @@ void pk_key_free(pk_key *k);
 PK_MUST_USE pk_result pk_keycache_new(struct pk_keycache **out);
 void pk_keycache_free(struct pk_keycache *c);
 /* A verified key, from the cache or the store; release with pk_key_release. NOT_FOUND when absent. */
-PK_MUST_USE pk_result pk_key_get(p11kms *h, const char *key_id, pk_key **out);
-void pk_key_release(p11kms *h, pk_key *k);
+PK_MUST_USE pk_result pk_key_get(pk_env *env, const char *key_id, pk_key **out);
+void pk_key_release(pk_env *env, pk_key *k);
 /*
  * Ask the store whether another process wrote (at most every
  * store_recheck_ms, dropping this cache if so) and return a counter that
  * grows each time one was noticed: other per-handle caches of store rows
  * compare it to know when to drop theirs.
  */
-PK_MUST_USE pk_result pk_store_generation(p11kms *h, uint64_t *gen);
+PK_MUST_USE pk_result pk_store_generation(pk_env *env, uint64_t *gen);
 /* Cached alias -> key id (verified when first read); false on a miss. */
-bool pk_alias_cached(p11kms *h, const char *alias, char key_id[PK_UUID_STR_LEN + 1]);
-void pk_alias_remember(p11kms *h, const char *alias, const char key_id[PK_UUID_STR_LEN + 1]);
+bool pk_alias_cached(pk_env *env, const char *alias, char key_id[PK_UUID_STR_LEN + 1]);
+void pk_alias_remember(pk_env *env, const char *alias, const char key_id[PK_UUID_STR_LEN + 1]);
 /* Drop cached aliases after this handle changed one. */
-void pk_alias_forget_all(p11kms *h);
+void pk_alias_forget_all(pk_env *env);
 /* Forget a key after this handle changed it (own commits do not show in `changed`). */
-void pk_key_forget(p11kms *h, const char *key_id);
+void pk_key_forget(pk_env *env, const char *key_id);
 /* Load inside a write transaction (store_lock held), bypassing the cache. */
-PK_MUST_USE pk_result pk_key_load_tx(p11kms *h, const char *key_id, pk_key **out);
+PK_MUST_USE pk_result pk_key_load_tx(pk_env *env, const char *key_id, pk_key **out);
 /* Write a modified key record inside a write transaction. */
-PK_MUST_USE pk_result pk_key_save_tx(p11kms *h, pk_key *k);
+PK_MUST_USE pk_result pk_key_save_tx(pk_env *env, pk_key *k);
 /* Inside a write transaction: make version n+1 in the HSM and append it (rotation). */
-PK_MUST_USE pk_result pk_key_add_version_tx(p11kms *h, pk_key *k);
+PK_MUST_USE pk_result pk_key_add_version_tx(pk_env *env, pk_key *k);
 /*
  * Take one GCM invocation from the current version's budget (may reserve a
  * new window in the store, or rotate) and build its IV: the window's random
  * 32-bit fixed field || the 64-bit invocation counter.
  */
-PK_MUST_USE pk_result pk_key_take_nonce(p11kms *h, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN]);
+PK_MUST_USE pk_result pk_key_take_nonce(pk_env *env, pk_key *k, uint32_t *version, uint8_t iv[PK_GCM_IV_LEN]);
 
 /* Every key record in the store, each verified and parsed (Deleted ones included). */
 typedef struct pk_key_list {
     pk_key **keys;
     size_t n, cap;
 } pk_key_list;
-PK_MUST_USE pk_result pk_key_load_all(p11kms *h, pk_key_list *out);
+PK_MUST_USE pk_result pk_key_load_all(pk_env *env, pk_key_list *out);
 void pk_key_list_free(pk_key_list *l);
 
 /* ---- lifecycle (key_lifecycle.c) ---- */
@@ -155,12 +178,12 @@ typedef struct pk_key_create_args {
     bool service;
     const uint8_t *uuid;      /* the new key's id, so its audit record can name it; NULL: a fresh one */
 } pk_key_create_args;
-PK_MUST_USE pk_result pk_key_create(p11kms *h, const pk_key_create_args *a, char out_id[PK_UUID_STR_LEN + 1]);
-PK_MUST_USE pk_result pk_key_set_state(p11kms *h, const char *key_id, pk_key_state want);
-PK_MUST_USE pk_result pk_key_rotate(p11kms *h, const char *key_id, uint32_t *new_version);
-PK_MUST_USE pk_result pk_key_schedule_deletion(p11kms *h, const char *key_id, uint32_t days, int64_t *when_ms);
-PK_MUST_USE pk_result pk_key_cancel_deletion(p11kms *h, const char *key_id);
-PK_MUST_USE pk_result pk_key_put_policy(p11kms *h, const char *key_id, const char *policy_json);
+PK_MUST_USE pk_result pk_key_create(pk_env *env, const pk_key_create_args *a, char out_id[PK_UUID_STR_LEN + 1]);
+PK_MUST_USE pk_result pk_key_set_state(pk_env *env, const char *key_id, pk_key_state want);
+PK_MUST_USE pk_result pk_key_rotate(pk_env *env, const char *key_id, uint32_t *new_version);
+PK_MUST_USE pk_result pk_key_schedule_deletion(pk_env *env, const char *key_id, uint32_t days, int64_t *when_ms);
+PK_MUST_USE pk_result pk_key_cancel_deletion(pk_env *env, const char *key_id);
+PK_MUST_USE pk_result pk_key_put_policy(pk_env *env, const char *key_id, const char *policy_json);
 
 /* What purge did (keys destroyed, keys rotated), for the caller's report. */
 typedef struct pk_purge_report {
@@ -170,21 +193,21 @@ typedef struct pk_purge_report {
     size_t nrotated;
 } pk_purge_report;
 /* Destroy keys whose deletion window passed; with rotate, also rotate keys past their period. */
-PK_MUST_USE pk_result pk_key_purge(p11kms *h, bool rotate, pk_purge_report *report);
+PK_MUST_USE pk_result pk_key_purge(pk_env *env, bool rotate, pk_purge_report *report);
 void pk_purge_report_free(pk_purge_report *r);
 
 /* ---- aliases (key_alias.c) ---- */
-PK_MUST_USE pk_result pk_alias_create(p11kms *h, const char *alias, const char *key_id, bool reserved_ok);
-PK_MUST_USE pk_result pk_alias_delete(p11kms *h, const char *alias, char key_id_out[PK_UUID_STR_LEN + 1]);
+PK_MUST_USE pk_result pk_alias_create(pk_env *env, const char *alias, const char *key_id, bool reserved_ok);
+PK_MUST_USE pk_result pk_alias_delete(pk_env *env, const char *alias, char key_id_out[PK_UUID_STR_LEN + 1]);
 typedef struct pk_alias_entry {
     char alias[PK_ALIAS_MAX + 8];
     char key_id[PK_UUID_STR_LEN + 1];
     int64_t created_ms;
 } pk_alias_entry;
 /* All aliases, or those of one key. Caller frees *out. */
-PK_MUST_USE pk_result pk_alias_list(p11kms *h, const char *key_id, pk_alias_entry **out, size_t *n);
+PK_MUST_USE pk_result pk_alias_list(pk_env *env, const char *key_id, pk_alias_entry **out, size_t *n);
 /* The same with store_lock already held (inside a transaction). */
-PK_MUST_USE pk_result pk_alias_list_tx(p11kms *h, const char *key_id, pk_alias_entry **out, size_t *n);
+PK_MUST_USE pk_result pk_alias_list_tx(pk_env *env, const char *key_id, pk_alias_entry **out, size_t *n);
 
 /* ---- ciphertext blobs (blob.c) ---- */
 #define PK_BLOB_VERSION 1
@@ -199,10 +222,7 @@ typedef struct pk_blob {
     pk_bytes ct;      /* ciphertext || tag */
 } pk_blob;
 
-typedef struct pk_ctx_kv {
-    const char *key;
-    const char *value;
-} pk_ctx_kv;
+typedef pk_kv pk_ctx_kv;
 
 /* Validate an encryption context (sizes, duplicates, UTF-8) and build its canonical AAD suffix. */
 PK_MUST_USE pk_result pk_context_encode(const pk_ctx_kv *ctx, size_t n, pk_buf *out);
@@ -212,8 +232,8 @@ PK_MUST_USE pk_result pk_blob_parse(pk_bytes in, pk_blob *out);
 void pk_blob_header(uint8_t *out, const uint8_t uuid[PK_UUID_LEN], uint32_t version, const uint8_t iv[PK_GCM_IV_LEN]);
 
 /* ---- crypto (key_crypto.c): callers have authorised the request ---- */
-PK_MUST_USE pk_result pk_key_encrypt(p11kms *h, pk_key *k, pk_bytes ctx_aad, pk_bytes pt, pk_buf *blob);
+PK_MUST_USE pk_result pk_key_encrypt(pk_env *env, pk_key *k, pk_bytes ctx_aad, pk_bytes pt, pk_buf *blob);
 /* Decrypt a parsed blob with its key (state checked by the caller). */
-PK_MUST_USE pk_result pk_key_decrypt(p11kms *h, pk_key *k, const pk_blob *b, pk_bytes ctx_aad, pk_secbuf *pt);
+PK_MUST_USE pk_result pk_key_decrypt(pk_env *env, pk_key *k, const pk_blob *b, pk_bytes ctx_aad, pk_secbuf *pt);
 
 #endif

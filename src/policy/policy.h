@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "util/bytes.h"
+#include "util/kv.h"
 #include "util/result.h"
 
 /* AWS caps a key policy at 32 KiB; so do we, which also bounds evaluation. */
@@ -52,10 +53,7 @@ typedef enum pk_decision {
 const char *pk_decision_name(pk_decision d);
 
 /* One request key/value. Strings are NUL-terminated and borrowed. */
-typedef struct pk_policy_kv {
-    const char *key;
-    const char *value;
-} pk_policy_kv;
+typedef pk_kv pk_policy_kv;
 
 typedef struct pk_policy_request {
     const char *principal;         /* caller ARN, required */

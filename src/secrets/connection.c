@@ -218,15 +218,15 @@ out:
     return r;
 }
 
-pk_result pk_conn_load(p11kms *h, const char *name, bool take_lock, pk_conn *out)
+pk_result pk_conn_load(pk_env *env, const char *name, bool take_lock, pk_conn *out)
 {
     pk_record rec = {0};
     bool found = false;
     pk_result r;
     PK_GUARD(pk_conn_name_validate(name));
-    if (take_lock) pthread_mutex_lock(&h->store_lock);
-    r = pk_record_load(h, "conn", name, &rec, &found);
-    if (take_lock) pthread_mutex_unlock(&h->store_lock);
+    if (take_lock) pk_records_lock(env->rs);
+    r = pk_records_load(env->rs, "conn", name, &rec, &found);
+    if (take_lock) pk_records_unlock(env->rs);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_FOUND, "connection %s not found", name);
     if (pk_ok(r)) r = pk_conn_from_record(&rec, out);
     pk_record_clear(&rec);

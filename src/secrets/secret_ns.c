@@ -12,7 +12,8 @@
  * GCM invocations per namespace-key version are bounded (random 96-bit IVs,
  * NIST SP 800-38D 8.3): writers reserve blocks of invocations in the chain
  * record (persisted before use, so a crash only wastes a block) and the
- * reservation that would pass the bound adds a new version instead.
+ * reservation that would pass the bound adds a new version instead. That
+ * and GCM under a namespace key are in secret_ns_use.c.
  */
 #include "config.h"
 
@@ -25,8 +26,6 @@
 
 #define NSKEY_FORMAT 1
 #define NS_FORMAT 1
-#define BLOCK_MIN 1024u
-#define BLOCK_MAX (1u << 20)
 
 pk_result pk_ns_validate(const char *ns)
 {
@@ -43,7 +42,7 @@ pk_result pk_ns_validate(const char *ns)
 }
 
 /* 'N' || the chain's name digest || version: the CKA_ID of a namespace key's session object. */
-static void nskey_id_of(const uint8_t digest[16], uint32_t version, pk_keyid *out)
+void pk_nskey_id_of(const uint8_t digest[16], uint32_t version, pk_keyid *out)
 {
     memset(out, 0, sizeof(*out));
     out->bytes[0] = 'N';
@@ -61,13 +60,13 @@ pk_result pk_nskey_id(const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint3
     PK_TRY(pk_sha256_update(c, ns, strlen(ns) + 1)); /* with its NUL: no ambiguity with the uuid */
     PK_TRY(pk_sha256_update(c, cmk_uuid, PK_UUID_LEN));
     PK_TRY(pk_sha256_finish(c, d));
-    nskey_id_of(d, version, out);
+    pk_nskey_id_of(d, version, out);
 out:
     pk_sha256_free(c);
     return r;
 }
 
-static void chain_record_id(const char *cmk, const char *ns, char *out, size_t size)
+void pk_chain_record_id(const char *cmk, const char *ns, char *out, size_t size)
 {
     snprintf(out, size, "%s:%s", cmk, ns);
 }
@@ -85,7 +84,7 @@ pk_result pk_nskey_to_record(const pk_nskey *k, pk_record *rec)
     pk_buf *b = &rec->body;
     memset(rec, 0, sizeof(*rec));
     snprintf(rec->kind, sizeof(rec->kind), "nskey");
-    chain_record_id(k->cmk, k->ns, rec->id, sizeof(rec->id));
+    pk_chain_record_id(k->cmk, k->ns, rec->id, sizeof(rec->id));
     snprintf(rec->ref, sizeof(rec->ref), "%s", k->ns);
     PK_GUARD(pk_buf_append_be32(b, NSKEY_FORMAT));
     PK_GUARD(pk_buf_append_lpstr(b, k->ns));
@@ -139,42 +138,45 @@ pk_result pk_nskey_from_record(const pk_record *rec, pk_nskey *k)
 
 /* ---- chain cache ---- */
 
-void pk_chains_free_inlock(pk_secrets *s)
+static void chain_release(pk_lru_node *n, void *ctx)
 {
-    for (size_t i = 0; i < CHAIN_BUCKETS; i++) {
-        chain_entry *e = s->chains[i];
-        nsdef_entry *d = s->nsdefs[i];
-        while (e != NULL) {
-            chain_entry *next = e->next;
-            pk_nskey_clear(&e->k);
-            free(e);
-            e = next;
-        }
-        while (d != NULL) {
-            nsdef_entry *next = d->next;
-            free(d);
-            d = next;
-        }
-        s->chains[i] = NULL;
-        s->nsdefs[i] = NULL;
-    }
-    s->nchains = s->nnsdefs = 0;
+    chain_entry *e = PK_LRU_ENTRY(n, chain_entry, node);
+    (void)ctx;
+    pk_nskey_clear(&e->k);
+    free(e);
 }
 
-static chain_entry *chain_find_inlock(pk_secrets *s, const char *id)
+static void nsdef_release(pk_lru_node *n, void *ctx)
 {
-    for (chain_entry *e = s->chains[pk_str_hash(id) % CHAIN_BUCKETS]; e != NULL; e = e->next)
-        if (strcmp(e->id, id) == 0) return e;
-    return NULL;
+    (void)ctx;
+    free(PK_LRU_ENTRY(n, nsdef_entry, node));
+}
+
+void pk_chains_free_inlock(pk_secrets *s)
+{
+    pk_lru_map_clear(&s->chains, chain_release, NULL);
+    pk_lru_map_clear(&s->nsdefs, nsdef_release, NULL);
+}
+
+void pk_chains_destroy(pk_secrets *s)
+{
+    pk_lru_map_destroy(&s->chains, chain_release, NULL);
+    pk_lru_map_destroy(&s->nsdefs, nsdef_release, NULL);
+}
+
+chain_entry *pk_chain_find_inlock(pk_secrets *s, const char *id)
+{
+    pk_lru_node *n = pk_lru_map_find(&s->chains, id, strlen(id));
+    return n ? PK_LRU_ENTRY(n, chain_entry, node) : NULL;
 }
 
 /* Put a verified chain in the cache (taking k), keeping the window when the version is the same. */
-static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
+void pk_chain_put_inlock(pk_secrets *s, pk_nskey *k)
 {
     char id[sizeof(((chain_entry *)0)->id)];
     chain_entry *e;
-    chain_record_id(k->cmk, k->ns, id, sizeof(id));
-    e = chain_find_inlock(s, id);
+    pk_chain_record_id(k->cmk, k->ns, id, sizeof(id));
+    e = pk_chain_find_inlock(s, id);
     if (e != NULL) {
         if (k->rev < e->k.rev) {
             pk_nskey_clear(k); /* ours is newer */
@@ -185,7 +187,7 @@ static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
         memset(k, 0, sizeof(*k));
         return;
     }
-    if (s->nchains >= CHAIN_MAX) pk_chains_free_inlock(s);
+    if (pk_lru_map_count(&s->chains) >= CHAIN_MAX) pk_chains_free_inlock(s);
     e = calloc(1, sizeof(*e));
     if (e == NULL) {
         pk_nskey_clear(k);
@@ -193,44 +195,35 @@ static void chain_put_inlock(pk_secrets *s, pk_nskey *k)
     }
     snprintf(e->id, sizeof(e->id), "%s", id);
     e->k = *k;
-    e->block = BLOCK_MIN;
     memset(k, 0, sizeof(*k));
-    e->next = s->chains[pk_str_hash(id) % CHAIN_BUCKETS];
-    s->chains[pk_str_hash(id) % CHAIN_BUCKETS] = e;
-    s->nchains++;
+    pk_lru_map_insert(&s->chains, &e->node, e->id, strlen(e->id));
 }
 
-void pk_ns_forget(p11kms *h, const char *ns, const char *cmk)
+void pk_ns_forget(pk_env *env, const char *ns, const char *cmk)
 {
     pk_secrets *s;
     char id[sizeof(((chain_entry *)0)->id)];
-    chain_entry **pp;
-    if (pk_failed(pk_secrets_of(h, &s))) return;
-    chain_record_id(cmk, ns, id, sizeof(id));
+    chain_entry *e;
+    if (pk_failed(pk_secrets_of(env, &s))) return;
+    pk_chain_record_id(cmk, ns, id, sizeof(id));
     pthread_mutex_lock(&s->lock);
-    for (pp = &s->chains[pk_str_hash(id) % CHAIN_BUCKETS]; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->id, id) == 0) {
-            chain_entry *e = *pp;
-            *pp = e->next;
-            pk_nskey_clear(&e->k);
-            free(e);
-            s->nchains--;
-            break;
-        }
+    if ((e = pk_chain_find_inlock(s, id)) != NULL) {
+        pk_lru_map_remove(&s->chains, &e->node);
+        chain_release(&e->node, NULL);
     }
     pthread_mutex_unlock(&s->lock);
 }
 
 /* Load and verify a chain record. *found=false when absent. */
-static pk_result chain_load(p11kms *h, const char *ns, const char *cmk, bool take_lock, pk_nskey *out, bool *found)
+pk_result pk_chain_load(pk_env *env, const char *ns, const char *cmk, bool take_lock, pk_nskey *out, bool *found)
 {
     pk_record rec = {0};
     char id[PK_STORE_ID_MAX];
     pk_result r;
-    chain_record_id(cmk, ns, id, sizeof(id));
-    if (take_lock) pthread_mutex_lock(&h->store_lock);
-    r = pk_record_load(h, "nskey", id, &rec, found);
-    if (take_lock) pthread_mutex_unlock(&h->store_lock);
+    pk_chain_record_id(cmk, ns, id, sizeof(id));
+    if (take_lock) pk_records_lock(env->rs);
+    r = pk_records_load(env->rs, "nskey", id, &rec, found);
+    if (take_lock) pk_records_unlock(env->rs);
     if (pk_ok(r) && *found) r = pk_nskey_from_record(&rec, out);
     /* The record must describe the chain its id names. */
     if (pk_ok(r) && *found && (strcmp(out->ns, ns) != 0 || strcmp(out->cmk, cmk) != 0)) {
@@ -245,15 +238,15 @@ static pk_result chain_load(p11kms *h, const char *ns, const char *cmk, bool tak
  * The cached chain (a copy: only nversions/v needed by callers), loading
  * it when absent or older than min_version.
  */
-static pk_result chain_get(p11kms *h, pk_secrets *s, const char *ns, const char *cmk, uint32_t min_version,
-                           pk_nskey_version *ver_out, uint32_t want_version, bool in_tx, bool *found)
+pk_result pk_chain_get(pk_env *env, pk_secrets *s, const char *ns, const char *cmk, uint32_t min_version,
+                       pk_nskey_version *ver_out, uint32_t want_version, bool in_tx, bool *found)
 {
     char id[sizeof(((chain_entry *)0)->id)];
     chain_entry *e;
     pk_nskey k;
-    chain_record_id(cmk, ns, id, sizeof(id));
+    pk_chain_record_id(cmk, ns, id, sizeof(id));
     pthread_mutex_lock(&s->lock);
-    e = chain_find_inlock(s, id);
+    e = pk_chain_find_inlock(s, id);
     if (e != NULL && e->k.nversions >= min_version) {
         if (ver_out) *ver_out = e->k.v[want_version - 1];
         pthread_mutex_unlock(&s->lock);
@@ -261,7 +254,7 @@ static pk_result chain_get(p11kms *h, pk_secrets *s, const char *ns, const char 
         return PK_OK;
     }
     pthread_mutex_unlock(&s->lock);
-    PK_GUARD(chain_load(h, ns, cmk, !in_tx, &k, found));
+    PK_GUARD(pk_chain_load(env, ns, cmk, !in_tx, &k, found));
     if (!*found) return PK_OK;
     pthread_mutex_lock(&s->lock);
     s->stats.chain_loads++;
@@ -272,20 +265,20 @@ static pk_result chain_get(p11kms *h, pk_secrets *s, const char *ns, const char 
         return PK_OK;
     }
     if (ver_out) *ver_out = k.v[want_version - 1];
-    chain_put_inlock(s, &k);
+    pk_chain_put_inlock(s, &k);
     pthread_mutex_unlock(&s->lock);
     return PK_OK;
 }
 
 /* ---- the namespace record (its configured key) ---- */
 
-static pk_result nsdef_load(p11kms *h, const char *ns, bool take_lock, char cmk[PK_UUID_STR_LEN + 1], bool *found)
+static pk_result nsdef_load(pk_env *env, const char *ns, bool take_lock, char cmk[PK_UUID_STR_LEN + 1], bool *found)
 {
     pk_record rec = {0};
     pk_result r;
-    if (take_lock) pthread_mutex_lock(&h->store_lock);
-    r = pk_record_load(h, "ns", ns, &rec, found);
-    if (take_lock) pthread_mutex_unlock(&h->store_lock);
+    if (take_lock) pk_records_lock(env->rs);
+    r = pk_records_load(env->rs, "ns", ns, &rec, found);
+    if (take_lock) pk_records_unlock(env->rs);
     if (pk_ok(r) && *found) {
         pk_cur c = pk_cur_of(rec.body.data, rec.body.len);
         uint8_t u[PK_UUID_LEN];
@@ -299,24 +292,22 @@ static pk_result nsdef_load(p11kms *h, const char *ns, bool take_lock, char cmk[
     return r;
 }
 
-pk_result pk_ns_default_key(p11kms *h, const char *ns, char out[PK_UUID_STR_LEN + 1])
+pk_result pk_ns_default_key(pk_env *env, const char *ns, char out[PK_UUID_STR_LEN + 1])
 {
     pk_secrets *s;
     bool found = false;
-    size_t b = pk_str_hash(ns) % CHAIN_BUCKETS;
+    pk_lru_node *n;
     nsdef_entry *d;
-    PK_GUARD(pk_secrets_of(h, &s));
+    PK_GUARD(pk_secrets_of(env, &s));
     pthread_mutex_lock(&s->lock);
-    for (d = s->nsdefs[b]; d != NULL; d = d->next) {
-        if (strcmp(d->ns, ns) == 0) {
-            memcpy(out, d->cmk, PK_UUID_STR_LEN + 1);
-            pthread_mutex_unlock(&s->lock);
-            return PK_OK;
-        }
+    if ((n = pk_lru_map_find(&s->nsdefs, ns, strlen(ns))) != NULL) {
+        memcpy(out, PK_LRU_ENTRY(n, nsdef_entry, node)->cmk, PK_UUID_STR_LEN + 1);
+        pthread_mutex_unlock(&s->lock);
+        return PK_OK;
     }
     pthread_mutex_unlock(&s->lock);
     out[0] = '\0';
-    PK_GUARD(nsdef_load(h, ns, true, out, &found));
+    PK_GUARD(nsdef_load(env, ns, true, out, &found));
     if (!found) {
         out[0] = '\0';
         return PK_OK;
@@ -326,16 +317,18 @@ pk_result pk_ns_default_key(p11kms *h, const char *ns, char out[PK_UUID_STR_LEN 
     snprintf(d->ns, sizeof(d->ns), "%s", ns);
     memcpy(d->cmk, out, PK_UUID_STR_LEN + 1);
     pthread_mutex_lock(&s->lock);
-    d->next = s->nsdefs[b];
-    s->nsdefs[b] = d;
-    s->nnsdefs++;
+    if (pk_lru_map_find(&s->nsdefs, ns, strlen(ns)) == NULL) {
+        pk_lru_map_insert(&s->nsdefs, &d->node, d->ns, strlen(d->ns));
+        d = NULL;
+    }
     pthread_mutex_unlock(&s->lock);
+    free(d); /* another thread cached it meanwhile */
     return PK_OK;
 }
 
 /* ---- creating chains and versions ---- */
 
-pk_result pk_nskey_add_version_tx(p11kms *h, pk_nskey *k, uint32_t kek_version)
+pk_result pk_nskey_add_version_tx(pk_env *env, pk_nskey *k, uint32_t kek_version)
 {
     pk_keyid kek;
     pk_nskey_version *grown;
@@ -344,10 +337,10 @@ pk_result pk_nskey_add_version_tx(p11kms *h, pk_nskey *k, uint32_t kek_version)
     pk_key_version_id(k->cmk_uuid, kek_version, &kek);
     nv.wrapped_len = sizeof(nv.wrapped);
     /* Generated by the HSM; leaves it only wrapped (RFC 5649). */
-    PK_GUARD(pk_p11_generate_wrapped(h->p11, &kek, nv.wrapped, &nv.wrapped_len));
+    PK_GUARD(pk_p11_generate_wrapped(env->p11, &kek, nv.wrapped, &nv.wrapped_len));
     nv.number = k->nversions + 1;
     nv.kek_version = kek_version;
-    nv.created_ms = pk_clock(h);
+    nv.created_ms = pk_records_now(env->rs);
     grown = realloc(k->v, (k->nversions + 1) * sizeof(*grown));
     PK_ENSURE_ALLOC(grown);
     k->v = grown;
@@ -356,242 +349,76 @@ pk_result pk_nskey_add_version_tx(p11kms *h, pk_nskey *k, uint32_t kek_version)
     return PK_OK;
 }
 
-static pk_result nskey_save_tx(p11kms *h, pk_nskey *k)
+pk_result pk_nskey_save_tx(pk_env *env, pk_nskey *k)
 {
     pk_record rec;
     pk_result r = pk_nskey_to_record(k, &rec);
-    if (pk_ok(r)) r = pk_record_save(h, &rec, k->rev);
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, k->rev);
     if (pk_ok(r)) k->rev = rec.rev;
     pk_record_clear(&rec);
     return r;
 }
 
 typedef struct ensure_job {
+    pk_env *env;
     const char *ns;
     pk_key *k;
     pk_nskey made;
     bool have;
 } ensure_job;
 
-static pk_result ensure_tx(p11kms *h, void *ctx)
+static pk_result ensure_tx(void *ctx)
 {
     ensure_job *j = ctx;
+    pk_env *env = j->env;
     bool found = false;
     char cmk[PK_UUID_STR_LEN + 1];
     pk_record rec;
     pk_result r;
 
-    PK_GUARD(chain_load(h, j->ns, j->k->id, false, &j->made, &found));
+    PK_GUARD(pk_chain_load(env, j->ns, j->k->id, false, &j->made, &found));
     if (!found) {
         memset(&j->made, 0, sizeof(j->made));
         snprintf(j->made.ns, sizeof(j->made.ns), "%s", j->ns);
         memcpy(j->made.cmk, j->k->id, sizeof(j->made.cmk));
         memcpy(j->made.cmk_uuid, j->k->uuid, PK_UUID_LEN);
-        PK_GUARD(pk_nskey_add_version_tx(h, &j->made, j->k->nversions));
-        PK_GUARD(nskey_save_tx(h, &j->made));
+        PK_GUARD(pk_nskey_add_version_tx(env, &j->made, j->k->nversions));
+        PK_GUARD(pk_nskey_save_tx(env, &j->made));
     }
     j->have = true;
     /* The first key used in a namespace becomes its configured key. */
-    PK_GUARD(nsdef_load(h, j->ns, false, cmk, &found));
+    PK_GUARD(nsdef_load(env, j->ns, false, cmk, &found));
     if (found) return PK_OK;
     memset(&rec, 0, sizeof(rec));
     snprintf(rec.kind, sizeof(rec.kind), "ns");
     snprintf(rec.id, sizeof(rec.id), "%s", j->ns);
     r = pk_buf_append_be32(&rec.body, NS_FORMAT);
     if (pk_ok(r)) r = pk_buf_append_lpstr(&rec.body, j->k->id);
-    if (pk_ok(r)) r = pk_buf_append_be64(&rec.body, (uint64_t)pk_clock(h));
-    if (pk_ok(r)) r = pk_record_save(h, &rec, 0);
+    if (pk_ok(r)) r = pk_buf_append_be64(&rec.body, (uint64_t)pk_records_now(env->rs));
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, 0);
     pk_record_clear(&rec);
     return r;
 }
 
-pk_result pk_ns_ensure(p11kms *h, const char *ns, pk_key *k)
+pk_result pk_ns_ensure(pk_env *env, const char *ns, pk_key *k)
 {
     pk_secrets *s;
     bool found = false;
     ensure_job j;
     pk_result r;
-    PK_GUARD(pk_secrets_of(h, &s));
-    PK_GUARD(chain_get(h, s, ns, k->id, 1, NULL, 0, false, &found));
+    PK_GUARD(pk_secrets_of(env, &s));
+    PK_GUARD(pk_chain_get(env, s, ns, k->id, 1, NULL, 0, false, &found));
     if (found) return PK_OK;
     memset(&j, 0, sizeof(j));
     j.ns = ns;
     j.k = k;
-    r = pk_with_write_tx(h, ensure_tx, &j);
+    j.env = env;
+    r = pk_records_write_tx(env->rs, ensure_tx, &j);
     if (pk_ok(r)) {
         pthread_mutex_lock(&s->lock);
-        chain_put_inlock(s, &j.made);
+        pk_chain_put_inlock(s, &j.made);
         pthread_mutex_unlock(&s->lock);
     }
     pk_nskey_clear(&j.made);
     return r;
-}
-
-/* ---- nonce reservation ---- */
-
-typedef struct reserve_job {
-    const char *ns;
-    pk_key *k;
-    uint64_t block, limit;
-    uint64_t start;
-    bool rolled;
-    pk_nskey fresh;
-} reserve_job;
-
-static pk_result reserve_tx(p11kms *h, void *ctx)
-{
-    reserve_job *j = ctx;
-    bool found = false;
-    PK_GUARD(chain_load(h, j->ns, j->k->id, false, &j->fresh, &found));
-    PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s:%s disappeared from the store", j->k->id, j->ns);
-    if (j->fresh.nonce_reserved + j->block > j->limit) {
-        /* The bound of this version is reached: roll to a new namespace-key version. */
-        PK_GUARD(pk_nskey_add_version_tx(h, &j->fresh, j->k->nversions));
-        j->rolled = true;
-    }
-    j->start = j->fresh.nonce_reserved;
-    j->fresh.nonce_reserved += j->block;
-    return nskey_save_tx(h, &j->fresh);
-}
-
-/* Take from the window; true when one was available. */
-static bool window_take_inlock(pk_secrets *s, const char *id, uint32_t *nsv)
-{
-    chain_entry *e = chain_find_inlock(s, id);
-    if (e == NULL || e->win_next >= e->win_end || e->win_version != e->k.nversions) return false;
-    e->win_next++;
-    *nsv = e->win_version;
-    return true;
-}
-
-pk_result pk_ns_take_nonce(p11kms *h, const char *ns, pk_key *k, uint32_t *nsv)
-{
-    pk_secrets *s;
-    char id[sizeof(((chain_entry *)0)->id)];
-    chain_entry *e;
-    reserve_job j;
-    pk_result r;
-    bool got;
-
-    PK_GUARD(pk_secrets_of(h, &s));
-    chain_record_id(k->id, ns, id, sizeof(id));
-    pthread_mutex_lock(&s->lock);
-    got = window_take_inlock(s, id, nsv);
-    pthread_mutex_unlock(&s->lock);
-    if (got) return PK_OK;
-
-    /* One reservation at a time: threads sharing a namespace wait for it instead of each writing. */
-    pthread_mutex_lock(&s->reserve_lock);
-    pthread_mutex_lock(&s->lock);
-    got = window_take_inlock(s, id, nsv);
-    e = chain_find_inlock(s, id);
-    memset(&j, 0, sizeof(j));
-    j.block = e ? e->block : BLOCK_MIN;
-    j.limit = s->nonce_limit;
-    pthread_mutex_unlock(&s->lock);
-    if (got) {
-        pthread_mutex_unlock(&s->reserve_lock);
-        return PK_OK;
-    }
-    if (j.block > j.limit) j.block = j.limit;
-    j.ns = ns;
-    j.k = k;
-    r = pk_with_write_tx(h, reserve_tx, &j);
-    if (pk_ok(r)) {
-        uint32_t version = j.fresh.nversions;
-        pthread_mutex_lock(&s->lock);
-        s->stats.reservations++;
-        if (j.rolled) s->stats.rollovers++;
-        chain_put_inlock(s, &j.fresh);
-        e = chain_find_inlock(s, id);
-        if (e != NULL && e->k.nversions == version) {
-            e->win_version = version;
-            e->win_next = j.start + 1;
-            e->win_end = j.start + j.block;
-            if (e->block < BLOCK_MAX) e->block *= 2;
-        }
-        pthread_mutex_unlock(&s->lock);
-        *nsv = version;
-    }
-    pk_nskey_clear(&j.fresh);
-    pthread_mutex_unlock(&s->reserve_lock);
-    return r;
-}
-
-pk_result pk_ns_current_version(p11kms *h, const char *ns, const char *cmk, uint32_t *out)
-{
-    pk_nskey k;
-    bool found = false;
-    PK_GUARD(chain_load(h, ns, cmk, true, &k, &found));
-    *out = found ? k.nversions : 0;
-    if (found) pk_nskey_clear(&k);
-    return PK_OK;
-}
-
-/* ---- GCM under a namespace key ---- */
-
-/* pk_nskey_id, with the digest computed once per cached chain instead of once per read. */
-static pk_result chain_key_id(pk_secrets *s, const char *ns, const char *cmk, const uint8_t cmk_uuid[PK_UUID_LEN],
-                              uint32_t version, pk_keyid *out)
-{
-    char id[sizeof(((chain_entry *)0)->id)];
-    chain_entry *e;
-    chain_record_id(cmk, ns, id, sizeof(id));
-    pthread_mutex_lock(&s->lock);
-    e = chain_find_inlock(s, id);
-    if (e != NULL && e->have_digest) {
-        nskey_id_of(e->digest, version, out);
-        pthread_mutex_unlock(&s->lock);
-        return PK_OK;
-    }
-    pthread_mutex_unlock(&s->lock);
-    PK_GUARD(pk_nskey_id(ns, cmk_uuid, version, out));
-    pthread_mutex_lock(&s->lock);
-    if ((e = chain_find_inlock(s, id)) != NULL) {
-        memcpy(e->digest, out->bytes + 1, sizeof(e->digest));
-        e->have_digest = true;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return PK_OK;
-}
-
-static pk_result data_key(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
-                          bool in_tx, pk_keyid *id, pk_keyid *kek, pk_nskey_version *ver)
-{
-    pk_secrets *s;
-    char cmk[PK_UUID_STR_LEN + 1];
-    bool found = false;
-    PK_GUARD(pk_secrets_of(h, &s));
-    pk_uuid_format(cmk_uuid, cmk);
-    PK_ENSURE(nsv >= 1, P11KMS_ERR_CIPHERTEXT_INVALID, "ciphertext invalid or context mismatch");
-    PK_GUARD(chain_get(h, s, ns, cmk, nsv, ver, nsv, in_tx, &found));
-    PK_ENSURE(found, P11KMS_ERR_INTEGRITY, "namespace key %s version %u under key %s is missing from the store", ns,
-              (unsigned)nsv, cmk);
-    PK_GUARD(chain_key_id(s, ns, cmk, cmk_uuid, nsv, id));
-    pk_key_version_id(cmk_uuid, ver->kek_version, kek);
-    return PK_OK;
-}
-
-pk_result pk_ns_encrypt(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
-                        const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes pt, uint8_t *out, bool in_tx)
-{
-    pk_keyid id, kek;
-    pk_nskey_version ver;
-    pk_p11_dk dk;
-    PK_GUARD(data_key(h, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
-    dk.kek = &kek;
-    dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_encrypt(h->p11, &id, &dk, iv, aad, pt, out);
-}
-
-pk_result pk_ns_decrypt(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
-                        const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes ct, pk_secbuf *pt, bool in_tx)
-{
-    pk_keyid id, kek;
-    pk_nskey_version ver;
-    pk_p11_dk dk;
-    PK_GUARD(data_key(h, ns, cmk_uuid, nsv, in_tx, &id, &kek, &ver));
-    dk.kek = &kek;
-    dk.wrapped = pk_bytes_of(ver.wrapped, ver.wrapped_len);
-    return pk_p11_gcm_decrypt(h->p11, &id, &dk, iv, aad, ct, pt);
 }

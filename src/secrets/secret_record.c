@@ -95,7 +95,7 @@ pk_result pk_secret_aad(const pk_secret *s, pk_buf *out)
     return pk_buf_append_be64(out, (uint64_t)s->updated_ms);
 }
 
-pk_result pk_secret_seal(p11kms *h, pk_secret *s, pk_bytes encoded_map, bool in_tx)
+pk_result pk_secret_seal(pk_env *env, pk_secret *s, pk_bytes encoded_map, bool in_tx)
 {
     pk_buf aad = {0};
     pk_result r = PK_OK;
@@ -103,7 +103,7 @@ pk_result pk_secret_seal(p11kms *h, pk_secret *s, pk_bytes encoded_map, bool in_
     PK_TRY(pk_secret_aad(s, &aad));
     s->ct.len = 0;
     PK_TRY(pk_buf_reserve(&s->ct, encoded_map.len + PK_GCM_TAG_LEN));
-    PK_TRY(pk_ns_encrypt(h, s->ns, s->cmk_uuid, s->nsv, s->iv, pk_bytes_of(aad.data, aad.len), encoded_map,
+    PK_TRY(pk_ns_encrypt(env, s->ns, s->cmk_uuid, s->nsv, s->iv, pk_bytes_of(aad.data, aad.len), encoded_map,
                          s->ct.data, in_tx));
     s->ct.len = encoded_map.len + PK_GCM_TAG_LEN;
 out:
@@ -111,58 +111,58 @@ out:
     return r;
 }
 
-pk_result pk_secret_open(p11kms *h, const pk_secret *s, pk_secbuf *encoded_map, bool in_tx)
+pk_result pk_secret_open(pk_env *env, const pk_secret *s, pk_secbuf *encoded_map, bool in_tx)
 {
     pk_buf aad = {0};
     pk_result r = pk_secret_aad(s, &aad);
     if (pk_ok(r))
-        r = pk_ns_decrypt(h, s->ns, s->cmk_uuid, s->nsv, s->iv, pk_bytes_of(aad.data, aad.len),
+        r = pk_ns_decrypt(env, s->ns, s->cmk_uuid, s->nsv, s->iv, pk_bytes_of(aad.data, aad.len),
                           pk_bytes_of(s->ct.data, s->ct.len), encoded_map, in_tx);
     pk_buf_free(&aad);
     return r;
 }
 
-pk_result pk_secret_read(p11kms *h, const char *id, pk_secret *out, pk_record *raw)
+pk_result pk_secret_read(pk_env *env, const char *id, pk_secret *out, pk_record *raw)
 {
     bool found = false;
     pk_result r;
     PK_GUARD(pk_secret_id_validate(id));
-    pthread_mutex_lock(&h->store_lock);
-    r = h->store->ops->get(h->store, "secret", id, raw, &found);
-    pthread_mutex_unlock(&h->store_lock);
+    pk_records_lock(env->rs);
+    r = env->rs->store->ops->get(env->rs->store, "secret", id, raw, &found);
+    pk_records_unlock(env->rs);
     PK_GUARD(r);
     PK_ENSURE(found, P11KMS_ERR_NOT_FOUND, "secret %s not found", id);
     r = pk_secret_from_record(raw, out);
     /* A malformed body may be an edit outside p11kms: the MAC says which. */
     if (pk_failed(r)) {
-        pk_result m = pk_record_check(h, raw);
+        pk_result m = pk_records_check(env->rs, raw);
         if (pk_failed(m)) return m;
     }
     return r;
 }
 
-pk_result pk_secret_load(p11kms *h, const char *id, bool take_lock, pk_secret *out)
+pk_result pk_secret_load(pk_env *env, const char *id, bool take_lock, pk_secret *out)
 {
     pk_record rec = {0};
     bool found = false;
     pk_result r;
     PK_GUARD(pk_secret_id_validate(id));
-    if (take_lock) pthread_mutex_lock(&h->store_lock);
-    r = pk_record_load(h, "secret", id, &rec, &found);
-    if (take_lock) pthread_mutex_unlock(&h->store_lock);
+    if (take_lock) pk_records_lock(env->rs);
+    r = pk_records_load(env->rs, "secret", id, &rec, &found);
+    if (take_lock) pk_records_unlock(env->rs);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_FOUND, "secret %s not found", id);
     if (pk_ok(r)) r = pk_secret_from_record(&rec, out);
     pk_record_clear(&rec);
     return r;
 }
 
-pk_result pk_secret_save_tx(p11kms *h, pk_secret *s)
+pk_result pk_secret_save_tx(pk_env *env, pk_secret *s)
 {
     pk_record rec;
     pk_result r;
-    pk_secret_row_forget(h, s->id);
+    pk_secret_row_forget(env, s->id);
     r = pk_secret_to_record(s, &rec);
-    if (pk_ok(r)) r = pk_record_save(h, &rec, s->rev);
+    if (pk_ok(r)) r = pk_records_save(env->rs, &rec, s->rev);
     if (pk_ok(r)) s->rev = rec.rev;
     pk_record_clear(&rec);
     return r;

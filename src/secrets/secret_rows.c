@@ -21,29 +21,41 @@
 
 #include "secrets/secrets_impl.h"
 
-#define ROW_BUCKETS 4096
+#include "util/lru_map.h"
+
+#define ROW_BUCKETS 1024 /* initial; the map grows */
 
 typedef struct row_entry {
+    pk_lru_node node; /* map key: row.id */
     pk_secret row;
-    struct row_entry *hnext, *lru_prev, *lru_next;
 } row_entry;
 
 struct pk_rows {
     pthread_mutex_t lock;
-    row_entry *buckets[ROW_BUCKETS];
-    row_entry lru; /* sentinel: lru.lru_next is the most recent */
-    size_t n, max;
+    pk_lru_map map;     /* every entry is on the LRU list */
+    size_t max;
     uint64_t ticket;    /* +1 on every forget */
     uint64_t store_gen; /* pk_store_generation the rows were read under */
     uint64_t hits, misses;
 };
 
+static void release_row(pk_lru_node *n, void *ctx)
+{
+    row_entry *e = PK_LRU_ENTRY(n, row_entry, node);
+    (void)ctx;
+    pk_secret_clear(&e->row);
+    free(e);
+}
+
 pk_result pk_rows_new(size_t max, pk_rows **out)
 {
     pk_rows *c = calloc(1, sizeof(*c));
     PK_ENSURE_ALLOC(c);
+    if (pk_failed(pk_lru_map_init(&c->map, ROW_BUCKETS, 0))) {
+        free(c);
+        return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+    }
     pthread_mutex_init(&c->lock, NULL);
-    c->lru.lru_next = c->lru.lru_prev = &c->lru;
     c->max = max;
     *out = c;
     return PK_OK;
@@ -51,42 +63,32 @@ pk_result pk_rows_new(size_t max, pk_rows **out)
 
 static void drop_inlock(pk_rows *c, row_entry *e)
 {
-    row_entry **pp = &c->buckets[pk_str_hash(e->row.id) % ROW_BUCKETS];
-    while (*pp != e) pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    e->lru_prev->lru_next = e->lru_next;
-    e->lru_next->lru_prev = e->lru_prev;
-    pk_secret_clear(&e->row);
-    free(e);
-    c->n--;
+    pk_lru_map_remove(&c->map, &e->node);
+    release_row(&e->node, NULL);
 }
 
-static void clear_inlock(pk_rows *c)
+static bool evict_row(pk_lru_map *m, pk_lru_node *n, void *ctx)
 {
-    while (c->lru.lru_next != &c->lru) drop_inlock(c, c->lru.lru_next);
+    (void)ctx;
+    pk_lru_map_remove(m, n);
+    release_row(n, NULL);
+    return true;
 }
+
+static void clear_inlock(pk_rows *c) { pk_lru_map_clear(&c->map, release_row, NULL); }
 
 void pk_rows_free(pk_rows *c)
 {
     if (c == NULL) return;
-    clear_inlock(c);
+    pk_lru_map_destroy(&c->map, release_row, NULL);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
 static row_entry *find_inlock(pk_rows *c, const char *id)
 {
-    for (row_entry *e = c->buckets[pk_str_hash(id) % ROW_BUCKETS]; e != NULL; e = e->hnext)
-        if (strcmp(e->row.id, id) == 0) return e;
-    return NULL;
-}
-
-static void to_front_inlock(pk_rows *c, row_entry *e)
-{
-    e->lru_next = c->lru.lru_next;
-    e->lru_prev = &c->lru;
-    c->lru.lru_next->lru_prev = e;
-    c->lru.lru_next = e;
+    pk_lru_node *n = pk_lru_map_find(&c->map, id, strlen(id));
+    return n ? PK_LRU_ENTRY(n, row_entry, node) : NULL;
 }
 
 /* Rows read before another process's write was noticed are all suspect. */
@@ -110,7 +112,7 @@ void pk_rows_set_max(pk_rows *c, size_t max)
 {
     pthread_mutex_lock(&c->lock);
     c->max = max;
-    while (c->n > max) drop_inlock(c, c->lru.lru_prev);
+    (void)pk_lru_map_evict(&c->map, max, evict_row, NULL);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -130,9 +132,7 @@ bool pk_rows_get(pk_rows *c, const char *id, uint64_t store_gen, pk_secret *out)
     pthread_mutex_lock(&c->lock);
     if (c->max > 0 && current_inlock(c, store_gen) && (e = find_inlock(c, id)) != NULL &&
         pk_ok(copy_row(&e->row, out))) {
-        e->lru_prev->lru_next = e->lru_next;
-        e->lru_next->lru_prev = e->lru_prev;
-        to_front_inlock(c, e);
+        pk_lru_map_touch(&c->map, &e->node);
         hit = true;
     }
     if (hit) c->hits++;
@@ -148,17 +148,15 @@ void pk_rows_put(pk_rows *c, const pk_secret *row, uint64_t store_gen, uint64_t 
     pthread_mutex_lock(&c->lock);
     if (c->max == 0 || ticket != c->ticket || !current_inlock(c, store_gen)) goto done;
     if ((e = find_inlock(c, row->id)) != NULL) drop_inlock(c, e);
-    while (c->n >= c->max) drop_inlock(c, c->lru.lru_prev);
+    (void)pk_lru_map_evict(&c->map, c->max - 1, evict_row, NULL);
     if ((e = calloc(1, sizeof(*e))) == NULL) goto done; /* only a cache */
     if (pk_failed(copy_row(row, &e->row))) {
         pk_error_clear();
         free(e);
         goto done;
     }
-    e->hnext = c->buckets[pk_str_hash(row->id) % ROW_BUCKETS];
-    c->buckets[pk_str_hash(row->id) % ROW_BUCKETS] = e;
-    to_front_inlock(c, e);
-    c->n++;
+    pk_lru_map_insert(&c->map, &e->node, e->row.id, strlen(e->row.id));
+    pk_lru_map_touch(&c->map, &e->node);
 done:
     pthread_mutex_unlock(&c->lock);
 }
@@ -177,6 +175,6 @@ void pk_rows_stats(pk_rows *c, uint64_t *hits, uint64_t *misses, size_t *entries
     pthread_mutex_lock(&c->lock);
     *hits = c->hits;
     *misses = c->misses;
-    *entries = c->n;
+    *entries = pk_lru_map_count(&c->map);
     pthread_mutex_unlock(&c->lock);
 }

@@ -2,11 +2,9 @@
  * Per-handle secrets state: verified namespace-key chains, nonce windows,
  * the decrypted-map cache and configuration.
  *
- * The state hangs off the handle through a small registry keyed by the
- * handle (struct p11kms has no slot for it); p11kms_close must call
- * pk_secrets_detach so the cache is wiped when the handle closes. A stale
- * entry for a reused handle address is recognised by its store and token
- * pointers and dropped.
+ * core/handle.c makes it when a handle opens and frees it (wiping the
+ * decrypted-map cache) when the handle closes; it reaches this folder as
+ * pk_env.secrets. There is no process-wide state.
  */
 #include "config.h"
 
@@ -21,26 +19,13 @@
 #define TTL_MAX_S (7 * 86400UL)
 #define CACHE_DEFAULT_MAX 1000
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static pk_secrets *registry;
+static void entry_release(pk_lru_node *n, void *ctx);
 
-size_t pk_str_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return (size_t)h;
-}
-
-static void state_free(pk_secrets *s)
+void pk_secrets_free(pk_secrets *s)
 {
     if (s == NULL) return;
-    pthread_mutex_lock(&s->lock);
-    pk_chains_free_inlock(s);
-    pthread_mutex_unlock(&s->lock);
-    pk_cache_clear(s);
+    pk_chains_destroy(s);
+    pk_lru_map_destroy(&s->cache, entry_release, NULL); /* wipes the maps */
     pk_rows_free(s->rows);
     for (size_t i = 0; i < s->nsensitive; i++) free(s->sensitive[i]);
     free(s->sensitive);
@@ -73,7 +58,7 @@ static pk_result read_sensitive(pk_secrets *s, const p11kms_config *cfg)
     return PK_OK;
 }
 
-static pk_result state_new(p11kms *h, pk_secrets **out)
+pk_result pk_secrets_new(const p11kms_config *cfg, pk_secrets **out)
 {
     pk_result r = PK_OK;
     unsigned long ttl = 0, max = 0, uses = 0;
@@ -81,66 +66,29 @@ static pk_result state_new(p11kms *h, pk_secrets **out)
     PK_ENSURE_ALLOC(s);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->reserve_lock, NULL);
-    s->lru.lru_next = s->lru.lru_prev = &s->lru;
-    s->h = h;
-    s->store = h->store;
-    s->p11 = h->p11;
     s->nonce_limit = PK_NSKEY_NONCE_LIMIT;
+    PK_TRY(pk_lru_map_init(&s->chains, CHAIN_BUCKETS, 0));
+    PK_TRY(pk_lru_map_init(&s->nsdefs, CHAIN_BUCKETS, 0));
+    PK_TRY(pk_lru_map_init(&s->cache, CACHE_BUCKETS, 0));
     PK_TRY(pk_rows_new(PK_ROWS_MAX, &s->rows));
-    PK_TRY(pk_conf_uint(h->cfg, "cache_ttl_s", 0, 0, TTL_MAX_S, &ttl));
-    PK_TRY(pk_conf_uint(h->cfg, "cache_max_entries", CACHE_DEFAULT_MAX, 1, 1000000, &max));
-    PK_TRY(pk_conf_uint(h->cfg, "cache_max_uses", 0, 0, UINT32_MAX, &uses));
-    PK_TRY(read_sensitive(s, h->cfg));
+    PK_TRY(pk_conf_uint(cfg, "cache_ttl_s", 0, 0, TTL_MAX_S, &ttl));
+    PK_TRY(pk_conf_uint(cfg, "cache_max_entries", CACHE_DEFAULT_MAX, 1, 1000000, &max));
+    PK_TRY(pk_conf_uint(cfg, "cache_max_uses", 0, 0, UINT32_MAX, &uses));
+    PK_TRY(read_sensitive(s, cfg));
     /* Off unless a TTL is configured (docs/SECRETS.md "Cache"). */
     pk_secrets_set_cache(s, (uint64_t)ttl * 1000, ttl ? (size_t)max : 0, uses);
     *out = s;
     s = NULL;
 out:
-    state_free(s);
+    pk_secrets_free(s);
     return r;
 }
 
-pk_result pk_secrets_of(p11kms *h, pk_secrets **out)
+pk_result pk_secrets_of(pk_env *env, pk_secrets **out)
 {
-    pk_secrets **pp, *s, *stale = NULL;
-    pk_result r = PK_OK;
-
-    pthread_mutex_lock(&registry_lock);
-    for (pp = &registry; (s = *pp) != NULL; pp = &s->reg_next) {
-        if (s->h != h) continue;
-        if (s->store == h->store && s->p11 == h->p11) {
-            pthread_mutex_unlock(&registry_lock);
-            *out = s;
-            return PK_OK;
-        }
-        *pp = s->reg_next; /* a closed handle's state at a reused address */
-        stale = s;
-        break;
-    }
-    r = state_new(h, &s);
-    if (pk_ok(r)) {
-        s->reg_next = registry;
-        registry = s;
-        *out = s;
-    }
-    pthread_mutex_unlock(&registry_lock);
-    state_free(stale);
-    return r;
-}
-
-void pk_secrets_detach(p11kms *h)
-{
-    pk_secrets **pp, *s = NULL;
-    pthread_mutex_lock(&registry_lock);
-    for (pp = &registry; *pp != NULL; pp = &(*pp)->reg_next) {
-        if ((*pp)->h == h) {
-            s = *pp;
-            *pp = s->reg_next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&registry_lock);
-    state_free(s);
+    PK_ENSURE(env->secrets != NULL, P11KMS_ERR_INTERNAL, "secrets state missing (handle not open)");
+    *out = env->secrets;
+    return PK_OK;
 }
 
 void pk_secrets_set_nonce_limit(pk_secrets *s, uint64_t limit)
@@ -154,17 +102,16 @@ void pk_secrets_get_stats(pk_secrets *s, pk_secrets_stats *out)
 {
     pthread_mutex_lock(&s->lock);
     *out = s->stats;
-    out->cache_entries = s->ncache;
+    out->cache_entries = pk_lru_map_count(&s->cache);
     pthread_mutex_unlock(&s->lock);
     pk_rows_stats(s->rows, &out->row_hits, &out->row_misses, &out->row_entries);
 }
 
 pk_rows *pk_secrets_rows(pk_secrets *s) { return s->rows; }
 
-void pk_secret_row_forget(p11kms *h, const char *id)
+void pk_secret_row_forget(pk_env *env, const char *id)
 {
-    pk_secrets *s;
-    if (pk_ok(pk_secrets_of(h, &s))) pk_rows_forget(s->rows, id);
+    if (env->secrets != NULL) pk_rows_forget(env->secrets->rows, id);
 }
 
 /*
@@ -186,36 +133,32 @@ bool pk_secrets_option_sensitive(pk_secrets *s, const char *name)
 
 /* ---- the decrypted-map cache ---- */
 
-static void lru_unlink(map_entry *e)
+static void entry_release(pk_lru_node *n, void *ctx)
 {
-    e->lru_prev->lru_next = e->lru_next;
-    e->lru_next->lru_prev = e->lru_prev;
-}
-
-static void lru_front(pk_secrets *s, map_entry *e)
-{
-    e->lru_next = s->lru.lru_next;
-    e->lru_prev = &s->lru;
-    s->lru.lru_next->lru_prev = e;
-    s->lru.lru_next = e;
+    map_entry *e = PK_LRU_ENTRY(n, map_entry, node);
+    (void)ctx;
+    pk_secbuf_free(&e->enc); /* wipes */
+    pk_secmem_free(e);
 }
 
 static void entry_drop_inlock(pk_secrets *s, map_entry *e)
 {
-    map_entry **pp = &s->cache[pk_str_hash(e->id) % CACHE_BUCKETS];
-    while (*pp != e) pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    lru_unlink(e);
-    pk_secbuf_free(&e->enc); /* wipes */
-    pk_secmem_free(e);
-    s->ncache--;
+    pk_lru_map_remove(&s->cache, &e->node);
+    entry_release(&e->node, NULL);
+}
+
+static bool entry_evict(pk_lru_map *m, pk_lru_node *n, void *ctx)
+{
+    (void)ctx;
+    pk_lru_map_remove(m, n);
+    entry_release(n, NULL);
+    return true;
 }
 
 static map_entry *entry_find_inlock(pk_secrets *s, const char *id)
 {
-    for (map_entry *e = s->cache[pk_str_hash(id) % CACHE_BUCKETS]; e != NULL; e = e->hnext)
-        if (strcmp(e->id, id) == 0) return e;
-    return NULL;
+    pk_lru_node *n = pk_lru_map_find(&s->cache, id, strlen(id));
+    return n ? PK_LRU_ENTRY(n, map_entry, node) : NULL;
 }
 
 void pk_secrets_set_cache(pk_secrets *s, uint64_t ttl_ms, size_t max_entries, uint64_t max_uses)
@@ -247,8 +190,7 @@ bool pk_cache_lookup(pk_secrets *s, const char *id, int64_t now_ms, char ns[PK_N
         e->uses++;
         memcpy(ns, e->ns, sizeof(e->ns));
         memcpy(cmk, e->cmk, sizeof(e->cmk));
-        lru_unlink(e);
-        lru_front(s, e);
+        pk_lru_map_touch(&s->cache, &e->node);
         hit = true;
         if (s->cache_max_uses && e->uses >= s->cache_max_uses) entry_drop_inlock(s, e);
     }
@@ -264,7 +206,7 @@ void pk_cache_store(pk_secrets *s, const char *id, const char *ns, const char *c
     pthread_mutex_lock(&s->lock);
     if (s->cache_max == 0) goto done;
     if ((e = entry_find_inlock(s, id)) != NULL) entry_drop_inlock(s, e);
-    while (s->ncache >= s->cache_max && s->lru.lru_prev != &s->lru) entry_drop_inlock(s, s->lru.lru_prev);
+    (void)pk_lru_map_evict(&s->cache, s->cache_max - 1, entry_evict, NULL);
     e = pk_secmem_alloc(sizeof(*e));
     if (e == NULL) goto done;
     if (pk_failed(pk_secbuf_set(&e->enc, encoded.ptr, encoded.len))) {
@@ -275,10 +217,8 @@ void pk_cache_store(pk_secrets *s, const char *id, const char *ns, const char *c
     snprintf(e->ns, sizeof(e->ns), "%s", ns);
     snprintf(e->cmk, sizeof(e->cmk), "%s", cmk);
     e->expires_ms = now_ms + (int64_t)s->cache_ttl_ms;
-    e->hnext = s->cache[pk_str_hash(id) % CACHE_BUCKETS];
-    s->cache[pk_str_hash(id) % CACHE_BUCKETS] = e;
-    lru_front(s, e);
-    s->ncache++;
+    pk_lru_map_insert(&s->cache, &e->node, e->id, strlen(e->id));
+    pk_lru_map_touch(&s->cache, &e->node);
 done:
     pthread_mutex_unlock(&s->lock);
 }
@@ -294,6 +234,6 @@ void pk_cache_forget(pk_secrets *s, const char *id)
 void pk_cache_clear(pk_secrets *s)
 {
     pthread_mutex_lock(&s->lock);
-    while (s->lru.lru_next != &s->lru) entry_drop_inlock(s, s->lru.lru_next);
+    pk_lru_map_clear(&s->cache, entry_release, NULL);
     pthread_mutex_unlock(&s->lock);
 }

@@ -26,8 +26,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/core.h"
-#include "core/op.h"
 #include "keys/keys.h"
 #include "util/bytes.h"
 #include "util/secbuf.h"
@@ -41,12 +39,11 @@
 #define PK_CONN_NAME_MAX 200
 #define PK_CONN_RESERVED_KEY "__flink.encrypted-secret-key__"
 /*
- * Random 96-bit IVs under one namespace-key version: the same bound as CMK
- * versions (NIST SP 800-38D 8.3: 2^32 invocations for a collision
- * probability under 2^-32; p11kms stops at 2^30 and rolls the namespace
- * key to a new version).
+ * Random 96-bit IVs under one namespace-key version: the same bound and the
+ * same reservation window as CMK versions (keys/nonce_window.h; NIST SP
+ * 800-38D 8.3: p11kms stops at 2^30 and rolls to a new version).
  */
-#define PK_NSKEY_NONCE_LIMIT (UINT64_C(1) << 30)
+#define PK_NSKEY_NONCE_LIMIT PK_NONCE_LIMIT
 
 /* ---- Binary record bodies: a cursor and writers ---- */
 typedef struct pk_cur {
@@ -88,13 +85,12 @@ bool pk_utf8_valid(const uint8_t *p, size_t n);
 
 /* ---- Per-handle state (secret_state.c) ---- */
 typedef struct pk_secrets pk_secrets;
-/* The handle's secrets state, made on first use (configuration read then). */
-PK_MUST_USE pk_result pk_secrets_of(p11kms *h, pk_secrets **out);
-/*
- * Drop the handle's secrets state: wipes the decrypted-map cache. Must run
- * before p11kms_close frees the handle (core/handle.c calls it).
- */
-void pk_secrets_detach(p11kms *h);
+/* Made when a handle opens (cache settings and sensitive_options read from cfg). */
+PK_MUST_USE pk_result pk_secrets_new(const p11kms_config *cfg, pk_secrets **out);
+/* Wipes the decrypted-map cache (p11kms_close). */
+void pk_secrets_free(pk_secrets *s);
+/* The handle's secrets state (env->secrets). */
+PK_MUST_USE pk_result pk_secrets_of(pk_env *env, pk_secrets **out);
 /* Tests only: lower the per-version invocation bound of namespace keys. */
 void pk_secrets_set_nonce_limit(pk_secrets *s, uint64_t limit);
 /* Cache settings (0 entries = off). */
@@ -139,35 +135,35 @@ typedef struct pk_nskey {
 PK_MUST_USE pk_result pk_nskey_id(const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t version,
                                   pk_keyid *out);
 /* The configured CMK of a namespace ("" when the namespace does not exist yet). */
-PK_MUST_USE pk_result pk_ns_default_key(p11kms *h, const char *ns, char out[PK_UUID_STR_LEN + 1]);
+PK_MUST_USE pk_result pk_ns_default_key(pk_env *env, const char *ns, char out[PK_UUID_STR_LEN + 1]);
 /*
  * Make sure the namespace and its key chain under CMK k exist (creating the
  * first version, wrapped under k's newest version, in the HSM).
  */
-PK_MUST_USE pk_result pk_ns_ensure(p11kms *h, const char *ns, pk_key *k);
+PK_MUST_USE pk_result pk_ns_ensure(pk_env *env, const char *ns, pk_key *k);
 /* Take one GCM invocation of the current namespace-key version; may reserve a block or roll the key. */
-PK_MUST_USE pk_result pk_ns_take_nonce(p11kms *h, const char *ns, pk_key *k, uint32_t *nsv);
+PK_MUST_USE pk_result pk_ns_take_nonce(pk_env *env, const char *ns, pk_key *k, uint32_t *nsv);
 /*
  * AES-GCM with namespace-key version nsv under CMK cmk (from the cache;
  * reloaded once from the store when the cached chain is stale).
  */
-PK_MUST_USE pk_result pk_ns_encrypt(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
+PK_MUST_USE pk_result pk_ns_encrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                                     const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes pt, uint8_t *out,
                                     bool in_tx);
-PK_MUST_USE pk_result pk_ns_decrypt(p11kms *h, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
+PK_MUST_USE pk_result pk_ns_decrypt(pk_env *env, const char *ns, const uint8_t cmk_uuid[PK_UUID_LEN], uint32_t nsv,
                                     const uint8_t iv[PK_GCM_IV_LEN], pk_bytes aad, pk_bytes ct, pk_secbuf *pt,
                                     bool in_tx);
 /* Current version of the chain (for reports); 0 when absent. */
-PK_MUST_USE pk_result pk_ns_current_version(p11kms *h, const char *ns, const char *cmk, uint32_t *out);
+PK_MUST_USE pk_result pk_ns_current_version(pk_env *env, const char *ns, const char *cmk, uint32_t *out);
 
 /* Record codecs (also used by rewrap). */
 PK_MUST_USE pk_result pk_nskey_from_record(const pk_record *rec, pk_nskey *out);
 PK_MUST_USE pk_result pk_nskey_to_record(const pk_nskey *k, pk_record *rec);
 void pk_nskey_clear(pk_nskey *k);
 /* Inside a write transaction: append a new version wrapped under CMK version kek_version. */
-PK_MUST_USE pk_result pk_nskey_add_version_tx(p11kms *h, pk_nskey *k, uint32_t kek_version);
+PK_MUST_USE pk_result pk_nskey_add_version_tx(pk_env *env, pk_nskey *k, uint32_t kek_version);
 /* Forget cached chains (after a rewrap by this handle). */
-void pk_ns_forget(p11kms *h, const char *ns, const char *cmk);
+void pk_ns_forget(pk_env *env, const char *ns, const char *cmk);
 
 /* ---- Secret records (secret_record.c) ---- */
 typedef struct pk_secret {
@@ -193,15 +189,15 @@ PK_MUST_USE pk_result pk_secret_aad(const pk_secret *s, pk_buf *out);
  * included (from pk_ns_take_nonce), is set by the caller: it is the AAD.
  */
 /* in_tx: the caller holds store_lock (inside pk_with_write_tx). */
-PK_MUST_USE pk_result pk_secret_seal(p11kms *h, pk_secret *s, pk_bytes encoded_map, bool in_tx);
+PK_MUST_USE pk_result pk_secret_seal(pk_env *env, pk_secret *s, pk_bytes encoded_map, bool in_tx);
 /* Decrypt s into an encoded map (locked memory). Caller has authorised. */
-PK_MUST_USE pk_result pk_secret_open(p11kms *h, const pk_secret *s, pk_secbuf *encoded_map, bool in_tx);
+PK_MUST_USE pk_result pk_secret_open(pk_env *env, const pk_secret *s, pk_secbuf *encoded_map, bool in_tx);
 /* Read a secret record without its MAC check (reads rely on the GCM tag; see secret_record.c). */
-PK_MUST_USE pk_result pk_secret_read(p11kms *h, const char *id, pk_secret *out, pk_record *raw);
+PK_MUST_USE pk_result pk_secret_read(pk_env *env, const char *id, pk_secret *out, pk_record *raw);
 /* Read and verify (MAC) a secret record; NOT_FOUND when absent. Caller holds store_lock or not (take_lock). */
-PK_MUST_USE pk_result pk_secret_load(p11kms *h, const char *id, bool take_lock, pk_secret *out);
+PK_MUST_USE pk_result pk_secret_load(pk_env *env, const char *id, bool take_lock, pk_secret *out);
 /* Inside a write transaction: store s (insert when s->rev == 0, else update at s->rev). */
-PK_MUST_USE pk_result pk_secret_save_tx(p11kms *h, pk_secret *s);
+PK_MUST_USE pk_result pk_secret_save_tx(pk_env *env, pk_secret *s);
 PK_MUST_USE pk_result pk_secret_id_validate(const char *id);
 
 /* ---- Cache of secret rows as stored, ciphertext only (secret_rows.c) ---- */
@@ -222,7 +218,7 @@ void pk_rows_stats(pk_rows *c, uint64_t *hits, uint64_t *misses, size_t *entries
 /* The handle's row cache. */
 pk_rows *pk_secrets_rows(pk_secrets *s);
 /* pk_rows_forget on the handle's cache (for write paths holding only the handle). */
-void pk_secret_row_forget(p11kms *h, const char *id);
+void pk_secret_row_forget(pk_env *env, const char *id);
 
 /* ---- Decrypted-map cache (secret_cache.c): off by default ---- */
 /* On a hit: a copy of the map plus the namespace and CMK for the policy check. */
@@ -264,30 +260,6 @@ bool pk_conn_del_opt(pk_conn *c, const char *key);
 PK_MUST_USE pk_result pk_conn_add_sensitive(pk_conn *c, const char *key);
 bool pk_conn_del_sensitive(pk_conn *c, const char *key);
 /* Verified load; NOT_FOUND when absent. */
-PK_MUST_USE pk_result pk_conn_load(p11kms *h, const char *name, bool take_lock, pk_conn *out);
-
-/* ---- Operations shared by the public API files (core/api_secrets.c) ---- */
-#define PK_CTX_NS "p11kms:namespace"
-#define PK_CTX_ID "p11kms:secret-id"
-#define PK_CTX_CONN "p11kms:connection"
-
-/* The encryption context of a secret operation; lives as long as the pk_op using it. */
-typedef struct pk_secret_ctx {
-    char ns[PK_NS_MAX + 1];
-    char id[PK_UUID_STR_LEN + 1];
-    char conn[PK_CONN_NAME_MAX + 1];
-    pk_ctx_kv kv[3];
-} pk_secret_ctx;
-/* Point op's context (and op->secret_id / op->connection) at c, filled from ns, id and conn (each may be NULL). */
-void pk_secret_ctx_set(pk_op *op, pk_secret_ctx *c, const char *ns, const char *id, const char *conn);
-/* Load key_id and authorise action with op's context; usable also checks the key state. */
-PK_MUST_USE pk_result pk_secret_authorize(pk_op *op, const char *key_id, const char *action, bool usable,
-                                          pk_key **out);
-/* The CMK for a new secret: key, else the namespace's configured key, else the service key; authorised. */
-PK_MUST_USE pk_result pk_secret_choose_key(pk_op *op, const char *key, const char *ns, pk_key **out);
-/* A new secret record for id in ns under k, its namespace key ready and its nonce taken (not sealed). */
-PK_MUST_USE pk_result pk_secret_prepare(p11kms *h, const char *ns, pk_key *k, const char *id, pk_secret *s);
-/* Authorised (kms:Decrypt) read of one secret's encoded map; sets op's context through sc. */
-PK_MUST_USE pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, pk_secbuf *enc);
+PK_MUST_USE pk_result pk_conn_load(pk_env *env, const char *name, bool take_lock, pk_conn *out);
 
 #endif

@@ -12,7 +12,8 @@ libp11kms_util_la_SOURCES = \
 	src/util/timefmt.h src/util/timefmt.c \
 	src/util/forkgen.h src/util/forkgen.c \
 	src/util/group_commit.h src/util/group_commit.c \
-	src/util/lru_map.h src/util/lru_map.c
+	src/util/lru_map.h src/util/lru_map.c \
+	src/util/kv.h
 libp11kms_util_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 libp11kms_util_la_LIBADD = $(JANSSON_LIBS)
 libp11kms_core_la_SOURCES += src/util/result.h src/util/error.c
