@@ -418,7 +418,7 @@ static void test_esdk_file_api_kms(void)
     unsigned ver = 0;
 
     file_encrypt(k1, ctx, 2, 0, pt, 10000, &ct, &sum);
-    pk_key_arn(h, k1, arn, sizeof(arn));
+    pk_key_arn(&h->env, k1, arn, sizeof(arn));
     hl = header_len(&ct, &hd);
     CU_ASSERT_EQUAL(hd.nedk, 1);
     CU_ASSERT(hd.edk[0].provider_id.len == 7 && memcmp(hd.edk[0].provider_id.ptr, "aws-kms", 7) == 0);
@@ -458,7 +458,7 @@ static void test_esdk_file_api_kms(void)
     /* Rewrap to another key: its ARN in the EDK, the same body. */
     PK_ASSERT_RC(file_rewrap(&rw, k2, &rw2), P11KMS_OK, NULL);
     hl2 = header_len(&rw2, &hd2);
-    pk_key_arn(h, k2, arn, sizeof(arn));
+    pk_key_arn(&h->env, k2, arn, sizeof(arn));
     CU_ASSERT(hd2.edk[0].provider_info.len == strlen(arn) && memcmp(hd2.edk[0].provider_info.ptr, arn, strlen(arn)) == 0);
     CU_ASSERT(rw2.len - hl2 == ct.len - hl && memcmp(rw2.data + hl2, ct.data + hl, ct.len - hl) == 0);
     pk_esdk_header_clear(&hd2);
@@ -490,7 +490,7 @@ static void test_esdk_file_api_kms(void)
         at = memmem(m.data, hl, k1, strlen(k1));
         CU_ASSERT_PTR_NOT_NULL_FATAL(at);
         at[0] = at[0] == 'a' ? 'b' : 'a';
-        pk_key_arn(h, k1, arn, sizeof(arn));
+        pk_key_arn(&h->env, k1, arn, sizeof(arn));
         snprintf(want, sizeof(want), "the data key was decrypted by %s, not by the key the message names", arn);
         back.len = 0;
         PK_ASSERT_RC(file_decrypt(&m, NULL, 0, &back, NULL), P11KMS_ERR_CIPHERTEXT_INVALID, want);

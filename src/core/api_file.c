@@ -49,7 +49,7 @@ static pk_result blob_arn(const p11kms *h, const uint8_t *blob, size_t len, char
     char id[PK_UUID_STR_LEN + 1];
     PK_ENSURE(len >= BLOB_MIN, P11KMS_ERR_CIPHERTEXT_INVALID, "the encrypted data key is not a p11kms blob");
     pk_uuid_format(blob + 2, id);
-    pk_key_arn(h, id, arn, ARN_MAX);
+    pk_key_arn(&h->env, id, arn, ARN_MAX);
     return PK_OK;
 }
 
@@ -293,7 +293,7 @@ static pk_result kms_decrypt_edk(p11kms_file_decryptor *f, const pk_esdk_header 
         r = pk_annotate(r, "cannot decrypt the message's data key: ");
         goto out;
     }
-    pk_key_arn(f->h, key_id, arn, sizeof(arn));
+    pk_key_arn(&f->h->env, key_id, arn, sizeof(arn));
     PK_CHECK(e->provider_info.len == strlen(arn) && memcmp(e->provider_info.ptr, arn, strlen(arn)) == 0,
              P11KMS_ERR_CIPHERTEXT_INVALID, "the data key was decrypted by %s, not by the key the message names", arn);
     memcpy(f->arn, arn, sizeof(arn));
