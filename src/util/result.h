@@ -40,6 +40,8 @@ pk_result pk_recode(pk_result r, p11kms_rc code);
 /* Prefix the current detail with context ("key 1234: "). */
 pk_result pk_annotate(pk_result r, const char *fmt, ...) PK_PRINTF(2, 3);
 
+/* The thread's detail of its last failure ("" when none); p11kms_last_error. */
+const char *pk_error_detail(void);
 /* Clear the thread's detail (start of a public call). */
 void pk_error_clear(void);
 /* file:line where the last failure on this thread first arose (pk_recode and
