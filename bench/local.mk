@@ -2,7 +2,9 @@
 noinst_PROGRAMS += bench/p11kms-bench
 bench_p11kms_bench_SOURCES = bench/p11kms-bench.c
 bench_p11kms_bench_CFLAGS = $(AM_CFLAGS) $(P11KIT_CFLAGS) $(CRYPTO_CFLAGS) -DP11KMS_BENCH_SRCDIR='"$(abs_top_srcdir)"'
-bench_p11kms_bench_LDADD = libp11kms-core.la $(CRYPTO_LIBS)
+# A client like the command: the exported library, util, and for its
+# baselines p11-kit (raw PKCS#11) and OpenSSL (EVP).
+bench_p11kms_bench_LDADD = libp11kms.la libp11kms-util.la $(P11KIT_LIBS) $(CRYPTO_LIBS)
 # ESDK file format throughput against openssl speed (docs/BENCHMARKS.md).
 noinst_PROGRAMS += bench/p11kms-file-bench
 bench_p11kms_file_bench_SOURCES = bench/p11kms-file-bench.c

@@ -29,3 +29,4 @@ check_LTLIBRARIES = tests/lib/libfakep11.la
 tests_lib_libfakep11_la_SOURCES = tests/lib/fake_p11.c
 tests_lib_libfakep11_la_CFLAGS = $(AM_CFLAGS) $(P11KIT_CFLAGS)
 tests_lib_libfakep11_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+CLI_SCENARIOS += tests/cli/layering-plant.sh

@@ -308,6 +308,8 @@ static void test_templates_match_files(void)
 #define OPER "arn:aws:iam::111122223333:role/flink-operator"
 #define OPER2 "arn:aws:iam::111122223333:role/spark-operator"
 #define KEYARN "arn:aws:kms:local:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+/* policy/ reads no clock: the lockout check gets the time (2024-06-15T12:00:00Z). */
+#define NOW_MS INT64_C(1718452800000)
 
 static pk_decision decide(const pk_policy *p, const char *principal, const char *action)
 {
@@ -349,8 +351,8 @@ static void test_default_policy(void)
     CU_ASSERT_FATAL(pk_ok(pk_policy_lint(p, &rep)));
     CU_ASSERT_EQUAL(rep.n, 0);
     pk_lint_report_free(&rep);
-    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, ADMIN, KEYARN));
-    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, OPER, KEYARN));
+    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, ADMIN, KEYARN, NOW_MS));
+    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, OPER, KEYARN, NOW_MS));
     pk_policy_free(p);
     pk_buf_free(&out);
 }
@@ -383,8 +385,8 @@ static void test_default_policy_errors(void)
     p = compile_str((char *)out.data);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     CU_ASSERT_EQUAL(pk_policy_statement_count(p), 1);
-    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, "arn:aws:iam::111122223333:root", KEYARN));
-    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, ADMIN, KEYARN));
+    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, "arn:aws:iam::111122223333:root", KEYARN, NOW_MS));
+    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, ADMIN, KEYARN, NOW_MS));
     pk_policy_free(p);
     pk_buf_free(&out);
 }
@@ -399,13 +401,26 @@ static void test_lockout(void)
         "{\"Sid\":\"D\",\"Effect\":\"Deny\",\"Principal\":\"*\",\"Action\":\"kms:PutKeyPolicy\","
         "\"Resource\":\"*\",\"Condition\":{\"StringEquals\":{\"aws:PrincipalArn\":\"" OPER2 "\"}}}]}");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, ADMIN, KEYARN));
-    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, ADMIN, NULL));
+    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, ADMIN, KEYARN, NOW_MS));
+    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, ADMIN, NULL, NOW_MS));
     /* A grant that needs aws:SourceIp does not count. */
-    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, OPER, KEYARN));
-    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, OPER2, KEYARN));
-    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, NULL, KEYARN));
-    CU_ASSERT_TRUE(pk_policy_would_lock_out(NULL, ADMIN, KEYARN));
+    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, OPER, KEYARN, NOW_MS));
+    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, OPER2, KEYARN, NOW_MS));
+    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, NULL, KEYARN, NOW_MS));
+    CU_ASSERT_TRUE(pk_policy_would_lock_out(NULL, ADMIN, KEYARN, NOW_MS));
+    pk_policy_free(p);
+}
+
+/* The lockout check judges at the time it is given, not the wall clock's. */
+static void test_lockout_uses_the_callers_time(void)
+{
+    pk_policy *p = compile_str(
+        "{\"Version\":\"2012-10-17\",\"Statement\":["
+        "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"" ADMIN "\"},\"Action\":\"kms:*\",\"Resource\":\"*\","
+        "\"Condition\":{\"DateLessThan\":{\"aws:CurrentTime\":\"2030-01-01T00:00:00Z\"}}}]}");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_FALSE(pk_policy_would_lock_out(p, ADMIN, KEYARN, NOW_MS));
+    CU_ASSERT_TRUE(pk_policy_would_lock_out(p, ADMIN, KEYARN, INT64_C(1924992000000))); /* 2031-01-01 */
     pk_policy_free(p);
 }
 
@@ -713,6 +728,7 @@ int main(void)
         {"default_policy", test_default_policy},
         {"default_policy_errors", test_default_policy_errors},
         {"lockout", test_lockout},
+        {"lockout_uses_the_callers_time", test_lockout_uses_the_callers_time},
     };
     static const test_def api[] = {
         {"request_validation", test_eval_request_validation},

@@ -19,6 +19,7 @@
 #include "util/json_out.h"
 #include "util/lru_map.h"
 #include "util/secbuf.h"
+#include "util/wipe.h"
 
 static void test_util_base64_round_trip(void)
 {
@@ -179,6 +180,24 @@ static void test_util_ct_equal_and_kwp_vector(void)
     CU_ASSERT_TRUE(pk_ct_equal(a, b, na));
     b[5] ^= 1;
     CU_ASSERT_FALSE(pk_ct_equal(a, b, na));
+}
+
+/* util/wipe.c stands alone (no OpenSSL): a difference anywhere is seen, n = 0 is equal. */
+static void test_util_wipe_and_ct_equal_without_crypto(void)
+{
+    uint8_t a[33], b[33];
+    memset(a, 0x5a, sizeof(a));
+    memcpy(b, a, sizeof(b));
+    CU_ASSERT_TRUE(pk_ct_equal(a, b, sizeof(a)));
+    CU_ASSERT_TRUE(pk_ct_equal(a, b, 0));
+    b[0] ^= 0x80;
+    CU_ASSERT_FALSE(pk_ct_equal(a, b, sizeof(a)));
+    b[0] = a[0];
+    b[32] ^= 1;
+    CU_ASSERT_FALSE(pk_ct_equal(a, b, sizeof(a)));
+    pk_wipe(a, sizeof(a));
+    for (size_t i = 0; i < sizeof(a); i++) CU_ASSERT_EQUAL(a[i], 0);
+    pk_wipe(NULL, 4); /* NULL is a no-op, like free */
 }
 
 static void test_util_sha256_digest_reuses_context(void)
@@ -555,6 +574,7 @@ int main(void)
     CU_add_test(s, "test_util_json_escape_keeps_output_valid", test_util_json_escape_keeps_output_valid);
     CU_add_test(s, "test_util_error_names_and_exit_codes", test_util_error_names_and_exit_codes);
     CU_add_test(s, "test_util_ct_equal_and_kwp_vector", test_util_ct_equal_and_kwp_vector);
+    CU_add_test(s, "test_util_wipe_and_ct_equal_without_crypto", test_util_wipe_and_ct_equal_without_crypto);
     CU_add_test(s, "test_util_sha256_digest_reuses_context", test_util_sha256_digest_reuses_context);
     CU_add_test(s, "test_util_group_commit_coalesces_concurrent_tickets",
                 test_util_group_commit_coalesces_concurrent_tickets);

@@ -117,7 +117,7 @@ static pk_result tail_of_line(const char *path, const char *line, size_t len, pk
     pk_result r = pk_audit_parse_tail(line, len, t, NULL, NULL, 0);
     if (pk_failed(r)) {
         char why[256]; /* a copy: pk_fail rewrites the detail it would otherwise read from */
-        snprintf(why, sizeof(why), "%s", p11kms_last_error());
+        snprintf(why, sizeof(why), "%s", pk_error_detail());
         return pk_fail(P11KMS_ERR_AUDIT_UNAVAILABLE,
                        "audit unavailable: cannot continue %s: its last record is malformed (%s); run p11kms audit verify",
                        path, why);

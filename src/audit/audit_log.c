@@ -100,7 +100,7 @@ pk_result pk_audit_open(const pk_audit_opts *o, pk_audit **out)
     r = pk_p11_key_exists(a->p11, &a->key, &exists);
     if (pk_failed(r)) {
         char why[256]; /* the detail buffer is about to be rewritten */
-        snprintf(why, sizeof(why), "%s", p11kms_last_error());
+        snprintf(why, sizeof(why), "%s", pk_error_detail());
         PK_CHECK(false, P11KMS_ERR_AUDIT_UNAVAILABLE, "audit unavailable: cannot look for the audit key %s: %s",
                  PK_AUDIT_KEY_LABEL, why);
     }

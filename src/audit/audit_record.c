@@ -231,7 +231,7 @@ static pk_result write_body(body_w *w, const pk_audit_event *ev, const char *req
     PK_GUARD(put_member(w, true, "decision", pk_audit_decision_name(ev->decision)));
     PK_GUARD(put_sids(w, ev->sids, ev->n_sids));
     PK_GUARD(put_member(w, true, "result",
-                        ev->pending ? "pending" : ev->result == P11KMS_OK ? "ok" : p11kms_rc_name(ev->result)));
+                        ev->pending ? "pending" : ev->result == P11KMS_OK ? "ok" : pk_rc_name(ev->result)));
     if (ev->n_details > 0) PK_GUARD(put_map(w, "details", ev->details, ev->n_details));
     if (ev->auth_method != NULL) PK_GUARD(put_auth(w, ev));
     if (w->dropped > 0) {

@@ -196,7 +196,7 @@ static void parse_line(const vfile *f, size_t i, vline *v)
     memset(v, 0, sizeof(*v));
     v->parsed = pk_ok(pk_audit_parse_tail(text, len, &v->t, v->prev_hex, v->prev_file, sizeof(v->prev_file))) &&
                 pk_ok(pk_sha256(text, len, v->t.hash));
-    if (!v->parsed) snprintf(v->error, sizeof(v->error), "%s", p11kms_last_error());
+    if (!v->parsed) snprintf(v->error, sizeof(v->error), "%s", pk_error_detail());
     pk_error_clear();
 }
 

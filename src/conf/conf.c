@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
-#include "crypto/wipe.h"
+#include "util/wipe.h"
 
 #define MAX_LINE 4096
 #define MAX_ENTRIES 1024 /* principal.* mappings are one line each */

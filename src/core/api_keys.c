@@ -132,7 +132,8 @@ P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const 
         /* The new key's ARN is not known yet; check the lockout against any key of this store. */
         snprintf(arn_prefix, sizeof(arn_prefix), "arn:aws:kms:%s:%s:key/00000000-0000-4000-8000-000000000000",
                  h->region, h->account);
-        bool locked = !spec->bypass_lockout_check && pk_policy_would_lock_out(p, c->principal, arn_prefix);
+        bool locked =
+            !spec->bypass_lockout_check && pk_policy_would_lock_out(p, c->principal, arn_prefix, pk_clock(h));
         pk_policy_free(p);
         PK_CHECK(!locked, P11KMS_ERR_INVALID_ARGUMENT,
                  "the policy does not allow %s to call kms:PutKeyPolicy, so nobody could change it; fix the "
@@ -345,7 +346,8 @@ static pk_result do_put_policy(p11kms *h, const char *id, void *arg)
     bool locked;
     PK_GUARD(pk_policy_compile(p->json, strlen(p->json), &pol));
     pk_result lint = (p->flags & P11KMS_POLICY_BYPASS_LINT) ? PK_OK : pk_policy_lint_refuse_errors(pol);
-    locked = !(p->flags & P11KMS_POLICY_BYPASS_LOCKOUT_CHECK) && pk_policy_would_lock_out(pol, p->principal, p->arn);
+    locked = !(p->flags & P11KMS_POLICY_BYPASS_LOCKOUT_CHECK) &&
+             pk_policy_would_lock_out(pol, p->principal, p->arn, pk_clock(h));
     pk_policy_free(pol);
     PK_GUARD(lint);
     PK_ENSURE(!locked, P11KMS_ERR_INVALID_ARGUMENT,

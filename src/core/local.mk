@@ -3,3 +3,4 @@ libp11kms_core_la_SOURCES += \
 	src/core/api_keys.c src/core/api_crypto.c src/core/api_report.c src/core/token_info.c \
 	src/core/api_audit.c src/core/api_token.c src/core/api_policy.c
 libp11kms_core_la_SOURCES += src/core/api_file.c
+libp11kms_core_la_SOURCES += src/core/api_errors.c

@@ -14,16 +14,6 @@
 #define PK_OSSL_ENSURE(call, what) \
     PK_ENSURE((call) == 1, P11KMS_ERR_INTERNAL, "OpenSSL %s failed", (what))
 
-void pk_wipe(void *p, size_t n)
-{
-    if (p != NULL && n != 0) OPENSSL_cleanse(p, n);
-}
-
-bool pk_ct_equal(const void *a, const void *b, size_t n)
-{
-    return CRYPTO_memcmp(a, b, n) == 0;
-}
-
 pk_result pk_random(void *out, size_t n)
 {
     PK_ENSURE(n <= INT32_MAX, P11KMS_ERR_LIMIT, "random request too large");

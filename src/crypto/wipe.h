@@ -1,13 +1,8 @@
-/* Memory wiping and constant-time comparison (OpenSSL-backed). */
+/* Wiping and constant-time compare moved to util/ (util/wipe.h), which
+ * stands on nothing; this name stays for the callers that include it. */
 #ifndef PK_CRYPTO_WIPE_H
 #define PK_CRYPTO_WIPE_H
 
-#include <stdbool.h>
-#include <stddef.h>
-
-/* Zero memory in a way the compiler cannot elide. */
-void pk_wipe(void *p, size_t n);
-/* Constant-time equality for MACs and tags. */
-bool pk_ct_equal(const void *a, const void *b, size_t n);
+#include "util/wipe.h"
 
 #endif

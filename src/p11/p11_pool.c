@@ -65,7 +65,7 @@ static pk_result connect_inlock(pk_p11 *p, bool tolerate_login)
     p->info.login_rc = r.code;
     p->info.login_detail[0] = '\0';
     if (pk_failed(r))
-        snprintf(p->info.login_detail, sizeof(p->info.login_detail), "%s", p11kms_last_error());
+        snprintf(p->info.login_detail, sizeof(p->info.login_detail), "%s", pk_error_detail());
     return tolerate_login ? PK_OK : r;
 }
 

@@ -149,7 +149,7 @@ pk_result p11_select_token(pk_p11 *p)
     pk_result r = PK_OK;
     for (int i = 0; i < TRANSIENT_TRIES; i++) {
         r = select_token_once(p);
-        if (pk_ok(r) || r.code != P11KMS_ERR_TOKEN || strstr(p11kms_last_error(), "no token matches") == NULL) break;
+        if (pk_ok(r) || r.code != P11KMS_ERR_TOKEN || strstr(pk_error_detail(), "no token matches") == NULL) break;
         usleep(TRANSIENT_SLEEP_US);
         /* SoftHSM reads the token files at C_Initialize: read them again. */
         if (p->owns_init && p->nsessions == 0) p11_module_reinit(p);

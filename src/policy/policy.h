@@ -193,9 +193,10 @@ PK_MUST_USE pk_result pk_policy_default(const char *const *admins, size_t nadmin
  * principal to call kms:PutKeyPolicy on resource. The request carries only
  * principal, action, resource and the current time, so a grant that needs
  * other request keys (aws:SourceIp, an encryption context) does not count:
- * the check errs towards reporting a lockout.
+ * the check errs towards reporting a lockout. policy/ reads no clock: the
+ * caller passes the time of the request (ms since the epoch).
  */
-bool pk_policy_would_lock_out(const pk_policy *p, const char *principal, const char *resource);
+bool pk_policy_would_lock_out(const pk_policy *p, const char *principal, const char *resource, int64_t now_ms);
 
 /* ---- Requests as JSON (CLI --batch lines, test vectors) --------------- */
 

@@ -9,7 +9,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "policy/policy_impl.h"
 #include "util/json_out.h"
@@ -154,18 +153,16 @@ out:
     return r;
 }
 
-bool pk_policy_would_lock_out(const pk_policy *p, const char *principal, const char *resource)
+bool pk_policy_would_lock_out(const pk_policy *p, const char *principal, const char *resource, int64_t now_ms)
 {
-    struct timespec ts;
     pk_policy_request req = {0};
     pk_policy_result res;
 
     if (p == NULL || principal == NULL) return true;
-    clock_gettime(CLOCK_REALTIME, &ts);
     req.principal = principal;
     req.action = "kms:PutKeyPolicy";
     req.resource = resource;
-    req.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    req.now_ms = now_ms;
     if (pk_failed(pk_policy_eval(p, &req, &res))) return true;
     return res.decision != PK_DECISION_ALLOWED;
 }

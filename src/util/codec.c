@@ -1,8 +1,9 @@
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
-#include "crypto/crypto.h"
 #include "util/codec.h"
 
 static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -100,9 +101,22 @@ pk_result pk_hex_decode(const char *in, uint8_t *out, size_t out_len)
     return PK_OK;
 }
 
+/* Identifiers need unpredictable bytes, not key material: util/ stands on
+ * nothing, so it asks the kernel (getrandom(2), the source OpenSSL's DRBG
+ * seeds from) instead of calling up into crypto/. 16 bytes never return short. */
+static pk_result uuid_random(uint8_t out[PK_UUID_LEN])
+{
+    ssize_t n;
+    do {
+        n = getrandom(out, PK_UUID_LEN, 0);
+    } while (n < 0 && errno == EINTR);
+    PK_ENSURE(n == PK_UUID_LEN, P11KMS_ERR_INTERNAL, "getrandom failed");
+    return PK_OK;
+}
+
 pk_result pk_uuid_new(uint8_t out[PK_UUID_LEN])
 {
-    PK_GUARD(pk_random(out, PK_UUID_LEN));
+    PK_GUARD(uuid_random(out));
     out[6] = (uint8_t)((out[6] & 0x0f) | 0x40); /* version 4 */
     out[8] = (uint8_t)((out[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     return PK_OK;

@@ -1,4 +1,7 @@
-/* Error codes, their stable names and messages, and per-thread detail. */
+/* Error codes' names, messages and exit codes, and the per-thread detail
+ * and origin behind pk_result. The public calls that show them are
+ * core/api_errors.c: util/ defines no p11kms_ symbol, so a client may link
+ * it beside libp11kms. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -49,29 +52,24 @@ static const struct {
 
 static int rc_valid(p11kms_rc rc) { return (int)rc >= 0 && rc < P11KMS_RC_COUNT_; }
 
-P11KMS_API const char *p11kms_strerror(p11kms_rc rc)
+const char *pk_rc_message(p11kms_rc rc)
 {
     return rc_valid(rc) ? rc_table[rc].message : "unknown error";
 }
 
-P11KMS_API const char *p11kms_rc_name(p11kms_rc rc)
+const char *pk_rc_name(p11kms_rc rc)
 {
     return rc_valid(rc) ? rc_table[rc].name : "P11KMS_ERR_UNKNOWN";
 }
 
-P11KMS_API int p11kms_exit_code(p11kms_rc rc)
+int pk_rc_exit_code(p11kms_rc rc)
 {
     return rc_valid(rc) ? rc_table[rc].exit_code : 1;
 }
 
-P11KMS_API const char *p11kms_last_error(void)
+const char *pk_error_detail(void)
 {
     return tl_detail;
-}
-
-P11KMS_API const char *p11kms_version(void)
-{
-    return PACKAGE_VERSION;
 }
 
 pk_result pk_fail_at(p11kms_rc code, const char *file, int line, const char *fmt, ...)

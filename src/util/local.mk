@@ -1,10 +1,12 @@
 # The dependency-light helpers (buffers, codecs, secure buffers, JSON writer,
 # times) and the read-only JSON reader: one convenience library that both
 # libp11kms-core and the p11kms command link, so the command need not reach
-# into core. error.c stays in core: it defines public p11kms_ calls.
+# into core. util/ stands on nothing: it defines no p11kms_ symbol (the
+# public error calls are core/api_errors.c) and calls no other folder.
 noinst_LTLIBRARIES += libp11kms-util.la
 libp11kms_util_la_SOURCES = \
-	src/util/result.h \
+	src/util/result.h src/util/error.c \
+	src/util/wipe.h src/util/wipe.c \
 	src/util/bytes.h src/util/buf.c \
 	src/util/secbuf.h src/util/secbuf.c \
 	src/util/codec.h src/util/codec.c \
@@ -16,5 +18,4 @@ libp11kms_util_la_SOURCES = \
 	src/util/kv.h
 libp11kms_util_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 libp11kms_util_la_LIBADD = $(JANSSON_LIBS)
-libp11kms_core_la_SOURCES += src/util/result.h src/util/error.c
 libp11kms_core_la_LIBADD += libp11kms-util.la

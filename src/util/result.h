@@ -40,6 +40,12 @@ pk_result pk_recode(pk_result r, p11kms_rc code);
 /* Prefix the current detail with context ("key 1234: "). */
 pk_result pk_annotate(pk_result r, const char *fmt, ...) PK_PRINTF(2, 3);
 
+/* A code's message, stable name and exit code (p11kms_strerror, _rc_name, _exit_code). */
+const char *pk_rc_message(p11kms_rc rc);
+const char *pk_rc_name(p11kms_rc rc);
+int pk_rc_exit_code(p11kms_rc rc);
+/* The thread's detail of its last failure ("" when none); p11kms_last_error. */
+const char *pk_error_detail(void);
 /* Clear the thread's detail (start of a public call). */
 void pk_error_clear(void);
 /* file:line where the last failure on this thread first arose (pk_recode and

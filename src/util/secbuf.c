@@ -16,8 +16,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "crypto/wipe.h"
 #include "util/secbuf.h"
+#include "util/wipe.h"
 
 #define CLASS_MIN_SHIFT 5   /* 32 bytes */
 #define CLASS_MAX_SHIFT 16  /* 64 KiB */
