@@ -97,7 +97,7 @@ cat >"$demo/flink-conf.template.yaml" <<'TEMPLATE'
 # rendered by p11kms render; never commit the output
 table.connection.orders.url: ${connection:catalog1.sales.orders_db:url}
 table.connection.orders.username: ${connection:catalog1.sales.orders_db:username}
-table.connection.orders.password: ${connection:catalog1.sales.orders_db:password}
+table.connection.orders.password: ${connection:catalog1.sales.orders_db:password|yaml}
 TEMPLATE
 x p11kms --as "$FLINK" render "$demo/flink-conf.template.yaml" -o "$demo/flink-conf.yaml"
 x ls -l "$demo/flink-conf.yaml"
@@ -116,6 +116,60 @@ echo "+ export P11KMS_PRINCIPAL=$P11KMS_PRINCIPAL"
 x scripts/compliance/key-report
 x scripts/compliance/policy-report
 x scripts/compliance/audit-report
+
+step "14. p11kmsd: the service holds the PIN; the AWS CLI talks to it with only the endpoint changed"
+# A throwaway CA and server certificate for https://127.0.0.1 (a real deployment uses its own PKI).
+mkdir -p "$demo/pki"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=p11kms-demo-ca \
+    -keyout "$demo/pki/ca.key" -out "$demo/pki/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$demo/pki/server.key" \
+    -out "$demo/pki/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$demo/pki/server.ext"
+openssl x509 -req -in "$demo/pki/server.csr" -CA "$demo/pki/ca.pem" -CAkey "$demo/pki/ca.key" \
+    -CAcreateserial -days 1 -extfile "$demo/pki/server.ext" -out "$demo/pki/server.pem" 2>/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The daemon's configuration: the same file plus listeners and who a local uid is.
+{ cat "$P11KMS_CONFIG"
+  echo "listen = unix:$demo/p11kmsd.sock"
+  echo "listen = https://127.0.0.1:$port"
+  echo "tls_cert = $demo/pki/server.pem"
+  echo "tls_key = $demo/pki/server.key"
+  echo "principal.uid.$(id -u) = $FLINK"; } >"$demo/p11kmsd.conf"
+chmod 600 "$demo/p11kmsd.conf"
+x cat "$demo/p11kmsd.conf"
+# An access key for Flink, made by the key administrator; the secret goes to a 0600 file, never to this output.
+x_to "$demo/flink.access-key.json" p11kms --as "$ADMIN" --json access-key create --principal "$FLINK"
+AKID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["AccessKeyId"])' "$demo/flink.access-key.json")
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["SecretAccessKey"])' "$demo/flink.access-key.json" \
+    >"$demo/flink.secret-key"
+rm -f "$demo/flink.access-key.json"
+echo "+ p11kmsd --config $(quote "$demo/p11kmsd.conf") &"
+p11kmsd --config "$demo/p11kmsd.conf" 2>"$demo/p11kmsd.log" &
+daemon=$!
+trap 'kill "$daemon" 2>/dev/null' EXIT
+for _ in $(seq 1 100); do
+    curl -s --max-time 2 --unix-socket "$demo/p11kmsd.sock" http://p11kmsd/health >/dev/null 2>&1 && break
+    sleep 0.1
+done
+x curl -s --unix-socket "$demo/p11kmsd.sock" http://p11kmsd/health
+echo
+export AWS_ACCESS_KEY_ID="$AKID" AWS_SECRET_ACCESS_KEY="$(cat "$demo/flink.secret-key")" AWS_DEFAULT_REGION=local
+echo "+ export AWS_ACCESS_KEY_ID=$AKID AWS_SECRET_ACCESS_KEY=\$(cat $(quote "$demo/flink.secret-key")) AWS_DEFAULT_REGION=local"
+AWS="/usr/bin/aws --endpoint-url https://127.0.0.1:$port --ca-bundle $demo/pki/ca.pem"
+x_to "$demo/aws-encrypt.json" $AWS kms encrypt --key-id alias/flink-checkpoints \
+    --plaintext fileb://"$demo/plain.txt" --encryption-context job=orders
+x python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("KeyId:", d["KeyId"])' "$demo/aws-encrypt.json"
+python3 -c 'import json,sys,base64; open(sys.argv[2],"wb").write(base64.b64decode(json.load(open(sys.argv[1]))["CiphertextBlob"]))' \
+    "$demo/aws-encrypt.json" "$demo/aws-blob.bin"
+x $AWS kms decrypt --ciphertext-blob fileb://"$demo/aws-blob.bin" --encryption-context job=orders \
+    --query Plaintext --output text
+echo "(base64 of the plaintext; the same blob format as p11kms encrypt, so either side decrypts the other's)"
+echo "Flink may not manage keys, over the wire either:"
+x_or_refused $AWS kms disable-key --key-id alias/flink-checkpoints
+echo "+ kill -TERM \$daemon   (seals the audit trail)"
+kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
+trap - EXIT
+x p11kms audit verify
 
 echo
 echo "demo folder: $demo (config: $P11KMS_CONFIG)"
