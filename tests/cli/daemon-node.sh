@@ -10,13 +10,7 @@
 need_access_keys
 command -v node >/dev/null && command -v npm >/dev/null || { echo "SKIP: $0 needs node and npm"; exit 77; }
 
-CACHE=${P11KMS_NODE_MODULES:-$P11KMS_TOP_BUILDDIR/tests/node-cache}
-if [ ! -d "$CACHE/node_modules/@aws-crypto/client-node" ]; then
-    mkdir -p "$CACHE" && cp "$P11KMS_TOP_SRCDIR/tests/node/package.json" "$CACHE/" &&
-        (cd "$CACHE" && timeout 600 npm install --no-audit --no-fund --silent >"$WORK/npm.log" 2>&1) || {
-        echo "FAIL: npm install failed:"; tail -20 "$WORK/npm.log"; exit 1; }
-fi
-cp "$P11KMS_TOP_SRCDIR/tests/node/kms.mjs" "$CACHE/kms.mjs"
+node_modules_ready kms.mjs
 
 T=$WORK/tok
 new_token "$T" p11kms

@@ -16,13 +16,7 @@ fi
 need_access_keys
 command -v node >/dev/null && command -v npm >/dev/null || { echo "SKIP: $0 needs node and npm: NOT RUN"; exit 77; }
 
-CACHE=${P11KMS_NODE_MODULES:-$P11KMS_TOP_BUILDDIR/tests/node-cache}
-if [ ! -d "$CACHE/node_modules/@aws-crypto/client-node" ]; then
-    mkdir -p "$CACHE" && cp "$P11KMS_TOP_SRCDIR/tests/node/package.json" "$CACHE/" &&
-        (cd "$CACHE" && timeout 600 npm install --no-audit --no-fund --silent >"$WORK/npm.log" 2>&1) || {
-        echo "SKIP: npm install failed (no network?): NOT RUN"; tail -5 "$WORK/npm.log"; exit 77; }
-fi
-cp "$P11KMS_TOP_SRCDIR/tests/node/esdk-interop.test.js" "$CACHE/esdk-interop.test.mjs"
+node_modules_ready esdk-interop.test.js
 
 T=$WORK/tok
 new_token "$T" p11kms

@@ -47,3 +47,26 @@ need_access_keys() {
         exit 77
     fi
 }
+
+# node_modules_ready FILE...: the npm packages of tests/node/package.json in
+# the shared cache (tests/node-cache in the build tree, or
+# $P11KMS_NODE_MODULES), installed once under a lock so that parallel
+# scenarios do not run npm into the same folder; then FILE... from
+# tests/node are copied next to them. Sets CACHE. A failed install fails
+# the scenario: these tests must run wherever the npm registry is reachable.
+node_modules_ready() {
+    CACHE=${P11KMS_NODE_MODULES:-$P11KMS_TOP_BUILDDIR/tests/node-cache}
+    mkdir -p "$CACHE" || exit 1
+    (
+        flock 9
+        if [ ! -d "$CACHE/node_modules/@aws-crypto/client-node" ]; then
+            cp "$P11KMS_TOP_SRCDIR/tests/node/package.json" "$CACHE/" &&
+                (cd "$CACHE" && timeout 600 npm install --no-audit --no-fund --silent >"$WORK/npm.log" 2>&1) || {
+                echo "FAIL: npm install failed:"; tail -20 "$WORK/npm.log"; exit 1; }
+        fi
+    ) 9>"$CACHE/.lock" || exit 1
+    for f in "$@"; do # a .js test runs as an ES module: copied as .mjs
+        case $f in *.js) dst=${f%.js}.mjs ;; *) dst=$f ;; esac
+        cp "$P11KMS_TOP_SRCDIR/tests/node/$f" "$CACHE/$dst" || exit 1
+    done
+}
