@@ -12,26 +12,8 @@ need_access_keys
 AWS=/usr/bin/aws
 [ -x "$AWS" ] || { echo "SKIP: $0 needs Debian's awscli package (scripts/install-deps.sh)"; exit 77; }
 
-T=$WORK/tok
-new_token "$T" p11kms
-C=$T/p11kms.conf
-ADM=arn:aws:iam::111122223333:role/key-admin
-OPR=arn:aws:iam::111122223333:role/flink-operator
-REGION=eu-west-1
-SOCK=$WORK/kms.sock
-make_pki "$T/pki" || { echo "FAIL: openssl cannot make the test PKI"; exit 1; }
-PORT=$(free_port)
-cat >>"$C" <<EOF
-account = 111122223333
-region = $REGION
-EOF
-run "$P11KMS" --config "$C" --as "$ADM" init --operator "$OPR"; expect_rc 0 "init"
-cat >>"$C" <<EOF
-listen = unix:$SOCK
-listen = https://127.0.0.1:$PORT
-tls_cert = pki/server.pem
-tls_key = pki/server.key
-EOF
+https_token
+https_listeners
 access_key "$ADM"; ADM_AKID=$AKID; ADM_SECRET=$SECRET
 access_key "$OPR"; OPR_AKID=$AKID; OPR_SECRET=$SECRET
 start_daemon "$C"

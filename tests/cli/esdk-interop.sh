@@ -18,26 +18,10 @@ command -v node >/dev/null && command -v npm >/dev/null || { echo "SKIP: $0 need
 
 node_modules_ready esdk-interop.test.js
 
-T=$WORK/tok
-new_token "$T" p11kms
-C=$T/p11kms.conf
-ADM=arn:aws:iam::111122223333:role/key-admin
-OPR=arn:aws:iam::111122223333:role/flink-operator
-REGION=eu-west-1
-SOCK=$WORK/kms.sock
-make_pki "$T/pki" || { echo "FAIL: openssl cannot make the test PKI"; exit 1; }
-PORT=$(free_port)
-printf 'account = 111122223333\nregion = %s\n' "$REGION" >>"$C"
-run "$P11KMS" --config "$C" --as "$ADM" init --operator "$OPR"; expect_rc 0 "init"
+https_token
 run "$P11KMS" --config "$C" --as "$ADM" key create --admin "$ADM" --operator "$OPR"; expect_rc 0 "key 1"; K1=$(cat "$OUT")
 run "$P11KMS" --config "$C" --as "$ADM" key create --admin "$ADM" --operator "$OPR"; expect_rc 0 "key 2"; K2=$(cat "$OUT")
-cat >>"$C" <<EOC
-listen = unix:$SOCK
-listen = https://127.0.0.1:$PORT
-tls_cert = pki/server.pem
-tls_key = pki/server.key
-principal.uid.$(id -u) = $ADM
-EOC
+https_listeners "$ADM"
 access_key "$OPR"
 start_daemon "$C"
 mkdir "$WORK/files"

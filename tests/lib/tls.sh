@@ -70,3 +70,28 @@ node_modules_ready() {
         cp "$P11KMS_TOP_SRCDIR/tests/node/$f" "$CACHE/$dst" || exit 1
     done
 }
+
+# https_token: a fresh token and store for a daemon scenario, the test PKI
+# and a free port; sets T, C, ADM, OPR, REGION, SOCK, PORT and runs init
+# (ADM administers the service key, OPR uses it).
+https_token() {
+    T=$WORK/tok
+    new_token "$T" p11kms
+    C=$T/p11kms.conf
+    ADM=arn:aws:iam::111122223333:role/key-admin
+    OPR=arn:aws:iam::111122223333:role/flink-operator
+    REGION=eu-west-1
+    SOCK=$WORK/kms.sock
+    make_pki "$T/pki" || { echo "FAIL: openssl cannot make the test PKI"; exit 1; }
+    PORT=$(free_port)
+    printf 'account = 111122223333\nregion = %s\n' "$REGION" >>"$C"
+    run "$P11KMS" --config "$C" --as "$ADM" init --operator "$OPR"; expect_rc 0 "init"
+}
+
+# https_listeners [ARN]: the Unix socket and https://127.0.0.1:PORT listeners
+# in $C, and ARN (if given) as the principal of this process's uid.
+https_listeners() {
+    printf 'listen = unix:%s\nlisten = https://127.0.0.1:%s\ntls_cert = pki/server.pem\ntls_key = pki/server.key\n' \
+        "$SOCK" "$PORT" >>"$C"
+    [ $# -eq 0 ] || printf 'principal.uid.%s = %s\n' "$(id -u)" "$1" >>"$C"
+}
