@@ -164,9 +164,12 @@ expect_rc 2 "decrypt </dev/zero within 256 MiB of address space"
 blocked_abort() {
     local dir=$1 pid wchan=""; shift
     mkdir -p "$dir"; rm -f "$dir/fifo"; mkfifo "$dir/fifo"
-    (cd "$dir" && ulimit -c unlimited && exec "$@" <"$dir/fifo" >/dev/null 2>&1) &
+    # The FIFO is opened read-write here first, so neither side can block on
+    # open if the child fails before exec (a hard core limit of 0 refuses
+    # `ulimit -c unlimited`: the child then runs without core files).
+    exec 3<>"$dir/fifo"
+    (cd "$dir" && { ulimit -c unlimited 2>/dev/null || :; } && exec "$@" <"$dir/fifo" >/dev/null 2>&1) &
     pid=$!
-    exec 3>"$dir/fifo"
     for _ in $(seq 1 50); do
         wchan=$(cat "/proc/$pid/wchan" 2>/dev/null)
         case $wchan in *pipe*) break ;; esac
