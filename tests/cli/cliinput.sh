@@ -53,7 +53,9 @@ oper secret put note=
 expect_rc 0 "explicit empty value"; expect_err "" "no warning for an empty argv value"
 # From a terminal: a prompt, echo off; the typed value never appears on the terminal.
 TTYPW="typed-$RANDOM-lima"
-(sleep 2; printf '%s\n' "$TTYPW"; sleep 3) | script -qec "timeout 10 $P11KMS --as $OPR secret put password=@-" /dev/null \
+# --foreground keeps p11kms in the terminal's foreground process group: in a
+# group of its own (plain timeout) its tcsetattr gets SIGTTOU and it stops.
+(sleep 2; printf '%s\n' "$TTYPW"; sleep 3) | script -qec "timeout --foreground -k 5 10 $P11KMS --as $OPR secret put password=@-" /dev/null \
     >"$WORK/tty.out" 2>&1
 grep -qF "p11kms: value for 'password' (not echoed): " "$WORK/tty.out" && ok || bad "terminal prompt: $(cat "$WORK/tty.out")"
 if grep -qF "$TTYPW" "$WORK/tty.out"; then bad "typed value echoed on the terminal"; else ok; fi
