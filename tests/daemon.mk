@@ -12,3 +12,7 @@ clean-local: clean-local-daemon-node
 clean-local-daemon-node:
 	-rm -rf tests/node-cache
 .PHONY: clean-local-daemon-node
+# Issue 13: Secrets Manager and P11kmsService targets (curl, awscli).
+SM_SCENARIOS = tests/cli/daemon-secrets.sh tests/cli/daemon-sm-awscli.sh
+TESTS += $(SM_SCENARIOS)
+EXTRA_DIST += $(SM_SCENARIOS)
