@@ -1,0 +1,123 @@
+/* Encrypt, Decrypt, ReEncrypt and GenerateDataKey over TrentService. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "remote/remote_impl.h"
+#include "util/codec.h"
+#include "util/wipe.h"
+
+/* A base64 member into the request; the text is wiped: it may be plaintext. */
+static pk_result put_b64(pk_json_out *j, const char *name, const uint8_t *p, size_t n)
+{
+    size_t len = pk_base64_len(n) + 1;
+    char *b64 = pk_secmem_alloc(len);
+    PK_ENSURE_ALLOC(b64);
+    pk_base64_encode(p, n, b64);
+    pk_jo_kstr(j, name, b64);
+    pk_secmem_free(b64);
+    return PK_OK;
+}
+
+static pk_result send(pk_remote *r, const char *op, pk_json_out *j, pk_buf *body, pk_jv **resp)
+{
+    pk_jo_obj_end(j);
+    if (pk_failed(pk_jo_result(j))) {
+        pk_wipe(body->data, body->cap);
+        pk_buf_free(body);
+        return pk_jo_result(j);
+    }
+    return pk_remote_call(r, PK_REMOTE_KMS, op, body, resp);
+}
+
+pk_result pk_remote_encrypt(pk_remote *r, const char *key, const p11kms_kv *ctx, size_t nctx, const uint8_t *pt,
+                            size_t n, pk_buf *blob)
+{
+    pk_buf body = {0};
+    pk_json_out j;
+    pk_jv *resp = NULL;
+    pk_result res;
+    pk_jo_init(&j, &body);
+    pk_jo_obj_begin(&j);
+    pk_jo_kstr(&j, "KeyId", key);
+    pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
+    res = put_b64(&j, "Plaintext", pt, n);
+    if (pk_failed(res)) {
+        pk_wipe(body.data, body.cap);
+        pk_buf_free(&body);
+        return res;
+    }
+    PK_GUARD(send(r, "Encrypt", &j, &body, &resp));
+    res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
+    pk_json_free(resp);
+    return res;
+}
+
+pk_result pk_remote_decrypt(pk_remote *r, const p11kms_kv *ctx, size_t nctx, const uint8_t *blob, size_t n,
+                            pk_secbuf *pt, char **key_id)
+{
+    pk_buf body = {0};
+    pk_json_out j;
+    pk_jv *resp = NULL;
+    pk_result res;
+    if (key_id) *key_id = NULL;
+    /* The daemon would call this a validation error; the library calls it what it is. */
+    PK_ENSURE(n > 0, P11KMS_ERR_CIPHERTEXT_INVALID, "%s", pk_rc_message(P11KMS_ERR_CIPHERTEXT_INVALID));
+    pk_jo_init(&j, &body);
+    pk_jo_obj_begin(&j);
+    pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
+    PK_GUARD(put_b64(&j, "CiphertextBlob", blob, n));
+    PK_GUARD(send(r, "Decrypt", &j, &body, &resp));
+    res = pk_remote_blob(resp, "Plaintext", NULL, pt);
+    /* The library names the key by its id; the daemon by its ARN. */
+    if (pk_ok(res) && key_id != NULL) {
+        const char *arn = pk_jv_str(pk_jv_get(resp, "KeyId"));
+        *key_id = strdup(arn ? pk_remote_key_of_arn(arn) : "");
+        if (*key_id == NULL) res = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+    }
+    if (pk_failed(res)) pk_secbuf_free(pt);
+    pk_json_free(resp);
+    return res;
+}
+
+pk_result pk_remote_generate_data_key(pk_remote *r, const char *key, const p11kms_kv *ctx, size_t nctx, size_t bytes,
+                                      pk_secbuf *pt, pk_buf *blob)
+{
+    pk_buf body = {0};
+    pk_json_out j;
+    pk_jv *resp = NULL;
+    pk_result res;
+    pk_jo_init(&j, &body);
+    pk_jo_obj_begin(&j);
+    pk_jo_kstr(&j, "KeyId", key);
+    pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
+    pk_jo_kint(&j, "NumberOfBytes", (int64_t)bytes);
+    PK_GUARD(send(r, pt ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &j, &body, &resp));
+    res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
+    if (pk_ok(res) && pt != NULL) res = pk_remote_blob(resp, "Plaintext", NULL, pt);
+    if (pk_failed(res) && pt != NULL) pk_secbuf_free(pt);
+    pk_json_free(resp);
+    return res;
+}
+
+pk_result pk_remote_reencrypt(pk_remote *r, const uint8_t *blob, size_t n, const p11kms_kv *src, size_t nsrc,
+                              const char *dst_key, const p11kms_kv *dst, size_t ndst, pk_buf *out)
+{
+    pk_buf body = {0};
+    pk_json_out j;
+    pk_jv *resp = NULL;
+    pk_result res;
+    PK_ENSURE(n > 0, P11KMS_ERR_CIPHERTEXT_INVALID, "%s", pk_rc_message(P11KMS_ERR_CIPHERTEXT_INVALID));
+    pk_jo_init(&j, &body);
+    pk_jo_obj_begin(&j);
+    pk_jo_kstr(&j, "DestinationKeyId", dst_key);
+    pk_remote_ctx(&j, "SourceEncryptionContext", src, nsrc);
+    pk_remote_ctx(&j, "DestinationEncryptionContext", dst, ndst);
+    PK_GUARD(put_b64(&j, "CiphertextBlob", blob, n));
+    PK_GUARD(send(r, "ReEncrypt", &j, &body, &resp));
+    res = pk_remote_blob(resp, "CiphertextBlob", out, NULL);
+    pk_json_free(resp);
+    return res;
+}
