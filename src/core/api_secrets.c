@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "core/secret_ops.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
@@ -163,6 +164,7 @@ static pk_result put_tx(p11kms *h, void *ctx)
 P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
                                        const p11kms_secret_map *map, char **id)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_put(h, ns, key, map, id);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -262,6 +264,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const char *id, p11kms_secret_map **out)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_get(h, id, out);
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf enc = PK_SECBUF_INIT;
@@ -338,6 +341,7 @@ out:
 P11KMS_API p11kms_rc p11kms_secret_update(p11kms *h, const p11kms_caller *c, const char *id,
                                           const p11kms_secret_map *map)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_update(h, id, map);
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf enc = PK_SECBUF_INIT;
@@ -374,6 +378,7 @@ static pk_result remove_tx(p11kms *h, void *ctx)
 
 P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, const char *id)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_remove(h, id);
     pk_op op;
     pk_result r = PK_OK;
     pk_secret s;

@@ -38,4 +38,20 @@ p11kms_rc pk_fwd_generate_data_key(p11kms *h, const char *key, const p11kms_kv *
 p11kms_rc pk_fwd_reencrypt(p11kms *h, const uint8_t *blob, size_t n, const p11kms_kv *src, size_t nsrc,
                            const char *dst_key, const p11kms_kv *dst, size_t ndst, p11kms_buf **out);
 
+/* api_remote_secrets.c */
+p11kms_rc pk_fwd_secret_put(p11kms *h, const char *ns, const char *key, const p11kms_secret_map *map, char **id);
+p11kms_rc pk_fwd_secret_get(p11kms *h, const char *id, p11kms_secret_map **out);
+p11kms_rc pk_fwd_secret_update(p11kms *h, const char *id, const p11kms_secret_map *map);
+p11kms_rc pk_fwd_secret_remove(p11kms *h, const char *id);
+p11kms_rc pk_fwd_secret_list(p11kms *h, const char *ns, char **json);
+p11kms_rc pk_fwd_connection_create(p11kms *h, const char *name, const p11kms_connection_spec *spec);
+p11kms_rc pk_fwd_connection_alter(p11kms *h, const char *name, const p11kms_secret_map *set,
+                                  const char *const *reset, size_t nreset, const char *comment);
+p11kms_rc pk_fwd_connection_drop(p11kms *h, const char *name);
+p11kms_rc pk_fwd_connection_describe(p11kms *h, const char *name, char **json);
+p11kms_rc pk_fwd_connection_list(p11kms *h, const char *like, char **json);
+p11kms_rc pk_fwd_connection_show_create(p11kms *h, const char *name, char **sql);
+p11kms_rc pk_fwd_connection_resolve(p11kms *h, const char *name, p11kms_secret_map **out);
+p11kms_rc pk_fwd_render(p11kms *h, const char *text, size_t len, p11kms_buf **out);
+
 #endif

@@ -63,4 +63,29 @@ PK_MUST_USE pk_result pk_remote_reencrypt(pk_remote *r, const uint8_t *blob, siz
                                           size_t nsrc, const char *dst_key, const p11kms_kv *dst, size_t ndst,
                                           pk_buf *out);
 
+/* ---- secrets, connections, render (remote_secrets.c) ---- */
+/* A new secret named NS/UUID (UUID in "default"); map_json is a flat object of strings. */
+PK_MUST_USE pk_result pk_remote_secret_put(pk_remote *r, const char *ns, const char *key, const char *map_json,
+                                           char **id);
+/* The secret's JSON map, in locked memory, NUL-terminated. */
+PK_MUST_USE pk_result pk_remote_secret_get(pk_remote *r, const char *id, pk_secbuf *map_json);
+PK_MUST_USE pk_result pk_remote_secret_update(pk_remote *r, const char *id, const char *map_json);
+PK_MUST_USE pk_result pk_remote_secret_remove(pk_remote *r, const char *id);
+PK_MUST_USE pk_result pk_remote_secret_list(pk_remote *r, const char *ns, char **json);
+/* options_json / set_json: flat JSON objects of strings (NULL: none). */
+PK_MUST_USE pk_result pk_remote_connection_create(pk_remote *r, const char *name, const char *type,
+                                                  const char *comment, const char *ns, const char *key,
+                                                  const char *options_json);
+PK_MUST_USE pk_result pk_remote_connection_alter(pk_remote *r, const char *name, const char *set_json,
+                                                 const char *const *reset, size_t nreset, const char *comment);
+PK_MUST_USE pk_result pk_remote_connection_drop(pk_remote *r, const char *name);
+/* op "DescribeConnection" (field "Name") or "ListConnections" (field "Like"; value may be NULL). */
+PK_MUST_USE pk_result pk_remote_connection_doc(pk_remote *r, const char *op, const char *field, const char *value,
+                                               char **json);
+PK_MUST_USE pk_result pk_remote_connection_show_create(pk_remote *r, const char *name, char **sql);
+typedef pk_result (*pk_remote_pair_fn)(void *ctx, const char *key, const char *value);
+/* Every option (secrets included) handed to fn. */
+PK_MUST_USE pk_result pk_remote_connection_resolve(pk_remote *r, const char *name, pk_remote_pair_fn fn, void *ctx);
+PK_MUST_USE pk_result pk_remote_render(pk_remote *r, const char *text, size_t len, pk_secbuf *out);
+
 #endif

@@ -21,17 +21,6 @@ static pk_result put_b64(pk_json_out *j, const char *name, const uint8_t *p, siz
     return PK_OK;
 }
 
-static pk_result send(pk_remote *r, const char *op, pk_json_out *j, pk_buf *body, pk_jv **resp)
-{
-    pk_jo_obj_end(j);
-    if (pk_failed(pk_jo_result(j))) {
-        pk_wipe(body->data, body->cap);
-        pk_buf_free(body);
-        return pk_jo_result(j);
-    }
-    return pk_remote_call(r, PK_REMOTE_KMS, op, body, resp);
-}
-
 pk_result pk_remote_encrypt(pk_remote *r, const char *key, const p11kms_kv *ctx, size_t nctx, const uint8_t *pt,
                             size_t n, pk_buf *blob)
 {
@@ -49,7 +38,7 @@ pk_result pk_remote_encrypt(pk_remote *r, const char *key, const p11kms_kv *ctx,
         pk_buf_free(&body);
         return res;
     }
-    PK_GUARD(send(r, "Encrypt", &j, &body, &resp));
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Encrypt", &j, &body, &resp));
     res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
     pk_json_free(resp);
     return res;
@@ -69,7 +58,7 @@ pk_result pk_remote_decrypt(pk_remote *r, const p11kms_kv *ctx, size_t nctx, con
     pk_jo_obj_begin(&j);
     pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
     PK_GUARD(put_b64(&j, "CiphertextBlob", blob, n));
-    PK_GUARD(send(r, "Decrypt", &j, &body, &resp));
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Decrypt", &j, &body, &resp));
     res = pk_remote_blob(resp, "Plaintext", NULL, pt);
     /* The library names the key by its id; the daemon by its ARN. */
     if (pk_ok(res) && key_id != NULL) {
@@ -94,7 +83,7 @@ pk_result pk_remote_generate_data_key(pk_remote *r, const char *key, const p11km
     pk_jo_kstr(&j, "KeyId", key);
     pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
     pk_jo_kint(&j, "NumberOfBytes", (int64_t)bytes);
-    PK_GUARD(send(r, pt ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &j, &body, &resp));
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, pt ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &j, &body, &resp));
     res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
     if (pk_ok(res) && pt != NULL) res = pk_remote_blob(resp, "Plaintext", NULL, pt);
     if (pk_failed(res) && pt != NULL) pk_secbuf_free(pt);
@@ -116,7 +105,7 @@ pk_result pk_remote_reencrypt(pk_remote *r, const uint8_t *blob, size_t n, const
     pk_remote_ctx(&j, "SourceEncryptionContext", src, nsrc);
     pk_remote_ctx(&j, "DestinationEncryptionContext", dst, ndst);
     PK_GUARD(put_b64(&j, "CiphertextBlob", blob, n));
-    PK_GUARD(send(r, "ReEncrypt", &j, &body, &resp));
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "ReEncrypt", &j, &body, &resp));
     res = pk_remote_blob(resp, "CiphertextBlob", out, NULL);
     pk_json_free(resp);
     return res;

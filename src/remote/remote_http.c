@@ -266,6 +266,19 @@ pk_result pk_remote_call(pk_remote *r, const char *service, const char *prefix, 
     return res;
 }
 
+pk_result pk_remote_send(pk_remote *r, const char *service, const char *prefix, const char *op, pk_json_out *j,
+                         pk_buf *body, pk_jv **resp)
+{
+    pk_jo_obj_end(j);
+    if (pk_failed(pk_jo_result(j))) {
+        pk_wipe(body->data, body->cap);
+        pk_buf_free(body);
+        *resp = NULL;
+        return pk_jo_result(j);
+    }
+    return pk_remote_call(r, service, prefix, op, body, resp);
+}
+
 pk_result pk_remote_call1(pk_remote *r, const char *service, const char *prefix, const char *op, const char *key,
                           const char *value, pk_jv **resp)
 {

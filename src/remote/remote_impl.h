@@ -20,6 +20,9 @@
  */
 PK_MUST_USE pk_result pk_remote_call(pk_remote *r, const char *service, const char *prefix, const char *op,
                                      pk_buf *body, pk_jv **resp);
+/* Close the object j writes into body (opened by the caller) and send it; body is wiped and freed. */
+PK_MUST_USE pk_result pk_remote_send(pk_remote *r, const char *service, const char *prefix, const char *op,
+                                     pk_json_out *j, pk_buf *body, pk_jv **resp);
 /* As pk_remote_call with the body {"KEY": value}. */
 PK_MUST_USE pk_result pk_remote_call1(pk_remote *r, const char *service, const char *prefix, const char *op,
                                       const char *key, const char *value, pk_jv **resp);
