@@ -15,3 +15,7 @@ clean-local-daemon-node:
 # The command with connect = (its secret/connection/render part is a sourced file).
 TESTS += tests/cli/daemon-connect.sh
 EXTRA_DIST += tests/cli/daemon-connect.sh tests/cli/daemon-connect-secrets.sh
+# Issue 13: Secrets Manager and P11kmsService targets (curl, awscli).
+SM_SCENARIOS = tests/cli/daemon-secrets.sh tests/cli/daemon-sm-awscli.sh
+TESTS += $(SM_SCENARIOS)
+EXTRA_DIST += $(SM_SCENARIOS)

@@ -158,6 +158,90 @@ static void test_secrets_not_found(void)
     p11kms_secret_map_free(m);
 }
 
+/* Caller-chosen ids (Secrets Manager Name), their metadata and ARN. */
+static void test_secrets_named(void)
+{
+    p11kms_secret_map *m = map2("user", "flink", "password", "named-1"), *got = NULL;
+    p11kms_secret_info info = {sizeof(info), "", "", 0, 0, 0}, d = {sizeof(d), "", "", 0, 0, 0};
+    char name[600], *arn = NULL, *arn2 = NULL, *json = NULL;
+
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, "flink", NULL, "flink/orders-db", m), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, "flink", NULL, "flink/orders-db", m), P11KMS_ERR_ALREADY_EXISTS,
+                 "secret flink/orders-db already exists");
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, "flink", NULL, "bad name!", m), P11KMS_ERR_INVALID_ARGUMENT,
+                 "invalid secret name: use 1 to 512 letters, digits or /_+=.@-");
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, "flink", NULL, "", m), P11KMS_ERR_INVALID_ARGUMENT,
+                 "invalid secret name: use 1 to 512 letters, digits or /_+=.@-");
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, NULL, NULL, NULL, m), P11KMS_ERR_INVALID_ARGUMENT,
+                 "no secret name given");
+    memset(name, 'n', 513);
+    name[513] = '\0';
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, NULL, NULL, name, m), P11KMS_ERR_INVALID_ARGUMENT,
+                 "invalid secret name: use 1 to 512 letters, digits or /_+=.@-");
+    name[512] = '\0'; /* the longest name is fine */
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, NULL, NULL, name, m), P11KMS_OK, NULL);
+    expect_value(name, "password", "named-1");
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, name), P11KMS_OK, NULL);
+
+    PK_ASSERT_RC(p11kms_secret_get_info(h, opr, "flink/orders-db", &got, &info), P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "password"), "named-1");
+    p11kms_secret_map_free(got);
+    got = NULL;
+    CU_ASSERT_STRING_EQUAL(info.ns, "flink");
+    CU_ASSERT_EQUAL(strlen(info.key_id), 36);
+    CU_ASSERT_EQUAL(info.version, 1);
+    CU_ASSERT(info.created_ms > 0 && info.updated_ms == info.created_ms);
+
+    p11kms_secret_map_free(m);
+    m = map2("password", "named-2", NULL, NULL);
+    PK_ASSERT_RC(p11kms_secret_update(h, opr, "flink/orders-db", m), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_secret_describe(h, opr, "flink/orders-db", &d), P11KMS_OK, NULL);
+    CU_ASSERT_EQUAL(d.version, 2);
+    CU_ASSERT_STRING_EQUAL(d.ns, "flink");
+    CU_ASSERT_STRING_EQUAL(d.key_id, info.key_id);
+    CU_ASSERT(d.created_ms == info.created_ms && d.updated_ms >= info.created_ms);
+    /* Twice in a row: the row cache must give the same metadata as the store. */
+    PK_ASSERT_RC(p11kms_secret_get_info(h, opr, "flink/orders-db", &got, &info), P11KMS_OK, NULL);
+    p11kms_secret_map_free(got);
+    got = NULL;
+    PK_ASSERT_RC(p11kms_secret_get_info(h, opr, "flink/orders-db", &got, &info), P11KMS_OK, NULL);
+    CU_ASSERT_STRING_EQUAL(p11kms_secret_map_get(got, "password"), "named-2");
+    CU_ASSERT_EQUAL(info.version, 2);
+    p11kms_secret_map_free(got);
+    got = NULL;
+    info.struct_size = 0;
+    PK_ASSERT_RC(p11kms_secret_get_info(h, opr, "flink/orders-db", &got, &info), P11KMS_ERR_INVALID_ARGUMENT,
+                 "p11kms_secret_info: set struct_size = sizeof(p11kms_secret_info)");
+    CU_ASSERT_PTR_NULL(got);
+    PK_ASSERT_RC(p11kms_secret_describe(h, opr, "flink/orders-db", NULL), P11KMS_ERR_INVALID_ARGUMENT,
+                 "p11kms_secret_info: set struct_size = sizeof(p11kms_secret_info)");
+
+    PK_ASSERT_RC(p11kms_secret_list(h, opr, "flink", &json), P11KMS_OK, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"SecretId\":\"flink/orders-db\",\"Namespace\":\"flink\""));
+    p11kms_free(json);
+
+    /* The ARN suffix: base32 of SHA-256("p11kms-secret-arn" || name), stable without being stored. */
+    PK_ASSERT_RC(p11kms_secret_arn(h, "flink/orders-db", &arn), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_secret_arn(h, "flink/orders-db", &arn2), P11KMS_OK, NULL);
+    CU_ASSERT(arn != NULL && strncmp(arn, "arn:aws:secretsmanager:", 23) == 0);
+    CU_ASSERT(arn != NULL && strstr(arn, ":secret:flink/orders-db-h6ablt") != NULL &&
+              strlen(strstr(arn, ":secret:")) == strlen(":secret:flink/orders-db-h6ablt"));
+    CU_ASSERT(arn != NULL && arn2 != NULL && strcmp(arn, arn2) == 0);
+    p11kms_free(arn);
+    p11kms_free(arn2);
+    PK_ASSERT_RC(p11kms_secret_arn(h, "bad name!", &arn), P11KMS_ERR_INVALID_ARGUMENT,
+                 "a secret ARN is made from a secret name");
+    CU_ASSERT_PTR_NULL(arn);
+
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, "flink/orders-db"), P11KMS_OK, NULL);
+    info.struct_size = sizeof(info);
+    PK_ASSERT_RC(p11kms_secret_describe(h, opr, "flink/orders-db", &d), P11KMS_ERR_NOT_FOUND,
+                 "secret flink/orders-db not found");
+    PK_ASSERT_RC(p11kms_secret_get_info(h, opr, "flink/orders-db", &got, &info), P11KMS_ERR_NOT_FOUND,
+                 "secret flink/orders-db not found");
+    p11kms_secret_map_free(m);
+}
+
 static void test_secrets_map_encoding_and_limits(void)
 {
     p11kms_secret_map *m = NULL, *back = NULL;
@@ -1138,5 +1222,6 @@ int main(void)
     CU_add_test(s, "test_secrets_store_sync_batch_fork", test_secrets_store_sync_batch_fork);
     CU_add_test(s, "test_secrets_store_sync_switch", test_secrets_store_sync_switch);
     CU_add_test(s, "test_secrets_option_sensitive_public", test_secrets_option_sensitive_public);
+    CU_add_test(s, "test_secrets_named", test_secrets_named);
     return pk_run_suites();
 }

@@ -256,7 +256,7 @@ static void test_store_put_get_and_revisions(void)
     FAILS(s->ops->put(s, &r, 0), P11KMS_ERR_INVALID_ARGUMENT, "store put key/k1: negative due time");
     r.due_ms = 0;
     memset(r.id, 'x', sizeof(r.id)); /* not NUL-terminated */
-    FAILS(s->ops->put(s, &r, 0), P11KMS_ERR_INVALID_ARGUMENT, "store: record id is longer than 255 bytes");
+    FAILS(s->ops->put(s, &r, 0), P11KMS_ERR_INVALID_ARGUMENT, "store: record id is longer than 519 bytes");
     FAILS(s->ops->get(s, "", "k1", &got, &found), P11KMS_ERR_INVALID_ARGUMENT, "store: record kind is empty");
     CU_ASSERT_FALSE(found);
     pk_record_clear(&r);

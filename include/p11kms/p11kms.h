@@ -342,6 +342,34 @@ P11KMS_API void p11kms_secret_map_free(p11kms_secret_map *m);
  */
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const char *ns,
                                                        const char *key, const p11kms_secret_map *map, char **id);
+/*
+ * Store a new secret under a caller-chosen id (the AWS Secrets Manager Name:
+ * 1 to 512 of [A-Za-z0-9/_+=.@-]); otherwise as p11kms_secret_put.
+ * P11KMS_ERR_ALREADY_EXISTS when a secret already has that id.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_put_named(p11kms *h, const p11kms_caller *c, const char *ns,
+                                                             const char *key, const char *name,
+                                                             const p11kms_secret_map *map);
+/* A secret's metadata (never its value). Set struct_size = sizeof(p11kms_secret_info). */
+typedef struct p11kms_secret_info {
+    size_t struct_size;
+    char ns[129];         /* namespace */
+    char key_id[37];      /* the protecting CMK's key id */
+    uint32_t version;     /* 1 when stored, +1 on each update */
+    int64_t created_ms;   /* epoch milliseconds */
+    int64_t updated_ms;
+} p11kms_secret_info;
+/* p11kms_secret_get that also fills *info for the map it returns (kms:Decrypt). */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, const char *id,
+                                                            p11kms_secret_map **out, p11kms_secret_info *info);
+/* One secret's metadata; kms:DescribeKey on its key. P11KMS_ERR_NOT_FOUND for an unknown id. */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_describe(p11kms *h, const p11kms_caller *c, const char *id,
+                                                            p11kms_secret_info *info);
+/*
+ * The secret's AWS Secrets Manager ARN, arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX,
+ * XXXXXX = base32 (lower case) of the first 30 bits of SHA-256("p11kms-secret-arn" || NAME). *arn: p11kms_free.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_arn(p11kms *h, const char *name, char **arn);
 /* kms:Decrypt. P11KMS_ERR_NOT_FOUND for an unknown id. *out: p11kms_secret_map_free. */
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const char *id,
                                                        p11kms_secret_map **out);

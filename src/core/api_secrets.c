@@ -152,17 +152,29 @@ pk_result pk_secret_prepare(p11kms *h, const char *ns, pk_key *k, const char *id
 typedef struct put_job {
     pk_secret *s;
     pk_bytes enc;
+    bool named; /* a caller-chosen id: refuse a taken one inside the transaction */
 } put_job;
 
 static pk_result put_tx(p11kms *h, void *ctx)
 {
     put_job *j = ctx;
+    if (j->named) {
+        pk_secret old;
+        pk_result r;
+        memset(&old, 0, sizeof(old));
+        r = pk_secret_load(&h->env, j->s->id, false, &old);
+        pk_secret_clear(&old);
+        PK_ENSURE(r.code == P11KMS_ERR_NOT_FOUND, r.code == P11KMS_OK ? P11KMS_ERR_ALREADY_EXISTS : r.code,
+                  "secret %s already exists", j->s->id);
+        pk_error_clear();
+    }
     PK_GUARD(pk_secret_seal(&h->env, j->s, j->enc, true));
     return pk_secret_save_tx(&h->env, j->s);
 }
 
-P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
-                                       const p11kms_secret_map *map, char **id)
+/* Store map as a new secret named name (NULL: a fresh UUID); *id gets the id when id != NULL. */
+static p11kms_rc put_common(p11kms *h, const p11kms_caller *c, const char *ns, const char *key, const char *name,
+                            const p11kms_secret_map *map, char **id)
 {
     if (h != NULL && h->remote != NULL) return pk_fwd_secret_put(h, ns, key, map, id);
     pk_op op;
@@ -171,34 +183,58 @@ P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const 
     pk_secbuf enc = PK_SECBUF_INIT;
     pk_secret s;
     uint8_t uuid[PK_UUID_LEN];
-    char sid[PK_UUID_STR_LEN + 1];
+    char sid[PK_SECRET_ID_MAX + 1];
     pk_secret_ctx sc;
     put_job j;
 
     memset(&s, 0, sizeof(s));
-    *id = NULL;
+    if (id != NULL) *id = NULL;
     PK_TRY(pk_op_begin(&op, h, c, "kms:GenerateDataKey"));
-    pk_op_output_str(&op, id);
+    if (id != NULL) pk_op_output_str(&op, id);
     PK_TRY(pk_op_preflight(&op));
     ns = ns ? ns : PK_NS_DEFAULT;
     PK_TRY(pk_ns_validate(ns));
+    if (name != NULL) {
+        PK_CHECK(pk_secret_name_ok(name), P11KMS_ERR_INVALID_ARGUMENT,
+                 "invalid secret name: use 1 to %d letters, digits or /_+=.@-", PK_SECRET_ID_MAX);
+        snprintf(sid, sizeof(sid), "%s", name);
+    }
     PK_TRY(pk_map_encode(map, &enc));
-    PK_TRY(pk_uuid_new(uuid));
-    pk_uuid_format(uuid, sid);
+    if (name == NULL) {
+        PK_TRY(pk_uuid_new(uuid));
+        pk_uuid_format(uuid, sid);
+    }
     pk_secret_ctx_set(&op, &sc, ns, sid, NULL);
     PK_TRY(pk_secret_choose_key(&op, key, ns, &k));
     PK_TRY(pk_secret_prepare(h, ns, k, sid, &s));
     op.key_version = k->nversions;
     j.s = &s;
     j.enc = pk_bytes_of(enc.data, enc.len);
+    j.named = name != NULL;
     PK_TRY(pk_with_write_tx_batched(h, put_tx, &j));
-    *id = strdup(sid);
-    PK_CHECK_ALLOC(*id);
+    if (id != NULL) {
+        *id = strdup(sid);
+        PK_CHECK_ALLOC(*id);
+    }
 out:
     pk_secret_clear(&s);
     pk_secbuf_free(&enc);
     pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);
+}
+
+P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
+                                       const p11kms_secret_map *map, char **id)
+{
+    if (id == NULL) return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no id output given").code;
+    return put_common(h, c, ns, key, NULL, map, id);
+}
+
+P11KMS_API p11kms_rc p11kms_secret_put_named(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
+                                             const char *name, const p11kms_secret_map *map)
+{
+    if (name == NULL) return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no secret name given").code;
+    return put_common(h, c, ns, key, name, map, NULL);
 }
 
 /* Decrypt a read record; on failure the store MAC decides between INTEGRITY and CIPHERTEXT_INVALID. */
@@ -212,7 +248,8 @@ static pk_result open_checked(p11kms *h, const pk_secret *s, const pk_record *ra
     return r;
 }
 
-pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, pk_secbuf *enc)
+/* The read of pk_secret_get_internal; meta (optional) gets the row's metadata, so the map cache is skipped. */
+static pk_result get_with_meta(pk_op *op, pk_secret_ctx *sc, const char *id, pk_secbuf *enc, p11kms_secret_info *meta)
 {
     p11kms *h = op->h;
     pk_secrets *st;
@@ -227,7 +264,7 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     memset(&s, 0, sizeof(s));
     PK_TRY(pk_secret_id_validate(id));
     PK_TRY(pk_secrets_of(&h->env, &st));
-    if (pk_cache_lookup(st, id, pk_clock(h), ns, cmk, enc)) {
+    if (meta == NULL && pk_cache_lookup(st, id, pk_clock(h), ns, cmk, enc)) {
         /* A cached map still needs the caller's permission, every time. */
         pk_secret_ctx_set(op, sc, ns, id, sc->conn[0] ? sc->conn : NULL);
         PK_TRY(pk_secret_authorize(op, cmk, "kms:Decrypt", true, &k));
@@ -254,12 +291,39 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     PK_TRY(open_checked(h, &s, &raw, enc));
     pk_rows_put(pk_secrets_rows(st), &s, gen, ticket);
 decrypted:
+    if (meta != NULL) pk_secret_info_fill(&s, meta);
     pk_cache_store(st, id, s.ns, s.cmk, pk_bytes_of(enc->data, enc->len), pk_clock(h));
 out:
     pk_key_release(&h->env, k);
     pk_record_clear(&raw);
     pk_secret_clear(&s);
     return r;
+}
+
+pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, pk_secbuf *enc)
+{
+    return get_with_meta(op, sc, id, enc, NULL);
+}
+
+P11KMS_API p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, const char *id,
+                                            p11kms_secret_map **out, p11kms_secret_info *info)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_secbuf enc = PK_SECBUF_INIT;
+    pk_secret_ctx sc;
+
+    *out = NULL;
+    memset(&sc, 0, sizeof(sc));
+    PK_TRY(pk_op_begin(&op, h, c, "kms:Decrypt"));
+    op.secret_id = id;
+    PK_CHECK(info != NULL && info->struct_size >= sizeof(*info), P11KMS_ERR_INVALID_ARGUMENT,
+             "p11kms_secret_info: set struct_size = sizeof(p11kms_secret_info)");
+    PK_TRY(get_with_meta(&op, &sc, id, &enc, info));
+    PK_TRY(pk_map_decode(pk_bytes_of(enc.data, enc.len), out));
+out:
+    pk_secbuf_free(&enc);
+    return finish_with_map(&op, r, out);
 }
 
 P11KMS_API p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const char *id, p11kms_secret_map **out)

@@ -11,10 +11,22 @@
 #include "core/op.h"
 #include "core/remote_fwd.h"
 #include "core/secret_ops.h"
+#include "crypto/crypto.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
 
 /* ---- list ---- */
+
+void pk_secret_item_of(const pk_secret *s, list_item *it)
+{
+    memcpy(it->id, s->id, sizeof(it->id));
+    memcpy(it->ns, s->ns, sizeof(it->ns));
+    memcpy(it->cmk, s->cmk, sizeof(it->cmk));
+    it->version = s->version;
+    it->nsv = s->nsv;
+    it->created_ms = s->created_ms;
+    it->updated_ms = s->updated_ms;
+}
 
 
 typedef struct list_acc {
@@ -42,14 +54,7 @@ static bool list_collect(const pk_record *rec, void *ctx)
         a->items = grown;
         a->cap = cap;
     }
-    list_item *it = &a->items[a->n++];
-    memcpy(it->id, s.id, sizeof(it->id));
-    memcpy(it->ns, s.ns, sizeof(it->ns));
-    memcpy(it->cmk, s.cmk, sizeof(it->cmk));
-    it->version = s.version;
-    it->nsv = s.nsv;
-    it->created_ms = s.created_ms;
-    it->updated_ms = s.updated_ms;
+    pk_secret_item_of(&s, &a->items[a->n++]);
     pk_secret_clear(&s);
     return true;
 }
@@ -140,4 +145,65 @@ out:
     free(items);
     pk_buf_free(&out);
     return pk_op_finish(&op, r);
+}
+
+/* ---- describe ---- */
+
+void pk_secret_info_fill(const pk_secret *s, p11kms_secret_info *info)
+{
+    snprintf(info->ns, sizeof(info->ns), "%s", s->ns);
+    snprintf(info->key_id, sizeof(info->key_id), "%s", s->cmk);
+    info->version = s->version;
+    info->created_ms = s->created_ms;
+    info->updated_ms = s->updated_ms;
+}
+
+P11KMS_API p11kms_rc p11kms_secret_describe(p11kms *h, const p11kms_caller *c, const char *id,
+                                            p11kms_secret_info *info)
+{
+    pk_op op;
+    pk_result r = PK_OK;
+    pk_secret s;
+    pk_key *k = NULL;
+    pk_secret_ctx sc;
+
+    memset(&s, 0, sizeof(s));
+    PK_TRY(pk_op_begin(&op, h, c, "kms:DescribeKey"));
+    op.secret_id = id;
+    PK_CHECK(info != NULL && info->struct_size >= sizeof(*info), P11KMS_ERR_INVALID_ARGUMENT,
+             "p11kms_secret_info: set struct_size = sizeof(p11kms_secret_info)");
+    PK_TRY(pk_secret_load(&h->env, id, true, &s));
+    pk_secret_ctx_set(&op, &sc, s.ns, id, NULL);
+    PK_TRY(pk_secret_authorize(&op, s.cmk, op.action, false, &k));
+    pk_secret_info_fill(&s, info);
+out:
+    pk_key_release(&h->env, k);
+    pk_secret_clear(&s);
+    return pk_op_finish(&op, r);
+}
+
+/* ---- Secrets Manager ARNs ---- */
+
+P11KMS_API p11kms_rc p11kms_secret_arn(p11kms *h, const char *name, char **arn)
+{
+    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+    static const char domain[] = "p11kms-secret-arn";
+    uint8_t d[PK_SHA256_LEN];
+    char in[sizeof(domain) + PK_SECRET_ID_MAX], sfx[7], buf[PK_SECRET_ID_MAX + 128];
+    uint64_t bits = 0;
+
+    pk_error_clear();
+    if (arn == NULL) return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no output").code;
+    *arn = NULL;
+    if (h == NULL || !pk_secret_name_ok(name))
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "a secret ARN is made from a secret name").code;
+    /* The suffix is the first 30 bits of SHA-256(domain || name) in base32: stable without storing it. */
+    snprintf(in, sizeof(in), "%s%s", domain, name);
+    if (pk_failed(pk_sha256(in, strlen(in), d))) return P11KMS_ERR_INTERNAL;
+    for (int i = 0; i < 4; i++) bits = (bits << 8) | d[i];
+    for (int i = 0; i < 6; i++) sfx[i] = b32[(bits >> (27 - 5 * i)) & 31];
+    sfx[6] = '\0';
+    snprintf(buf, sizeof(buf), "arn:aws:secretsmanager:%s:%s:secret:%s-%s", h->region, h->account, name, sfx);
+    *arn = strdup(buf);
+    return *arn ? P11KMS_OK : pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory").code;
 }

@@ -18,7 +18,7 @@
 /* The encryption context of a secret operation; lives as long as the pk_op using it. */
 typedef struct pk_secret_ctx {
     char ns[PK_NS_MAX + 1];
-    char id[PK_UUID_STR_LEN + 1];
+    char id[PK_SECRET_ID_MAX + 1];
     char conn[PK_CONN_NAME_MAX + 1];
     pk_ctx_kv kv[3];
 } pk_secret_ctx;
@@ -36,12 +36,15 @@ PK_MUST_USE pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const
 
 /* Verified metadata of one secret (list and rewrap). */
 typedef struct list_item {
-    char id[PK_UUID_STR_LEN + 1];
+    char id[PK_SECRET_ID_MAX + 1];
     char ns[PK_NS_MAX + 1];
     char cmk[PK_UUID_STR_LEN + 1];
     uint32_t version, nsv;
     int64_t created_ms, updated_ms;
 } list_item;
+void pk_secret_item_of(const pk_secret *s, list_item *it);
+/* The public metadata of a secret row. */
+void pk_secret_info_fill(const pk_secret *s, p11kms_secret_info *info);
 /* Collect the verified metadata of every secret of ns (NULL: all); caller frees *items. */
 PK_MUST_USE pk_result pk_secret_collect(p11kms *h, const char *ns, list_item **items, size_t *n);
 

@@ -15,10 +15,7 @@
 
 #include "daemon/kms_impl.h"
 
-static const struct {
-    const char *name;
-    void (*fn)(op_ctx *o);
-} ops[] = {
+static const k_op ops[] = {
     {"CreateKey", op_create_key},
     {"DescribeKey", op_describe_key},
     {"ListKeys", op_list_keys},
@@ -156,7 +153,7 @@ static bool authenticate(op_ctx *o)
     }
     {
         p11kms_sigv4_request sr = {sizeof(sr), job->req.method, job->req.path, "", job->req.headers,
-                                   job->req.nheaders, job->req.body, job->req.body_len, "kms", 0};
+                                   job->req.nheaders, job->req.body, job->req.body_len, o->service, 0};
         char *q = strchr(job->req.path, '?');
         if (q != NULL) {
             *q = '\0';
@@ -178,7 +175,7 @@ static bool authenticate(op_ctx *o)
     return rc == P11KMS_OK;
 }
 
-static void run_op(op_ctx *o, const char *target)
+static void run_op(op_ctx *o, const char *target, const k_op *table, size_t nops)
 {
     const char *ct = req_header(&o->job->req, "Content-Type");
     pk_jv *doc = NULL;
@@ -187,8 +184,8 @@ static void run_op(op_ctx *o, const char *target)
         k_fail(o, 400, "SerializationException", "Content-Type must be application/x-amz-json-1.1");
         return;
     }
-    for (i = 0; i < PK_ARRAY_LEN(ops) && strcmp(ops[i].name, target) != 0; i++) {}
-    if (i == PK_ARRAY_LEN(ops)) {
+    for (i = 0; i < nops && strcmp(table[i].name, target) != 0; i++) {}
+    if (i == nops) {
         k_fail(o, 400, "UnsupportedOperationException", "%s is not supported by p11kmsd", target);
         return;
     }
@@ -210,7 +207,7 @@ static void run_op(op_ctx *o, const char *target)
     }
     o->in = doc;
     o->principal = o->job->principal;
-    ops[i].fn(o);
+    table[i].fn(o);
     o->in = NULL;
     pk_json_free(doc);
 }
@@ -224,6 +221,7 @@ void d_kms_run(d_job *job, void *arg)
     o.k = arg;
     o.job = job;
     o.status = 200;
+    o.service = "kms";
     pk_jo_init(&o.j, &o.out);
     pk_jo_obj_begin(&o.j);
     if (strcmp(r->method, "GET") == 0 && strcmp(r->path, "/health") == 0) {
@@ -231,11 +229,19 @@ void d_kms_run(d_job *job, void *arg)
         health(&o);
     } else if (strcmp(r->method, "POST") != 0 || (strcmp(r->path, "/") != 0 && strncmp(r->path, "/?", 2) != 0)) {
         k_fail(&o, 404, "UnknownOperationException", "p11kmsd answers POST / (and GET /health)");
+    } else if (target != NULL && strncmp(target, "secretsmanager.", 15) == 0) {
+        /* Secrets Manager (sm.c): signed with the signing name secretsmanager. */
+        o.service = "secretsmanager";
+        snprintf(job->op, sizeof(job->op), "%s", target);
+        run_op(&o, target + 15, sm_ops, sm_nops);
+    } else if (target != NULL && strncmp(target, "P11kmsService.", 14) == 0) {
+        snprintf(job->op, sizeof(job->op), "%s", target);
+        run_op(&o, target + 14, svc_ops, svc_nops);
     } else if (target == NULL || strncmp(target, "TrentService.", 13) != 0) {
         k_fail(&o, 400, "UnknownOperationException", "X-Amz-Target must be TrentService.<Operation>");
     } else {
         snprintf(job->op, sizeof(job->op), "%s", target + 13);
-        run_op(&o, target + 13);
+        run_op(&o, target + 13, ops, PK_ARRAY_LEN(ops));
     }
     pk_jo_obj_end(&o.j);
     if (!o.done && pk_failed(pk_jo_result(&o.j))) k_fail(&o, 500, "KMSInternalException", "cannot write the response");

@@ -39,7 +39,18 @@ typedef struct op_ctx {
     pk_json_out j;
     int status;
     bool done; /* an error response was set */
+    const char *service; /* the SigV4 signing name: "kms" or "secretsmanager" */
 } op_ctx;
+
+/* An operation of a target prefix's table. */
+typedef struct k_op {
+    const char *name;
+    void (*fn)(op_ctx *o);
+} k_op;
+extern const k_op sm_ops[];  /* sm.c: secretsmanager.* */
+extern const size_t sm_nops;
+extern const k_op svc_ops[]; /* svc.c: P11kmsService.* */
+extern const size_t svc_nops;
 
 /* ---- kms_fields.c: answers, errors, request fields, ARNs ---- */
 void k_set_body(d_response *r, pk_buf *b);

@@ -23,12 +23,19 @@
 #define SECRET_FORMAT 1
 #define AAD_DOMAIN "p11kms-secret-v1"
 
+/* A secret name (Secrets Manager Name): 1..512 of [A-Za-z0-9/_+=.@-]. */
+bool pk_secret_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    return n >= 1 && n <= PK_SECRET_ID_MAX &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+=.@-") == n;
+}
+
 pk_result pk_secret_id_validate(const char *id)
 {
-    uint8_t u[PK_UUID_LEN];
     PK_ENSURE(id != NULL && *id != '\0', P11KMS_ERR_INVALID_ARGUMENT, "no secret id given");
     /* An id that cannot exist is simply not found (no oracle on the format beyond this). */
-    PK_ENSURE(strlen(id) == PK_UUID_STR_LEN && pk_uuid_parse(id, u), P11KMS_ERR_NOT_FOUND, "secret %.*s not found",
+    PK_ENSURE(pk_secret_name_ok(id), P11KMS_ERR_NOT_FOUND, "secret %.*s not found",
               (int)(strlen(id) > 64 ? 64 : strlen(id)), id);
     return PK_OK;
 }

@@ -35,6 +35,7 @@
 #define PK_SECRET_KEY_MAX 256            /* bytes of one map key */
 #define PK_SECRET_MAX_BYTES (64 * 1024)  /* sum of key and value bytes */
 #define PK_NS_MAX 128                    /* namespace name */
+#define PK_SECRET_ID_MAX 512             /* a generated UUID or a caller-chosen name (Secrets Manager Name) */
 #define PK_NS_DEFAULT "default"
 #define PK_CONN_NAME_MAX 200
 #define PK_CONN_RESERVED_KEY "__flink.encrypted-secret-key__"
@@ -167,7 +168,7 @@ void pk_ns_forget(pk_env *env, const char *ns, const char *cmk);
 
 /* ---- Secret records (secret_record.c) ---- */
 typedef struct pk_secret {
-    char id[PK_UUID_STR_LEN + 1];
+    char id[PK_SECRET_ID_MAX + 1];
     char ns[PK_NS_MAX + 1];
     char cmk[PK_UUID_STR_LEN + 1];
     uint8_t cmk_uuid[PK_UUID_LEN];
@@ -199,6 +200,8 @@ PK_MUST_USE pk_result pk_secret_load(pk_env *env, const char *id, bool take_lock
 /* Inside a write transaction: store s (insert when s->rev == 0, else update at s->rev). */
 PK_MUST_USE pk_result pk_secret_save_tx(pk_env *env, pk_secret *s);
 PK_MUST_USE pk_result pk_secret_id_validate(const char *id);
+/* Whether name is a valid caller-chosen secret id (1..512 of [A-Za-z0-9/_+=.@-]). */
+bool pk_secret_name_ok(const char *name);
 
 /* ---- Cache of secret rows as stored, ciphertext only (secret_rows.c) ---- */
 #define PK_ROWS_MAX 16384 /* rows kept per handle (about 7 MB with 64-byte values) */

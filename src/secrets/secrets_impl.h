@@ -31,7 +31,7 @@ typedef struct nsdef_entry {
 /* A decrypted map (canonical encoding) in locked memory. */
 typedef struct map_entry {
     pk_lru_node node;          /* map key: id; on the LRU list */
-    char id[PK_UUID_STR_LEN + 1];
+    char id[PK_SECRET_ID_MAX + 1];
     char ns[PK_NS_MAX + 1];
     char cmk[PK_UUID_STR_LEN + 1];
     pk_secbuf enc;

@@ -30,7 +30,7 @@
 #include "util/result.h"
 
 #define PK_STORE_KIND_MAX 16
-#define PK_STORE_ID_MAX 256
+#define PK_STORE_ID_MAX 520 /* secret names are up to 512 */
 #define PK_STORE_MAC_LEN 32
 
 typedef struct pk_record {
