@@ -147,7 +147,26 @@ static void ns_of(const char *name, char *out, size_t size)
     else snprintf(out, size, "%.*s", (int)(slash - name), name);
 }
 
-/* One ListSecrets entry as p11kms_secret_list writes it; members the protocol lacks are read when the daemon sends them. */
+/*
+ * The secret's version: p11kmsd's VersionId is VERSION(8 hex)-0000-4000-8000-CREATED
+ * (src/daemon/sm.c), and ListSecrets names the current one in SecretVersionsToStages.
+ */
+static int64_t version_of(const pk_jv *e)
+{
+    void *it = NULL;
+    const char *vid = NULL;
+    const pk_jv *stages;
+    char *end = NULL;
+    unsigned long v;
+    if (!pk_jv_next(pk_jv_get(e, "SecretVersionsToStages"), &it, &vid, &stages) || strlen(vid) != 36) return 0;
+    v = strtoul(vid, &end, 16);
+    return end == vid + 8 ? (int64_t)v : 0;
+}
+
+/*
+ * One ListSecrets entry as p11kms_secret_list writes it. NamespaceKeyVersion
+ * has no Secrets Manager field: it is left out rather than guessed.
+ */
 static void secret_item(pk_json_out *j, const pk_jv *e, const char *want_ns)
 {
     const char *name = pk_jv_str(pk_jv_get(e, "Name"));
@@ -160,8 +179,7 @@ static void secret_item(pk_json_out *j, const pk_jv *e, const char *want_ns)
     pk_jo_kstr(j, "SecretId", name);
     pk_jo_kstr(j, "Namespace", ns);
     pk_jo_kstr(j, "KeyId", key ? pk_remote_key_of_arn(key) : "");
-    pk_jo_kint(j, "Version", pk_jv_int(pk_jv_get(e, "Version")));
-    pk_jo_kint(j, "NamespaceKeyVersion", pk_jv_int(pk_jv_get(e, "NamespaceKeyVersion")));
+    pk_jo_kint(j, "Version", version_of(e));
     json_time(j, "CreatedDate", pk_remote_epoch_ms(pk_jv_get(e, "CreatedDate")));
     json_time(j, "LastChangedDate", pk_remote_epoch_ms(pk_jv_get(e, "LastChangedDate")));
     pk_jo_obj_end(j);
