@@ -224,7 +224,7 @@ static pk_result principal_valid(const char *principal)
 P11KMS_API p11kms_rc p11kms_access_key_create(p11kms *h, const p11kms_caller *c, const char *principal,
                                               char **access_key_id, p11kms_buf **secret)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("access-key create");
+    if (h != NULL && h->remote != NULL) return (*access_key_id = NULL, *secret = NULL, pk_fwd_refuse("access-key create"));
     static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     pk_op op;
@@ -283,7 +283,7 @@ static bool list_one(const pk_record *rec, void *ctx)
 
 P11KMS_API p11kms_rc p11kms_access_key_list(p11kms *h, const p11kms_caller *c, const char *principal, char **json)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("access-key list");
+    if (h != NULL && h->remote != NULL) return (*json = NULL, pk_fwd_refuse("access-key list"));
     pk_op op;
     pk_result r = PK_OK;
     pk_buf out = {0};

@@ -200,7 +200,7 @@ P11KMS_API p11kms_rc p11kms_file_encryptor_new(p11kms *h, const p11kms_caller *c
                                                const p11kms_kv *ctx, size_t nctx, const p11kms_file_opts *opts,
                                                p11kms_write_fn out, void *arg, p11kms_file_encryptor **enc)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("encrypt-file");
+    if (h != NULL && h->remote != NULL) return (enc ? *enc = NULL : NULL, pk_fwd_refuse("encrypt-file"));
     p11kms_file_encryptor *f;
     pk_result r;
 
@@ -396,7 +396,7 @@ P11KMS_API p11kms_rc p11kms_file_decryptor_new(p11kms *h, const p11kms_caller *c
                                                size_t nreq, unsigned threads, p11kms_write_fn out, void *arg,
                                                p11kms_file_decryptor **dec)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("decrypt-file");
+    if (h != NULL && h->remote != NULL) return (dec ? *dec = NULL : NULL, pk_fwd_refuse("decrypt-file"));
     pk_error_clear();
     return dec_create(h, c, required, nreq, threads, out, arg, dec);
 }
@@ -404,7 +404,7 @@ P11KMS_API p11kms_rc p11kms_file_decryptor_new(p11kms *h, const p11kms_caller *c
 P11KMS_API p11kms_rc p11kms_file_rewrapper_new(p11kms *h, const p11kms_caller *c, const char *new_key,
                                                p11kms_write_fn out, void *arg, p11kms_file_decryptor **rw)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("rewrap-file");
+    if (h != NULL && h->remote != NULL) return (rw ? *rw = NULL : NULL, pk_fwd_refuse("rewrap-file"));
     p11kms_rc rc;
     pk_error_clear();
     rc = dec_create(h, c, NULL, 0, 1, out, arg, rw);

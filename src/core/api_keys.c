@@ -292,7 +292,7 @@ P11KMS_API p11kms_rc p11kms_key_cancel_deletion(p11kms *h, const p11kms_caller *
 
 P11KMS_API p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **report_json)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("key purge");
+    if (h != NULL && h->remote != NULL) return (*report_json = NULL, pk_fwd_refuse("key purge"));
     pk_op op;
     pk_result r = PK_OK;
     pk_purge_report rep = {0};

@@ -233,6 +233,7 @@ P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const 
 P11KMS_API p11kms_rc p11kms_secret_put_named(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
                                              const char *name, const p11kms_secret_map *map)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("p11kms_secret_put_named");
     if (name == NULL) return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no secret name given").code;
     return put_common(h, c, ns, key, name, map, NULL);
 }
@@ -308,6 +309,7 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
 P11KMS_API p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, const char *id,
                                             p11kms_secret_map **out, p11kms_secret_info *info)
 {
+    if (h != NULL && h->remote != NULL) return (out ? *out = NULL : NULL, pk_fwd_refuse("p11kms_secret_get_info"));
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf enc = PK_SECBUF_INIT;

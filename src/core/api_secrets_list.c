@@ -161,6 +161,7 @@ void pk_secret_info_fill(const pk_secret *s, p11kms_secret_info *info)
 P11KMS_API p11kms_rc p11kms_secret_describe(p11kms *h, const p11kms_caller *c, const char *id,
                                             p11kms_secret_info *info)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("p11kms_secret_describe");
     pk_op op;
     pk_result r = PK_OK;
     pk_secret s;

@@ -13,7 +13,7 @@
 /* p11kms_open for a config with `connect =`: no token, PIN, store or audit trail here. */
 p11kms_rc pk_fwd_open(const p11kms_config *cfg, p11kms **out);
 void pk_fwd_close(p11kms *h);
-/* P11KMS_ERR_INVALID_ARGUMENT: what needs the token cannot run through p11kmsd. */
+/* P11KMS_ERR_INVALID_ARGUMENT: what needs the token (or has no remote form) cannot run through p11kmsd. */
 p11kms_rc pk_fwd_refuse(const char *what);
 
 p11kms_rc pk_fwd_key_create(p11kms *h, const p11kms_key_spec *spec, char **key_id);

@@ -9,36 +9,30 @@
 #include "util/codec.h"
 #include "util/wipe.h"
 
-/* A base64 member into the request; the text is wiped: it may be plaintext. */
-static pk_result put_b64(pk_json_out *j, const char *name, const uint8_t *p, size_t n)
+/* A base64 member into the request; the text is wiped: it may be plaintext. A failure stays in the writer. */
+static void put_b64(pk_json_out *j, const char *name, const uint8_t *p, size_t n)
 {
-    size_t len = pk_base64_len(n) + 1;
-    char *b64 = pk_secmem_alloc(len);
-    PK_ENSURE_ALLOC(b64);
+    char *b64 = pk_secmem_alloc(pk_base64_len(n) + 1);
+    if (b64 == NULL) {
+        if (pk_ok(j->err)) j->err = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
+        return;
+    }
     pk_base64_encode(p, n, b64);
     pk_jo_kstr(j, name, b64);
     pk_secmem_free(b64);
-    return PK_OK;
 }
 
 pk_result pk_remote_encrypt(pk_remote *r, const char *key, const p11kms_kv *ctx, size_t nctx, const uint8_t *pt,
                             size_t n, pk_buf *blob)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     pk_result res;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "KeyId", key);
-    pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
-    res = put_b64(&j, "Plaintext", pt, n);
-    if (pk_failed(res)) {
-        pk_wipe(body.data, body.cap);
-        pk_buf_free(&body);
-        return res;
-    }
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Encrypt", &j, &body, &resp));
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "KeyId", key);
+    pk_remote_ctx(&q.j, "EncryptionContext", ctx, nctx);
+    put_b64(&q.j, "Plaintext", pt, n);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Encrypt", &q, &resp));
     res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
     pk_json_free(resp);
     return res;
@@ -47,18 +41,16 @@ pk_result pk_remote_encrypt(pk_remote *r, const char *key, const p11kms_kv *ctx,
 pk_result pk_remote_decrypt(pk_remote *r, const p11kms_kv *ctx, size_t nctx, const uint8_t *blob, size_t n,
                             pk_secbuf *pt, char **key_id)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     pk_result res;
     if (key_id) *key_id = NULL;
     /* The daemon would call this a validation error; the library calls it what it is. */
     PK_ENSURE(n > 0, P11KMS_ERR_CIPHERTEXT_INVALID, "%s", pk_rc_message(P11KMS_ERR_CIPHERTEXT_INVALID));
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
-    PK_GUARD(put_b64(&j, "CiphertextBlob", blob, n));
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Decrypt", &j, &body, &resp));
+    pk_remote_begin(&q);
+    pk_remote_ctx(&q.j, "EncryptionContext", ctx, nctx);
+    put_b64(&q.j, "CiphertextBlob", blob, n);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Decrypt", &q, &resp));
     res = pk_remote_blob(resp, "Plaintext", NULL, pt);
     /* The library names the key by its id; the daemon by its ARN. */
     if (pk_ok(res) && key_id != NULL) {
@@ -74,16 +66,14 @@ pk_result pk_remote_decrypt(pk_remote *r, const p11kms_kv *ctx, size_t nctx, con
 pk_result pk_remote_generate_data_key(pk_remote *r, const char *key, const p11kms_kv *ctx, size_t nctx, size_t bytes,
                                       pk_secbuf *pt, pk_buf *blob)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     pk_result res;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "KeyId", key);
-    pk_remote_ctx(&j, "EncryptionContext", ctx, nctx);
-    pk_jo_kint(&j, "NumberOfBytes", (int64_t)bytes);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, pt ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &j, &body, &resp));
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "KeyId", key);
+    pk_remote_ctx(&q.j, "EncryptionContext", ctx, nctx);
+    pk_jo_kint(&q.j, "NumberOfBytes", (int64_t)bytes);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, pt ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &q, &resp));
     res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
     if (pk_ok(res) && pt != NULL) res = pk_remote_blob(resp, "Plaintext", NULL, pt);
     if (pk_failed(res) && pt != NULL) pk_secbuf_free(pt);
@@ -94,18 +84,16 @@ pk_result pk_remote_generate_data_key(pk_remote *r, const char *key, const p11km
 pk_result pk_remote_reencrypt(pk_remote *r, const uint8_t *blob, size_t n, const p11kms_kv *src, size_t nsrc,
                               const char *dst_key, const p11kms_kv *dst, size_t ndst, pk_buf *out)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     pk_result res;
     PK_ENSURE(n > 0, P11KMS_ERR_CIPHERTEXT_INVALID, "%s", pk_rc_message(P11KMS_ERR_CIPHERTEXT_INVALID));
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "DestinationKeyId", dst_key);
-    pk_remote_ctx(&j, "SourceEncryptionContext", src, nsrc);
-    pk_remote_ctx(&j, "DestinationEncryptionContext", dst, ndst);
-    PK_GUARD(put_b64(&j, "CiphertextBlob", blob, n));
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "ReEncrypt", &j, &body, &resp));
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "DestinationKeyId", dst_key);
+    pk_remote_ctx(&q.j, "SourceEncryptionContext", src, nsrc);
+    pk_remote_ctx(&q.j, "DestinationEncryptionContext", dst, ndst);
+    put_b64(&q.j, "CiphertextBlob", blob, n);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "ReEncrypt", &q, &resp));
     res = pk_remote_blob(resp, "CiphertextBlob", out, NULL);
     pk_json_free(resp);
     return res;

@@ -266,33 +266,43 @@ pk_result pk_remote_call(pk_remote *r, const char *service, const char *prefix, 
     return res;
 }
 
-pk_result pk_remote_send(pk_remote *r, const char *service, const char *prefix, const char *op, pk_json_out *j,
-                         pk_buf *body, pk_jv **resp)
+void pk_remote_begin(pk_remote_req *q)
 {
-    pk_jo_obj_end(j);
-    if (pk_failed(pk_jo_result(j))) {
-        pk_wipe(body->data, body->cap);
-        pk_buf_free(body);
-        *resp = NULL;
-        return pk_jo_result(j);
+    memset(q, 0, sizeof(*q));
+    pk_jo_init(&q->j, &q->body);
+    pk_jo_obj_begin(&q->j);
+}
+
+pk_result pk_remote_send(pk_remote *r, const char *service, const char *prefix, const char *op, pk_remote_req *q,
+                         pk_jv **resp)
+{
+    pk_jo_obj_end(&q->j);
+    *resp = NULL;
+    if (pk_failed(pk_jo_result(&q->j))) {
+        pk_wipe(q->body.data, q->body.cap);
+        pk_buf_free(&q->body);
+        return pk_jo_result(&q->j);
     }
-    return pk_remote_call(r, service, prefix, op, body, resp);
+    return pk_remote_call(r, service, prefix, op, &q->body, resp);
+}
+
+pk_result pk_remote_send_only(pk_remote *r, const char *service, const char *prefix, const char *op,
+                              pk_remote_req *q)
+{
+    pk_jv *resp = NULL;
+    PK_GUARD(pk_remote_send(r, service, prefix, op, q, &resp));
+    pk_json_free(resp);
+    return PK_OK;
 }
 
 pk_result pk_remote_call1(pk_remote *r, const char *service, const char *prefix, const char *op, const char *key,
                           const char *value, pk_jv **resp)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, key, value);
-    pk_jo_obj_end(&j);
-    if (pk_failed(pk_jo_result(&j))) {
-        pk_buf_free(&body);
-        return pk_jo_result(&j);
-    }
-    return pk_remote_call(r, service, prefix, op, &body, resp);
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, key, value);
+    if (resp == NULL) return pk_remote_send_only(r, service, prefix, op, &q);
+    return pk_remote_send(r, service, prefix, op, &q, resp);
 }
 
 int64_t pk_remote_epoch_ms(const pk_jv *v)

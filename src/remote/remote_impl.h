@@ -20,10 +20,19 @@
  */
 PK_MUST_USE pk_result pk_remote_call(pk_remote *r, const char *service, const char *prefix, const char *op,
                                      pk_buf *body, pk_jv **resp);
-/* Close the object j writes into body (opened by the caller) and send it; body is wiped and freed. */
+/* A request body being written: pk_remote_begin opens its object, pk_remote_send closes and sends it. */
+typedef struct pk_remote_req {
+    pk_buf body;
+    pk_json_out j;
+} pk_remote_req;
+void pk_remote_begin(pk_remote_req *q);
+/* Send q (wiped and freed whatever happens) as pk_remote_call does. */
 PK_MUST_USE pk_result pk_remote_send(pk_remote *r, const char *service, const char *prefix, const char *op,
-                                     pk_json_out *j, pk_buf *body, pk_jv **resp);
-/* As pk_remote_call with the body {"KEY": value}. */
+                                     pk_remote_req *q, pk_jv **resp);
+/* pk_remote_send for an operation whose answer is not needed. */
+PK_MUST_USE pk_result pk_remote_send_only(pk_remote *r, const char *service, const char *prefix, const char *op,
+                                          pk_remote_req *q);
+/* As pk_remote_call with the body {"KEY": value}; resp NULL drops the answer. */
 PK_MUST_USE pk_result pk_remote_call1(pk_remote *r, const char *service, const char *prefix, const char *op,
                                       const char *key, const char *value, pk_jv **resp);
 

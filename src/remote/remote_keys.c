@@ -40,20 +40,16 @@ static void json_time(pk_json_out *j, const char *key, int64_t ms)
 pk_result pk_remote_key_create(pk_remote *r, const char *description, const char *policy, bool bypass_lockout,
                                unsigned rotation_days, char **key_id)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     const char *id;
     pk_result res;
 
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    if (description != NULL) pk_jo_kstr(&j, "Description", description);
-    if (policy != NULL) pk_jo_kstr(&j, "Policy", policy);
-    if (bypass_lockout) pk_jo_kbool(&j, "BypassPolicyLockoutSafetyCheck", true);
-    pk_jo_obj_end(&j);
-    PK_GUARD(pk_jo_result(&j));
-    PK_GUARD(pk_remote_call(r, PK_REMOTE_KMS, "CreateKey", &body, &resp));
+    pk_remote_begin(&q);
+    if (description != NULL) pk_jo_kstr(&q.j, "Description", description);
+    if (policy != NULL) pk_jo_kstr(&q.j, "Policy", policy);
+    if (bypass_lockout) pk_jo_kbool(&q.j, "BypassPolicyLockoutSafetyCheck", true);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "CreateKey", &q, &resp));
     id = pk_jv_str(pk_jv_get(pk_jv_get(resp, "KeyMetadata"), "KeyId"));
     res = id ? PK_OK : pk_fail(P11KMS_ERR_INTERNAL, "p11kmsd's CreateKey answer has no KeyId");
     if (pk_ok(res)) *key_id = strdup(id);
@@ -66,10 +62,21 @@ pk_result pk_remote_key_create(pk_remote *r, const char *description, const char
     return res;
 }
 
+/* One page of a listing after `marker` (NULL: the first). */
+static pk_result list_page(pk_remote *r, const char *op, const char *key, const char *marker, pk_jv **resp)
+{
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    if (key != NULL) pk_jo_kstr(&q.j, "KeyId", key);
+    pk_jo_kint(&q.j, "Limit", 1000);
+    if (marker != NULL) pk_jo_kstr(&q.j, "Marker", marker);
+    return pk_remote_send(r, PK_REMOTE_KMS, op, &q, resp);
+}
+
 pk_result pk_remote_key_describe(pk_remote *r, const char *key, char **json)
 {
     pk_jv *d = NULL, *rot = NULL, *rs = NULL, *al = NULL;
-    pk_buf body = {0}, out = {0};
+    pk_buf out = {0};
     pk_json_out j;
     pk_result res;
     const pk_jv *m, *rotations, *aliases;
@@ -84,16 +91,8 @@ pk_result pk_remote_key_describe(pk_remote *r, const char *key, char **json)
     id = pk_jv_str(pk_jv_get(m, "KeyId"));
     res = id ? key_call(r, "GetKeyRotationStatus", id, &rs) : pk_fail(P11KMS_ERR_INTERNAL, "DescribeKey: no KeyId");
     if (pk_ok(res)) res = key_call(r, "ListKeyRotations", id, &rot);
-    if (pk_ok(res)) {
-        pk_json_out a;
-        pk_jo_init(&a, &body);
-        pk_jo_obj_begin(&a);
-        pk_jo_kstr(&a, "KeyId", id);
-        pk_jo_kint(&a, "Limit", 1000);
-        pk_jo_obj_end(&a);
-        res = pk_jo_result(&a);
-        if (pk_ok(res)) res = pk_remote_call(r, PK_REMOTE_KMS, "ListAliases", &body, &al);
-    }
+    /* A key has a few aliases: one page of 1000 holds them. */
+    if (pk_ok(res)) res = list_page(r, "ListAliases", id, NULL, &al);
     if (pk_failed(res)) goto out;
     state = pk_jv_str(pk_jv_get(m, "KeyState"));
     manager = pk_jv_str(pk_jv_get(m, "KeyManager"));
@@ -149,24 +148,6 @@ out:
     pk_json_free(rot);
     pk_json_free(al);
     return res;
-}
-
-/* One page of a listing after `marker` (NULL: the first). */
-static pk_result list_page(pk_remote *r, const char *op, const char *key, const char *marker, pk_jv **resp)
-{
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    if (key != NULL) pk_jo_kstr(&j, "KeyId", key);
-    pk_jo_kint(&j, "Limit", 1000);
-    if (marker != NULL) pk_jo_kstr(&j, "Marker", marker);
-    pk_jo_obj_end(&j);
-    if (pk_failed(pk_jo_result(&j))) {
-        pk_buf_free(&body);
-        return pk_jo_result(&j);
-    }
-    return pk_remote_call(r, PK_REMOTE_KMS, op, &body, resp);
 }
 
 typedef void (*item_fn)(pk_remote *r, pk_json_out *j, const pk_jv *item);
@@ -247,10 +228,7 @@ pk_result pk_remote_alias_list(pk_remote *r, const char *key, char **json)
 
 pk_result pk_remote_key_simple(pk_remote *r, const char *target, const char *key)
 {
-    pk_jv *resp = NULL;
-    PK_GUARD(key_call(r, target, key, &resp));
-    pk_json_free(resp);
-    return PK_OK;
+    return pk_remote_call1(r, PK_REMOTE_KMS, target, "KeyId", key, NULL);
 }
 
 pk_result pk_remote_key_rotate(pk_remote *r, const char *key, unsigned *version)
@@ -269,17 +247,13 @@ pk_result pk_remote_key_rotate(pk_remote *r, const char *key, unsigned *version)
 
 pk_result pk_remote_key_schedule_deletion(pk_remote *r, const char *key, unsigned days, int64_t *ms)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     *ms = 0;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "KeyId", key);
-    if (days != 0) pk_jo_kint(&j, "PendingWindowInDays", days);
-    pk_jo_obj_end(&j);
-    PK_GUARD(pk_jo_result(&j));
-    PK_GUARD(pk_remote_call(r, PK_REMOTE_KMS, "ScheduleKeyDeletion", &body, &resp));
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "KeyId", key);
+    if (days != 0) pk_jo_kint(&q.j, "PendingWindowInDays", days);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "ScheduleKeyDeletion", &q, &resp));
     *ms = pk_remote_epoch_ms(pk_jv_get(resp, "DeletionDate"));
     pk_json_free(resp);
     return PK_OK;
@@ -287,18 +261,11 @@ pk_result pk_remote_key_schedule_deletion(pk_remote *r, const char *key, unsigne
 
 pk_result pk_remote_key_set_rotation(pk_remote *r, const char *key, unsigned days)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jv *resp = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "KeyId", key);
-    if (days != 0) pk_jo_kint(&j, "RotationPeriodInDays", days);
-    pk_jo_obj_end(&j);
-    PK_GUARD(pk_jo_result(&j));
-    PK_GUARD(pk_remote_call(r, PK_REMOTE_KMS, days ? "EnableKeyRotation" : "DisableKeyRotation", &body, &resp));
-    pk_json_free(resp);
-    return PK_OK;
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "KeyId", key);
+    if (days != 0) pk_jo_kint(&q.j, "RotationPeriodInDays", days);
+    return pk_remote_send_only(r, PK_REMOTE_KMS, days ? "EnableKeyRotation" : "DisableKeyRotation", &q);
 }
 
 pk_result pk_remote_key_get_policy(pk_remote *r, const char *key, char **policy)
@@ -316,42 +283,25 @@ pk_result pk_remote_key_get_policy(pk_remote *r, const char *key, char **policy)
 
 pk_result pk_remote_key_put_policy(pk_remote *r, const char *key, const char *policy, bool bypass_lockout)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jv *resp = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "KeyId", key);
-    pk_jo_kstr(&j, "PolicyName", "default");
-    pk_jo_kstr(&j, "Policy", policy);
-    if (bypass_lockout) pk_jo_kbool(&j, "BypassPolicyLockoutSafetyCheck", true);
-    pk_jo_obj_end(&j);
-    PK_GUARD(pk_jo_result(&j));
-    PK_GUARD(pk_remote_call(r, PK_REMOTE_KMS, "PutKeyPolicy", &body, &resp));
-    pk_json_free(resp);
-    return PK_OK;
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "KeyId", key);
+    pk_jo_kstr(&q.j, "PolicyName", "default");
+    pk_jo_kstr(&q.j, "Policy", policy);
+    if (bypass_lockout) pk_jo_kbool(&q.j, "BypassPolicyLockoutSafetyCheck", true);
+    return pk_remote_send_only(r, PK_REMOTE_KMS, "PutKeyPolicy", &q);
 }
 
 pk_result pk_remote_alias_set(pk_remote *r, const char *target, const char *alias, const char *key)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jv *resp = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "AliasName", alias);
-    pk_jo_kstr(&j, "TargetKeyId", key);
-    pk_jo_obj_end(&j);
-    PK_GUARD(pk_jo_result(&j));
-    PK_GUARD(pk_remote_call(r, PK_REMOTE_KMS, target, &body, &resp));
-    pk_json_free(resp);
-    return PK_OK;
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "AliasName", alias);
+    pk_jo_kstr(&q.j, "TargetKeyId", key);
+    return pk_remote_send_only(r, PK_REMOTE_KMS, target, &q);
 }
 
 pk_result pk_remote_alias_delete(pk_remote *r, const char *alias)
 {
-    pk_jv *resp = NULL;
-    PK_GUARD(pk_remote_call1(r, PK_REMOTE_KMS, "DeleteAlias", "AliasName", alias, &resp));
-    pk_json_free(resp);
-    return PK_OK;
+    return pk_remote_call1(r, PK_REMOTE_KMS, "DeleteAlias", "AliasName", alias, NULL);
 }

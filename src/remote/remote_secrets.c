@@ -61,18 +61,11 @@ static pk_result dump(const pk_jv *v, char **out)
     return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
 }
 
-static pk_result no_answer(pk_jv *resp)
-{
-    pk_json_free(resp);
-    return PK_OK;
-}
-
 pk_result pk_remote_secret_put(pk_remote *r, const char *ns, const char *key, const char *map_json, char **id)
 {
     uint8_t uuid[PK_UUID_LEN];
     char u[PK_UUID_STR_LEN + 1], name[PK_UUID_STR_LEN + 160];
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
 
     *id = NULL;
@@ -80,12 +73,11 @@ pk_result pk_remote_secret_put(pk_remote *r, const char *ns, const char *key, co
     pk_uuid_format(uuid, u);
     if (ns == NULL || strcmp(ns, "default") == 0) snprintf(name, sizeof(name), "%s", u);
     else snprintf(name, sizeof(name), "%.128s/%s", ns, u);
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "Name", name);
-    if (key != NULL) pk_jo_kstr(&j, "KmsKeyId", key);
-    pk_jo_kstr(&j, "SecretString", map_json);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_SM, "CreateSecret", &j, &body, &resp));
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "Name", name);
+    if (key != NULL) pk_jo_kstr(&q.j, "KmsKeyId", key);
+    pk_jo_kstr(&q.j, "SecretString", map_json);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_SM, "CreateSecret", &q, &resp));
     pk_json_free(resp);
     *id = strdup(name);
     PK_ENSURE_ALLOC(*id);
@@ -108,28 +100,20 @@ pk_result pk_remote_secret_get(pk_remote *r, const char *id, pk_secbuf *map_json
 
 pk_result pk_remote_secret_update(pk_remote *r, const char *id, const char *map_json)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jv *resp = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "SecretId", id);
-    pk_jo_kstr(&j, "SecretString", map_json);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_SM, "PutSecretValue", &j, &body, &resp));
-    return no_answer(resp);
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "SecretId", id);
+    pk_jo_kstr(&q.j, "SecretString", map_json);
+    return pk_remote_send_only(r, PK_REMOTE_SM, "PutSecretValue", &q);
 }
 
 pk_result pk_remote_secret_remove(pk_remote *r, const char *id)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jv *resp = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "SecretId", id);
-    pk_jo_kbool(&j, "ForceDeleteWithoutRecovery", true);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_SM, "DeleteSecret", &j, &body, &resp));
-    return no_answer(resp);
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "SecretId", id);
+    pk_jo_kbool(&q.j, "ForceDeleteWithoutRecovery", true);
+    return pk_remote_send_only(r, PK_REMOTE_SM, "DeleteSecret", &q);
 }
 
 static void json_time(pk_json_out *j, const char *key, int64_t ms)
@@ -197,14 +181,12 @@ pk_result pk_remote_secret_list(pk_remote *r, const char *ns, char **json)
     pk_jo_init(&j, &out);
     pk_jo_arr_begin(&j);
     for (int pages = 0; pages < 100000 && pk_ok(res); pages++) {
-        pk_buf body = {0};
-        pk_json_out q;
+        pk_remote_req q;
         const pk_jv *items, *next;
-        pk_jo_init(&q, &body);
-        pk_jo_obj_begin(&q);
-        pk_jo_kint(&q, "MaxResults", 100);
-        if (token != NULL) pk_jo_kstr(&q, "NextToken", token);
-        res = pk_remote_send(r, PK_REMOTE_SM, "ListSecrets", &q, &body, &page);
+        pk_remote_begin(&q);
+        pk_jo_kint(&q.j, "MaxResults", 100);
+        if (token != NULL) pk_jo_kstr(&q.j, "NextToken", token);
+        res = pk_remote_send(r, PK_REMOTE_SM, "ListSecrets", &q, &page);
         if (pk_failed(res)) break;
         items = pk_jv_get(page, "SecretList");
         for (size_t i = 0; i < pk_jv_size(items); i++) secret_item(&j, pk_jv_at(items, i), ns);
@@ -230,65 +212,53 @@ pk_result pk_remote_secret_list(pk_remote *r, const char *ns, char **json)
 pk_result pk_remote_connection_create(pk_remote *r, const char *name, const char *type, const char *comment,
                                       const char *ns, const char *key, const char *options_json)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jv *resp = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "Name", name);
-    if (type != NULL) pk_jo_kstr(&j, "Type", type);
-    if (comment != NULL) pk_jo_kstr(&j, "Comment", comment);
-    if (ns != NULL) pk_jo_kstr(&j, "Namespace", ns);
-    if (key != NULL) pk_jo_kstr(&j, "KeyId", key);
-    pk_jo_key(&j, "Options");
-    pk_jo_raw(&j, options_json ? options_json : "{}");
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_P11KMS, "CreateConnection", &j, &body, &resp));
-    return no_answer(resp);
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "Name", name);
+    if (type != NULL) pk_jo_kstr(&q.j, "Type", type);
+    if (comment != NULL) pk_jo_kstr(&q.j, "Comment", comment);
+    if (ns != NULL) pk_jo_kstr(&q.j, "Namespace", ns);
+    if (key != NULL) pk_jo_kstr(&q.j, "KeyId", key);
+    pk_jo_key(&q.j, "Options");
+    pk_jo_raw(&q.j, options_json ? options_json : "{}");
+    return pk_remote_send_only(r, PK_REMOTE_P11KMS, "CreateConnection", &q);
 }
 
 pk_result pk_remote_connection_alter(pk_remote *r, const char *name, const char *set_json, const char *const *reset,
                                      size_t nreset, const char *comment)
 {
-    pk_buf body = {0};
-    pk_json_out j;
-    pk_jv *resp = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_kstr(&j, "Name", name);
+    pk_remote_req q;
+    pk_remote_begin(&q);
+    pk_jo_kstr(&q.j, "Name", name);
     if (set_json != NULL) {
-        pk_jo_key(&j, "Set");
-        pk_jo_raw(&j, set_json);
+        pk_jo_key(&q.j, "Set");
+        pk_jo_raw(&q.j, set_json);
     }
     if (nreset > 0) {
-        pk_jo_key(&j, "Reset");
-        pk_jo_arr_begin(&j);
-        for (size_t i = 0; i < nreset; i++) pk_jo_str(&j, reset[i]);
-        pk_jo_arr_end(&j);
+        pk_jo_key(&q.j, "Reset");
+        pk_jo_arr_begin(&q.j);
+        for (size_t i = 0; i < nreset; i++) pk_jo_str(&q.j, reset[i]);
+        pk_jo_arr_end(&q.j);
     }
-    if (comment != NULL) pk_jo_kstr(&j, "Comment", comment);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_P11KMS, "AlterConnection", &j, &body, &resp));
-    return no_answer(resp);
+    if (comment != NULL) pk_jo_kstr(&q.j, "Comment", comment);
+    return pk_remote_send_only(r, PK_REMOTE_P11KMS, "AlterConnection", &q);
 }
 
 pk_result pk_remote_connection_drop(pk_remote *r, const char *name)
 {
-    pk_jv *resp = NULL;
-    PK_GUARD(pk_remote_call1(r, PK_REMOTE_P11KMS, "DropConnection", "Name", name, &resp));
-    return no_answer(resp);
+    return pk_remote_call1(r, PK_REMOTE_P11KMS, "DropConnection", "Name", name, NULL);
 }
 
 /* DescribeConnection / ListConnections answer the library's own document: passed on as it came. */
 pk_result pk_remote_connection_doc(pk_remote *r, const char *op, const char *field, const char *value, char **json)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     pk_result res;
     *json = NULL;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    if (value != NULL) pk_jo_kstr(&j, field, value);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_P11KMS, op, &j, &body, &resp));
+    pk_remote_begin(&q);
+    if (value != NULL) pk_jo_kstr(&q.j, field, value);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_P11KMS, op, &q, &resp));
     res = dump(resp, json);
     pk_json_free(resp);
     return res;
@@ -327,16 +297,14 @@ pk_result pk_remote_connection_resolve(pk_remote *r, const char *name, pk_remote
 
 pk_result pk_remote_render(pk_remote *r, const char *text, size_t len, pk_secbuf *out)
 {
-    pk_buf body = {0};
-    pk_json_out j;
+    pk_remote_req q;
     pk_jv *resp = NULL;
     const pk_jv *o;
     pk_result res;
-    pk_jo_init(&j, &body);
-    pk_jo_obj_begin(&j);
-    pk_jo_key(&j, "Template");
-    pk_jo_strn(&j, text, len);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_P11KMS, "Render", &j, &body, &resp));
+    pk_remote_begin(&q);
+    pk_jo_key(&q.j, "Template");
+    pk_jo_strn(&q.j, text, len);
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_P11KMS, "Render", &q, &resp));
     o = pk_jv_get(resp, "Output");
     res = pk_jv_str(o) ? pk_secbuf_set(out, pk_jv_str(o), pk_jv_strlen(o))
                        : pk_fail(P11KMS_ERR_INTERNAL, "p11kmsd's Render answer has no Output");
