@@ -158,6 +158,21 @@ expect_err "p11kms: secret_access_key_file $CL/adm.secret is accessible by group
     "readable secret_access_key_file"
 chmod 600 "$CL/adm.secret"
 
+# Malformed client settings name their line (exit 3).
+bad_conf() { # TEXT MESSAGE
+    printf '%s\n' "$1" >"$CL/bad.conf"; chmod 600 "$CL/bad.conf"
+    run "$P11KMS" --config "$CL/bad.conf" key list
+    expect_rc 3 "config: $1"; expect_err "p11kms: $2" "config: $1"
+}
+bad_conf "connect = ftp://127.0.0.1:21" "$CL/bad.conf:1: connect: 'ftp://127.0.0.1:21' must be unix:PATH or https://HOST:PORT"
+bad_conf "connect = https://127.0.0.1" "$CL/bad.conf:1: connect: 'https://127.0.0.1' must be https://HOST:PORT (port 1 to 65535, no path)"
+bad_conf "connect = https://127.0.0.1:$PORT" "$CL/bad.conf: connect = https://127.0.0.1:$PORT needs access_key_id and secret_access_key_file (SigV4)"
+bad_conf "access_key_id = akia-lower" "$CL/bad.conf:1: access_key_id: 'akia-lower' is not an access key id (16 to 128 upper-case letters and digits)"
+printf 'connect = https://127.0.0.1:%s\naccess_key_id = %s\nsecret_access_key_file = none.secret\n' "$PORT" "$ADM_AKID" >"$CL/bad.conf"
+run "$P11KMS" --config "$CL/bad.conf" key list
+expect_rc 3 "missing secret_access_key_file"
+expect_err "p11kms: cannot read secret_access_key_file $CL/none.secret: No such file or directory" "missing secret_access_key_file"
+
 # A wrong CA: the TLS failure names the endpoint (exit 3).
 printf 'connect = https://127.0.0.1:%s\naccess_key_id = %s\nsecret_access_key_file = adm.secret\nregion = %s\n' \
     "$PORT" "$ADM_AKID" "$REGION" >"$CL/noca.conf"
