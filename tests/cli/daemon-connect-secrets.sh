@@ -75,5 +75,7 @@ for cf in unix https; do
     run "$P11KMS" --config "$CL/$cf.conf" connection drop "pg_$cf"; expect_rc 0 "connection drop over $cf"
     run "$P11KMS" --config "$CL/$cf.conf" secret rm "$SID"; expect_rc 0 "secret rm over $cf"
 done
-# Written values never reach the daemon's log.
-if grep -qF "s3cr3t" "$DAEMON_ERR"; then bad "a secret value in the daemon's log"; else ok; fi
+# Written values never reach the daemon's log or the audit trail.
+for f in "$DAEMON_ERR" "$T/audit.log"; do
+    if grep -qF "s3cr3t" "$f"; then bad "a secret value in $f"; else ok; fi
+done

@@ -91,6 +91,10 @@ verbs() { # CONF: every key verb through CONF, each compared with in-process
     same "$cf" "key describe (pending deletion, same key)" --json key describe "$KR"
     twin "$cf" "key cancel-deletion" key cancel-deletion @K@
     twin "$cf" "key enable" key enable @K@
+    run "$P11KMS" --config "$CL/$cf.conf" --json key create --alias "alias/made-$cf" --admin "$ADM" --operator "$OPR"
+    expect_rc 0 "key create --alias over $cf"; jq_is "d['Alias'] == 'alias/made-$cf'" "key create --alias over $cf"
+    same "$cf" "alias list (after key create --alias)" alias list "alias/made-$cf"
+    same "$cf" "key create with a taken alias" key create --alias "alias/made-$cf" --admin "$ADM"
     # Cryptography: what one side encrypts the other decrypts.
     printf 'hello over %s' "$cf" >"$WORK/pt"
     run "$P11KMS" --config "$CL/$cf.conf" encrypt --key "$CK" --context app=test --in "$WORK/pt"
