@@ -97,7 +97,7 @@ static const size_t connection_spec_sizes[] = {sizeof(p11kms_connection_spec)};
 P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c, const char *name,
                                               const p11kms_connection_spec *caller_spec)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_connection_create(h, name, caller_spec);
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_create(h, c, name, caller_spec);
     p11kms_connection_spec full, *spec = &full;
     pk_op op;
     pk_result r = PK_OK;
@@ -300,7 +300,7 @@ P11KMS_API p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, 
                                              const p11kms_secret_map *set, const char *const *reset, size_t nreset,
                                              const char *comment)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_connection_alter(h, name, set, reset, nreset, comment);
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_alter(h, c, name, set, reset, nreset, comment);
     pk_op op;
     pk_result r = PK_OK;
     pk_secret_ctx sc;
@@ -320,7 +320,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_connection_drop(p11kms *h, const p11kms_caller *c, const char *name)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_connection_drop(h, name);
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_drop(h, c, name);
     pk_op op;
     pk_result r = PK_OK;
     pk_conn conn;

@@ -100,7 +100,7 @@ static const size_t key_spec_sizes[] = {sizeof(p11kms_key_spec)};
 P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_spec *caller_spec,
                                        char **key_id)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_create(h, caller_spec, key_id);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_create(h, c, caller_spec, key_id);
     p11kms_key_spec full, *spec = &full;
     pk_op op;
     pk_result r = PK_OK;
@@ -167,7 +167,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_key_describe(p11kms *h, const p11kms_caller *c, const char *key, char **json)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_describe(h, key, json);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_describe(h, c, key, json);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -187,7 +187,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_key_list(p11kms *h, const p11kms_caller *c, char **json)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_list(h, json);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_list(h, c, json);
     pk_op op;
     pk_result r = PK_OK;
     pk_buf out = {0};
@@ -244,19 +244,19 @@ static pk_result do_cancel(p11kms *h, const char *id, void *arg) { (void)arg; re
 
 P11KMS_API p11kms_rc p11kms_key_enable(p11kms *h, const p11kms_caller *c, const char *key)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, "EnableKey", key);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, c, "EnableKey", key);
     return managed(h, c, key, "kms:EnableKey", do_enable, NULL);
 }
 
 P11KMS_API p11kms_rc p11kms_key_disable(p11kms *h, const p11kms_caller *c, const char *key)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, "DisableKey", key);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, c, "DisableKey", key);
     return managed(h, c, key, "kms:DisableKey", do_disable, NULL);
 }
 
 P11KMS_API p11kms_rc p11kms_key_rotate(p11kms *h, const p11kms_caller *c, const char *key, unsigned *new_version)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_rotate(h, key, new_version);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_rotate(h, c, key, new_version);
     uint32_t v = 0;
     p11kms_rc rc = managed(h, c, key, "kms:RotateKeyOnDemand", do_rotate, &v);
     if (new_version) *new_version = rc == P11KMS_OK ? v : 0;
@@ -277,7 +277,7 @@ static pk_result do_schedule(p11kms *h, const char *id, void *arg)
 P11KMS_API p11kms_rc p11kms_key_schedule_deletion(p11kms *h, const p11kms_caller *c, const char *key, unsigned days,
                                                   int64_t *deletion_ms)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_schedule_deletion(h, key, days, deletion_ms);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_schedule_deletion(h, c, key, days, deletion_ms);
     sched_arg s = {days ? days : PK_DELETION_DEFAULT_DAYS, 0};
     p11kms_rc rc = managed(h, c, key, "kms:ScheduleKeyDeletion", do_schedule, &s);
     if (deletion_ms) *deletion_ms = rc == P11KMS_OK ? s.when : 0;
@@ -286,7 +286,7 @@ P11KMS_API p11kms_rc p11kms_key_schedule_deletion(p11kms *h, const p11kms_caller
 
 P11KMS_API p11kms_rc p11kms_key_cancel_deletion(p11kms *h, const p11kms_caller *c, const char *key)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, "CancelKeyDeletion", key);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, c, "CancelKeyDeletion", key);
     return managed(h, c, key, "kms:CancelKeyDeletion", do_cancel, NULL);
 }
 
@@ -327,7 +327,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_key_get_policy(p11kms *h, const p11kms_caller *c, const char *key, char **policy_json)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_get_policy(h, key, policy_json);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_get_policy(h, c, key, policy_json);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -371,7 +371,7 @@ static pk_result do_put_policy(p11kms *h, const char *id, void *arg)
 P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, const char *key,
                                            const char *policy_json, unsigned flags)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_key_put_policy(h, key, policy_json, flags);
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_put_policy(h, c, key, policy_json, flags);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -394,7 +394,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_alias_create(p11kms *h, const p11kms_caller *c, const char *alias, const char *key)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_alias_set(h, "CreateAlias", alias, key);
+    if (h != NULL && h->remote != NULL) return pk_fwd_alias_set(h, c, "CreateAlias", alias, key);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -414,7 +414,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_alias_delete(p11kms *h, const p11kms_caller *c, const char *alias)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_alias_delete(h, alias);
+    if (h != NULL && h->remote != NULL) return pk_fwd_alias_delete(h, c, alias);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -434,7 +434,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_alias_list(p11kms *h, const p11kms_caller *c, const char *key, char **json)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_alias_list(h, key, json);
+    if (h != NULL && h->remote != NULL) return pk_fwd_alias_list(h, c, key, json);
     pk_op op;
     pk_result r = PK_OK;
     pk_alias_entry *a = NULL;

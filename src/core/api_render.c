@@ -527,7 +527,7 @@ static pk_result write_output(const char *text, size_t len, const render_job *j,
 P11KMS_API p11kms_rc p11kms_render(p11kms *h, const p11kms_caller *c, const char *text, size_t len,
                                    p11kms_buf **outp)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_render(h, text, len, outp);
+    if (h != NULL && h->remote != NULL) return pk_fwd_render(h, c, text, len, outp);
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf out = PK_SECBUF_INIT;

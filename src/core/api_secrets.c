@@ -176,7 +176,7 @@ static pk_result put_tx(p11kms *h, void *ctx)
 static p11kms_rc put_common(p11kms *h, const p11kms_caller *c, const char *ns, const char *key, const char *name,
                             const p11kms_secret_map *map, char **id)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_secret_put(h, ns, key, map, id);
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_put(h, c, ns, key, map, id);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -330,7 +330,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const char *id, p11kms_secret_map **out)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_secret_get(h, id, out);
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_get(h, c, id, out);
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf enc = PK_SECBUF_INIT;
@@ -407,7 +407,7 @@ out:
 P11KMS_API p11kms_rc p11kms_secret_update(p11kms *h, const p11kms_caller *c, const char *id,
                                           const p11kms_secret_map *map)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_secret_update(h, id, map);
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_update(h, c, id, map);
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf enc = PK_SECBUF_INIT;
@@ -444,7 +444,7 @@ static pk_result remove_tx(p11kms *h, void *ctx)
 
 P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, const char *id)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_secret_remove(h, id);
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_remove(h, c, id);
     pk_op op;
     pk_result r = PK_OK;
     pk_secret s;

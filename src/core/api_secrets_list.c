@@ -85,7 +85,7 @@ static void json_time(pk_json_out *j, const char *key, int64_t ms)
 
 P11KMS_API p11kms_rc p11kms_secret_list(p11kms *h, const p11kms_caller *c, const char *ns, char **json)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_secret_list(h, ns, json);
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_list(h, c, ns, json);
     pk_op op;
     pk_result r = PK_OK;
     list_item *items = NULL;

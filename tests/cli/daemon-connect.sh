@@ -185,6 +185,25 @@ run "$P11KMS" --config "$CL/noca.conf" key list
 expect_rc 3 "untrusted daemon certificate"
 expect_err_has "p11kms: cannot reach p11kmsd at https://127.0.0.1:$PORT: SSL certificate problem" "untrusted daemon certificate"
 
+# A p11kmsd whose config says connect = must not become a confused deputy that
+# acts for its own callers with its own identity: a caller passed to a
+# connect = handle is refused, so the proxy's callers get nothing.
+printf 'connect = unix:%s\nlisten = unix:%s\nprincipal.uid.%s = %s\n' "$SOCK" "$WORK/proxy.sock" "$(id -u)" "$OPR" \
+    >"$CL/proxy.conf"
+chmod 600 "$CL/proxy.conf"
+"$P11KMSD" --config "$CL/proxy.conf" 2>"$WORK/proxy.err" &
+PROXY_PID=$!
+for _ in $(seq 1 50); do [ -S "$WORK/proxy.sock" ] && break; kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
+run "${LOCAL[@]}" key enable "$KR"; expect_rc 0 "enable before the proxy check"
+SOCK_SAVED=$SOCK; SOCK=$WORK/proxy.sock
+kms_as "$(id -u)" DisableKey "{\"KeyId\":\"$KR\"}"
+SOCK=$SOCK_SAVED
+kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null
+if [ "$HTTP" = 200 ]; then bad "a connect = p11kmsd acted for its caller with its own identity"; else ok; fi
+if grep -qF "with connect = the daemon names the caller" "$OUT"; then ok; else bad "the proxy's refusal: $(cat "$OUT")"; fi
+run "${LOCAL[@]}" --json key describe "$KR"
+jq_is "d['KeyState'] == 'Enabled'" "the key is untouched by the proxy"
+
 # Secrets, connections and render: through secretsmanager.* and P11kmsService.*.
 . "$P11KMS_TOP_SRCDIR/tests/cli/daemon-connect-secrets.sh"
 
