@@ -91,6 +91,14 @@ verbs() { # CONF: every key verb through CONF, each compared with in-process
     same "$cf" "key describe (pending deletion, same key)" --json key describe "$KR"
     twin "$cf" "key cancel-deletion" key cancel-deletion @K@
     twin "$cf" "key enable" key enable @K@
+    # Automatic rotation set at creation (CreateKey, then EnableKeyRotation).
+    KR0=$KR KL0=$KL
+    run "$P11KMS" --config "$CL/$cf.conf" key create --rotation-days 180 --admin "$ADM" --operator "$OPR"
+    expect_rc 0 "key create --rotation-days over $cf"; KR=$(cat "$OUT")
+    run "${LOCAL[@]}" key create --rotation-days 180 --admin "$ADM" --operator "$OPR"; KL=$(cat "$OUT")
+    twin "$cf" "key describe (rotation on)" --json key describe @K@
+    same "$cf" "key describe (rotation on, same key)" key describe "$KR"
+    KR=$KR0 KL=$KL0
     run "$P11KMS" --config "$CL/$cf.conf" --json key create --alias "alias/made-$cf" --admin "$ADM" --operator "$OPR"
     expect_rc 0 "key create --alias over $cf"; jq_is "d['Alias'] == 'alias/made-$cf'" "key create --alias over $cf"
     same "$cf" "alias list (after key create --alias)" alias list "alias/made-$cf"
