@@ -118,8 +118,12 @@ pk_result pk_remote_key_describe(pk_remote *r, const char *key, char **json)
     pk_jo_kint(&j, "RotationPeriodInDays", rotating ? pk_jv_int(pk_jv_get(rs, "RotationPeriodInDays")) : 0);
     pk_jo_kbool(&j, "KeyRotationEnabled", rotating);
     if (rotating) json_time(&j, "NextRotationDate", pk_remote_epoch_ms(pk_jv_get(rs, "NextRotationDate")));
+    /* Turning rotation on restarts its period: then the last rotation is the next one less a period. */
     json_time(&j, "LastRotationDate",
-              nrot ? pk_remote_epoch_ms(pk_jv_get(pk_jv_at(rotations, nrot - 1), "RotationDate")) : created);
+              rotating ? pk_remote_epoch_ms(pk_jv_get(rs, "NextRotationDate")) -
+                             pk_jv_int(pk_jv_get(rs, "RotationPeriodInDays")) * 86400000
+              : nrot   ? pk_remote_epoch_ms(pk_jv_get(pk_jv_at(rotations, nrot - 1), "RotationDate"))
+                       : created);
     if (rotating || (state && strcmp(state, "PendingDeletion") == 0)) pk_jo_kstr(&j, "ScheduledBy", SCHEDULED_BY);
     pk_jo_kint(&j, "CurrentKeyVersion", (int64_t)nrot + 1);
     pk_jo_key(&j, "KeyVersions");
