@@ -63,6 +63,12 @@ PK_MUST_USE pk_result pk_remote_reencrypt(pk_remote *r, const uint8_t *blob, siz
                                           size_t nsrc, const char *dst_key, const p11kms_kv *dst, size_t ndst,
                                           pk_buf *out);
 
+/*
+ * A key's ARN as the daemon names keys, known once a crypto answer named
+ * one (the ESDK file format stores it as the data key's provider).
+ */
+PK_MUST_USE pk_result pk_remote_key_arn(pk_remote *r, const char *key_id, char *out, size_t size);
+
 /* ---- secrets, connections, render (remote_secrets.c) ---- */
 /* A new secret named NS/UUID (UUID in "default"); map_json is a flat object of strings. */
 PK_MUST_USE pk_result pk_remote_secret_put(pk_remote *r, const char *ns, const char *key, const char *map_json,

@@ -33,6 +33,7 @@ pk_result pk_remote_encrypt(pk_remote *r, const char *key, const p11kms_kv *ctx,
     pk_remote_ctx(&q.j, "EncryptionContext", ctx, nctx);
     put_b64(&q.j, "Plaintext", pt, n);
     PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Encrypt", &q, &resp));
+    pk_remote_note_arn(r, pk_jv_str(pk_jv_get(resp, "KeyId")));
     res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
     pk_json_free(resp);
     return res;
@@ -51,6 +52,7 @@ pk_result pk_remote_decrypt(pk_remote *r, const p11kms_kv *ctx, size_t nctx, con
     pk_remote_ctx(&q.j, "EncryptionContext", ctx, nctx);
     put_b64(&q.j, "CiphertextBlob", blob, n);
     PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Decrypt", &q, &resp));
+    pk_remote_note_arn(r, pk_jv_str(pk_jv_get(resp, "KeyId")));
     res = pk_remote_blob(resp, "Plaintext", NULL, pt);
     /* The library names the key by its id; the daemon by its ARN. */
     if (pk_ok(res) && key_id != NULL) {
@@ -74,6 +76,7 @@ pk_result pk_remote_generate_data_key(pk_remote *r, const char *key, const p11km
     pk_remote_ctx(&q.j, "EncryptionContext", ctx, nctx);
     pk_jo_kint(&q.j, "NumberOfBytes", (int64_t)bytes);
     PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, pt ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &q, &resp));
+    pk_remote_note_arn(r, pk_jv_str(pk_jv_get(resp, "KeyId")));
     res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
     if (pk_ok(res) && pt != NULL) res = pk_remote_blob(resp, "Plaintext", NULL, pt);
     if (pk_failed(res) && pt != NULL) pk_secbuf_free(pt);
@@ -94,6 +97,7 @@ pk_result pk_remote_reencrypt(pk_remote *r, const uint8_t *blob, size_t n, const
     pk_remote_ctx(&q.j, "DestinationEncryptionContext", dst, ndst);
     put_b64(&q.j, "CiphertextBlob", blob, n);
     PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "ReEncrypt", &q, &resp));
+    pk_remote_note_arn(r, pk_jv_str(pk_jv_get(resp, "KeyId")));
     res = pk_remote_blob(resp, "CiphertextBlob", out, NULL);
     pk_json_free(resp);
     return res;

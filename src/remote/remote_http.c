@@ -31,6 +31,7 @@ struct pk_remote {
     char *url;
     char region[32];
     bool signed_requests;
+    char arn_prefix[96]; /* "arn:aws:kms:REGION:ACCOUNT:key/" as the daemon names keys (under mu) */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -303,6 +304,27 @@ pk_result pk_remote_call1(pk_remote *r, const char *service, const char *prefix,
     pk_jo_kstr(&q.j, key, value);
     if (resp == NULL) return pk_remote_send_only(r, service, prefix, op, &q);
     return pk_remote_send(r, service, prefix, op, &q, resp);
+}
+
+void pk_remote_note_arn(pk_remote *r, const char *arn)
+{
+    const char *k = arn ? strstr(arn, ":key/") : NULL;
+    if (k == NULL || strncmp(arn, "arn:", 4) != 0 || (size_t)(k + 5 - arn) >= sizeof(r->arn_prefix)) return;
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->arn_prefix, sizeof(r->arn_prefix), "%.*s", (int)(k + 5 - arn), arn);
+    pthread_mutex_unlock(&r->mu);
+}
+
+pk_result pk_remote_key_arn(pk_remote *r, const char *key_id, char *out, size_t size)
+{
+    pk_result res = PK_OK;
+    pthread_mutex_lock(&r->mu);
+    if (r->arn_prefix[0] == '\0')
+        res = pk_fail(P11KMS_ERR_INTERNAL, "p11kmsd at %s has named no key by its ARN yet", r->endpoint);
+    else
+        snprintf(out, size, "%s%s", r->arn_prefix, key_id);
+    pthread_mutex_unlock(&r->mu);
+    return res;
 }
 
 int64_t pk_remote_epoch_ms(const pk_jv *v)

@@ -36,6 +36,8 @@ PK_MUST_USE pk_result pk_remote_send_only(pk_remote *r, const char *service, con
 PK_MUST_USE pk_result pk_remote_call1(pk_remote *r, const char *service, const char *prefix, const char *op,
                                       const char *key, const char *value, pk_jv **resp);
 
+/* Remember how the daemon forms key ARNs (from an answer's KeyId). */
+void pk_remote_note_arn(pk_remote *r, const char *arn);
 /* An AWS epoch-seconds member as ms (0 when absent). */
 int64_t pk_remote_epoch_ms(const pk_jv *v);
 /* "arn:...:key/ID" -> "ID" (anything else unchanged). */
