@@ -224,7 +224,8 @@ static pk_result principal_valid(const char *principal)
 P11KMS_API p11kms_rc p11kms_access_key_create(p11kms *h, const p11kms_caller *c, const char *principal,
                                               char **access_key_id, p11kms_buf **secret)
 {
-    if (h != NULL && h->remote != NULL) return (*access_key_id = NULL, *secret = NULL, pk_fwd_refuse("access-key create"));
+    if (h != NULL && h->remote != NULL)
+        return (*access_key_id = NULL, *secret = NULL, pk_fwd_refuse("access-key create"));
     static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     pk_op op;

@@ -176,7 +176,8 @@ P11KMS_API p11kms_rc p11kms_reencrypt(p11kms *h, const p11kms_caller *c, const u
                                       const p11kms_kv *src_ctx, size_t nsrc, const char *dst_key,
                                       const p11kms_kv *dst_ctx, size_t ndst, p11kms_buf **outp)
 {
-    if (h != NULL && h->remote != NULL) return pk_fwd_reencrypt(h, c, blob, blob_len, src_ctx, nsrc, dst_key, dst_ctx, ndst, outp);
+    if (h != NULL && h->remote != NULL)
+        return pk_fwd_reencrypt(h, c, blob, blob_len, src_ctx, nsrc, dst_key, dst_ctx, ndst, outp);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *dst = NULL;

@@ -195,8 +195,8 @@ p11kms_rc pk_fwd_alias_list(p11kms *h, const p11kms_caller *c, const char *key, 
     return done(pk_remote_alias_list(h->remote, key, json));
 }
 
-p11kms_rc pk_fwd_encrypt(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx, size_t nctx, const uint8_t *pt, size_t n,
-                         p11kms_buf **blob)
+p11kms_rc pk_fwd_encrypt(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx, size_t nctx,
+                         const uint8_t *pt, size_t n, p11kms_buf **blob)
 {
     pk_buf b = {0};
     pk_result r;
@@ -209,8 +209,8 @@ p11kms_rc pk_fwd_encrypt(p11kms *h, const p11kms_caller *c, const char *key, con
     return done(r);
 }
 
-p11kms_rc pk_fwd_decrypt(p11kms *h, const p11kms_caller *c, const p11kms_kv *ctx, size_t nctx, const uint8_t *blob, size_t n,
-                         p11kms_buf **pt, char **key_id)
+p11kms_rc pk_fwd_decrypt(p11kms *h, const p11kms_caller *c, const p11kms_kv *ctx, size_t nctx, const uint8_t *blob,
+                         size_t n, p11kms_buf **pt, char **key_id)
 {
     pk_secbuf p = PK_SECBUF_INIT;
     pk_result r;
@@ -228,8 +228,8 @@ p11kms_rc pk_fwd_decrypt(p11kms *h, const p11kms_caller *c, const p11kms_kv *ctx
     return done(r);
 }
 
-p11kms_rc pk_fwd_generate_data_key(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx, size_t nctx, size_t bytes,
-                                   p11kms_buf **pt, p11kms_buf **blob)
+p11kms_rc pk_fwd_generate_data_key(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx,
+                                   size_t nctx, size_t bytes, p11kms_buf **pt, p11kms_buf **blob)
 {
     pk_secbuf p = PK_SECBUF_INIT;
     pk_buf b = {0};
@@ -250,8 +250,8 @@ p11kms_rc pk_fwd_generate_data_key(p11kms *h, const p11kms_caller *c, const char
     return done(r);
 }
 
-p11kms_rc pk_fwd_reencrypt(p11kms *h, const p11kms_caller *c, const uint8_t *blob, size_t n, const p11kms_kv *src, size_t nsrc,
-                           const char *dst_key, const p11kms_kv *dst, size_t ndst, p11kms_buf **out)
+p11kms_rc pk_fwd_reencrypt(p11kms *h, const p11kms_caller *c, const uint8_t *blob, size_t n, const p11kms_kv *src,
+                           size_t nsrc, const char *dst_key, const p11kms_kv *dst, size_t ndst, p11kms_buf **out)
 {
     pk_buf b = {0};
     pk_result r;

@@ -31,7 +31,8 @@ static pk_result map_json(const p11kms_secret_map *m, bool allow_empty, p11kms_b
 
 static const char *text_of(const p11kms_buf *b) { return b ? (const char *)p11kms_buf_data(b) : NULL; }
 
-p11kms_rc pk_fwd_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key, const p11kms_secret_map *map, char **id)
+p11kms_rc pk_fwd_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
+                            const p11kms_secret_map *map, char **id)
 {
     p11kms_buf *json = NULL;
     pk_result r = PK_OK;
@@ -97,7 +98,8 @@ out:
 /* Every size p11kms_connection_spec has had (api_connections.c keeps the same list). */
 static const size_t connection_spec_sizes[] = {sizeof(p11kms_connection_spec)};
 
-p11kms_rc pk_fwd_connection_create(p11kms *h, const p11kms_caller *c, const char *name, const p11kms_connection_spec *caller_spec)
+p11kms_rc pk_fwd_connection_create(p11kms *h, const p11kms_caller *c, const char *name,
+                                   const p11kms_connection_spec *caller_spec)
 {
     p11kms_connection_spec spec;
     p11kms_buf *json = NULL;

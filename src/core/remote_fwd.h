@@ -29,22 +29,24 @@ p11kms_rc pk_fwd_alias_set(p11kms *h, const p11kms_caller *c, const char *target
 p11kms_rc pk_fwd_alias_delete(p11kms *h, const p11kms_caller *c, const char *alias);
 p11kms_rc pk_fwd_alias_list(p11kms *h, const p11kms_caller *c, const char *key, char **json);
 
-p11kms_rc pk_fwd_encrypt(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx, size_t nctx, const uint8_t *pt,
-                         size_t n, p11kms_buf **blob);
-p11kms_rc pk_fwd_decrypt(p11kms *h, const p11kms_caller *c, const p11kms_kv *ctx, size_t nctx, const uint8_t *blob, size_t n,
-                         p11kms_buf **pt, char **key_id);
-p11kms_rc pk_fwd_generate_data_key(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx, size_t nctx, size_t bytes,
-                                   p11kms_buf **pt, p11kms_buf **blob);
-p11kms_rc pk_fwd_reencrypt(p11kms *h, const p11kms_caller *c, const uint8_t *blob, size_t n, const p11kms_kv *src, size_t nsrc,
-                           const char *dst_key, const p11kms_kv *dst, size_t ndst, p11kms_buf **out);
+p11kms_rc pk_fwd_encrypt(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx, size_t nctx,
+                         const uint8_t *pt, size_t n, p11kms_buf **blob);
+p11kms_rc pk_fwd_decrypt(p11kms *h, const p11kms_caller *c, const p11kms_kv *ctx, size_t nctx, const uint8_t *blob,
+                         size_t n, p11kms_buf **pt, char **key_id);
+p11kms_rc pk_fwd_generate_data_key(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx,
+                                   size_t nctx, size_t bytes, p11kms_buf **pt, p11kms_buf **blob);
+p11kms_rc pk_fwd_reencrypt(p11kms *h, const p11kms_caller *c, const uint8_t *blob, size_t n, const p11kms_kv *src,
+                           size_t nsrc, const char *dst_key, const p11kms_kv *dst, size_t ndst, p11kms_buf **out);
 
 /* api_remote_secrets.c */
-p11kms_rc pk_fwd_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key, const p11kms_secret_map *map, char **id);
+p11kms_rc pk_fwd_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
+                            const p11kms_secret_map *map, char **id);
 p11kms_rc pk_fwd_secret_get(p11kms *h, const p11kms_caller *c, const char *id, p11kms_secret_map **out);
 p11kms_rc pk_fwd_secret_update(p11kms *h, const p11kms_caller *c, const char *id, const p11kms_secret_map *map);
 p11kms_rc pk_fwd_secret_remove(p11kms *h, const p11kms_caller *c, const char *id);
 p11kms_rc pk_fwd_secret_list(p11kms *h, const p11kms_caller *c, const char *ns, char **json);
-p11kms_rc pk_fwd_connection_create(p11kms *h, const p11kms_caller *c, const char *name, const p11kms_connection_spec *spec);
+p11kms_rc pk_fwd_connection_create(p11kms *h, const p11kms_caller *c, const char *name,
+                                   const p11kms_connection_spec *spec);
 p11kms_rc pk_fwd_connection_alter(p11kms *h, const p11kms_caller *c, const char *name, const p11kms_secret_map *set,
                                   const char *const *reset, size_t nreset, const char *comment);
 p11kms_rc pk_fwd_connection_drop(p11kms *h, const p11kms_caller *c, const char *name);

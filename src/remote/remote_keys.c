@@ -141,7 +141,8 @@ pk_result pk_remote_key_describe(pk_remote *r, const char *key, char **json)
     pk_jo_arr_end(&j);
     pk_jo_key(&j, "Aliases");
     pk_jo_arr_begin(&j);
-    for (size_t i = 0; i < pk_jv_size(aliases); i++) pk_jo_str(&j, pk_jv_str(pk_jv_get(pk_jv_at(aliases, i), "AliasName")));
+    for (size_t i = 0; i < pk_jv_size(aliases); i++)
+        pk_jo_str(&j, pk_jv_str(pk_jv_get(pk_jv_at(aliases, i), "AliasName")));
     pk_jo_arr_end(&j);
     pk_jo_obj_end(&j);
     res = finish(&j, &out, json);
