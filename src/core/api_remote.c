@@ -83,6 +83,11 @@ p11kms_rc pk_fwd_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_
     PK_TRY(pk_spec_copy(&spec, sizeof(spec), caller_spec, key_spec_sizes, 1, "key spec"));
     PK_CHECK(spec.policy_json == NULL || (spec.nadmins == 0 && spec.noperators == 0), P11KMS_ERR_INVALID_ARGUMENT,
              "give either a policy or administrators/operators, not both");
+    /* Checked before CreateKey, as in-process: a refused period must not leave a key behind. */
+    PK_CHECK(spec.rotation_days == 0 ||
+                 (spec.rotation_days >= PK_ROTATION_MIN_DAYS && spec.rotation_days <= PK_ROTATION_MAX_DAYS),
+             P11KMS_ERR_INVALID_ARGUMENT, "rotation period must be %d to %d days (or 0 for off)", PK_ROTATION_MIN_DAYS,
+             PK_ROTATION_MAX_DAYS);
     PK_CHECK(!spec.bypass_lint, P11KMS_ERR_INVALID_ARGUMENT,
              "--bypass-lint is not available with connect =: p11kmsd lints every policy");
     /* The default policy names the caller, whom only the daemon knows: operators need explicit admins here. */

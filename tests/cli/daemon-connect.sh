@@ -50,6 +50,7 @@ same() {
     if [ "$RC" -eq "$lrc" ] && [ "$(norm "$OUT")" = "$(cat "$WORK/local.out")" ]; then ok; else
         bad "$what over $conf differs from in-process (exit $lrc): $(norm "$OUT" | diff "$WORK/local.out" - | head -c 600) $(head -c 200 "$WORK/local.err")"
     fi
+    if cmp -s "$ERR" "$WORK/local.err"; then ok; else bad "$what over $conf: stderr differs from in-process: $(cat "$WORK/local.err")"; fi
 }
 # twin CONF DESCRIPTION ARGS... with @K@: run on key KR through CONF and on key KL in-process; outputs agree with the key named KEY.
 twin() {
