@@ -1,6 +1,6 @@
 /*
- * p11kmsd-bench: Encrypt (64 B) and GenerateDataKey (AES_256) requests per
- * second against a real p11kmsd on a fresh SoftHSM token, over the Unix
+ * p11kmsd-bench: Encrypt (64 B), GenerateDataKey (AES_256) and Secrets
+ * Manager GetSecretValue (a two-pair secret) requests per second against a real p11kmsd on a fresh SoftHSM token, over the Unix
  * socket (peer-uid auth), next to the in-process API at the same
  * concurrency in the same run, with p50/p99 latency and ratios.
  *
@@ -100,7 +100,7 @@ static void write_file(const char *path, const char *text)
 /* ---- one thread's work: an op repeated until time is up, latencies kept ---- */
 
 typedef struct work {
-    int kind; /* 0 encrypt, 1 generate data key */
+    int kind; /* 0 encrypt, 1 generate data key, 2 get a secret */
     bool daemon;
     int fd;
     unsigned long n;
@@ -125,9 +125,9 @@ static bool http_call(int fd, const char *op, const char *body)
     long clen = -1;
     char *hend = NULL;
     int n = snprintf(req, sizeof(req),
-                     "POST / HTTP/1.1\r\nHost: p11kmsd\r\nX-Amz-Target: TrentService.%s\r\n"
+                     "POST / HTTP/1.1\r\nHost: p11kmsd\r\nX-Amz-Target: %s%s\r\n"
                      "Content-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n%s",
-                     op, strlen(body), body);
+                     strchr(op, '.') ? "" : "TrentService.", op, strlen(body), body);
     if (write(fd, req, (size_t)n) != n) return false;
     for (;;) {
         ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
@@ -146,9 +146,32 @@ static bool http_call(int fd, const char *op, const char *body)
     }
 }
 
+/* GetSecretValue over the wire, or p11kms_secret_get in process (the secret made in setup). */
+#define BENCH_SECRET "bench/orders-db"
+static bool get_secret(work *w)
+{
+    p11kms_secret_map *m = NULL;
+    bool ok;
+    if (w->daemon) return http_call(w->fd, "secretsmanager.GetSecretValue", "{\"SecretId\":\"" BENCH_SECRET "\"}");
+    ok = p11kms_secret_get(B.h, B.c, BENCH_SECRET, &m) == P11KMS_OK;
+    p11kms_secret_map_free(m);
+    return ok;
+}
+
+static void put_secret(void)
+{
+    p11kms_secret_map *m = NULL;
+    if (p11kms_secret_map_new(&m) != P11KMS_OK || p11kms_secret_map_set(m, "user", "flink") != P11KMS_OK ||
+        p11kms_secret_map_set(m, "password", "0123456789abcdef0123456789abcdef") != P11KMS_OK ||
+        p11kms_secret_put_named(B.h, B.c, "bench", NULL, BENCH_SECRET, m) != P11KMS_OK)
+        die("secret put");
+    p11kms_secret_map_free(m);
+}
+
 static bool one_op(work *w)
 {
     static const uint8_t pt[64];
+    if (w->kind == 2) return get_secret(w);
     if (w->daemon) {
         char body[512];
         if (w->kind == 0) {
@@ -315,7 +338,7 @@ static void setup(void)
 
 int main(int argc, char **argv)
 {
-    static const char *names[] = {"Encrypt", "GenerateDataKey"};
+    static const char *names[] = {"Encrypt", "GenerateDataKey", "GetSecretValue"};
     static const int conc[] = {1, 8};
     bool first = true;
     double load[3] = {0};
@@ -333,11 +356,12 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     setup();
+    put_secret();
     getloadavg(load, 3);
     if (B.json) printf("{\"loadavg\":%.2f,\"rows\":[", load[0]);
     else printf("load average %.2f; %.1f s per configuration\n%-16s %4s %10s %10s %6s %9s %9s %9s %9s %8s %8s\n", load[0], B.seconds,
                 "op", "conn", "unix/s", "inproc/s", "ratio", "p50 us", "p99 us", "cli cpu", "daemon cpu", "in p50", "in p99");
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < (int)(sizeof(names) / sizeof(names[0])); k++) {
         for (int c = 0; c < 2; c++) {
             result in = measure(k, false, conc[c]);
             result d = measure(k, true, conc[c]);

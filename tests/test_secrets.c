@@ -375,6 +375,26 @@ static void test_secrets_aad_binding_swapped_ciphertext(void)
     p11kms_free(b);
 }
 
+/* A rewrap names an undecryptable named secret whole, however long its name. */
+static void test_secrets_rewrap_reports_named(void)
+{
+    const char *a = "aadn/a-secret-name-longer-than-a-uuid-string-1";
+    const char *b = "aadn/a-secret-name-longer-than-a-uuid-string-2";
+    p11kms_secret_map *m = map2("password", "named-value", NULL, NULL);
+    swap_job j = {a, b, false};
+    char *json = NULL;
+
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, "aadn", NULL, a, m), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_secret_put_named(h, opr, "aadn", NULL, b, m), P11KMS_OK, NULL);
+    CU_ASSERT(pk_ok(pk_with_write_tx(h, swap_tx, &j)));
+    PK_ASSERT_RC(p11kms_secret_rewrap(h, opr, "aadn", 0, 1, NULL, NULL, &json), P11KMS_ERR_CIPHERTEXT_INVALID,
+                 "1 secret could not be re-encrypted (first: aadn/a-secret-name-longer-than-a-uuid-string-2)");
+    CU_ASSERT_PTR_NULL(json);
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, a), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_secret_remove(h, opr, b), P11KMS_OK, NULL);
+    p11kms_secret_map_free(m);
+}
+
 /* The row cache never serves a row this handle or another writer has replaced or removed. */
 static void test_secrets_row_cache_follows_writers(void)
 {
@@ -1223,5 +1243,6 @@ int main(void)
     CU_add_test(s, "test_secrets_store_sync_switch", test_secrets_store_sync_switch);
     CU_add_test(s, "test_secrets_option_sensitive_public", test_secrets_option_sensitive_public);
     CU_add_test(s, "test_secrets_named", test_secrets_named);
+    CU_add_test(s, "test_secrets_rewrap_reports_named", test_secrets_rewrap_reports_named);
     return pk_run_suites();
 }

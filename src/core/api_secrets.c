@@ -306,10 +306,10 @@ pk_result pk_secret_get_internal(pk_op *op, pk_secret_ctx *sc, const char *id, p
     return get_with_meta(op, sc, id, enc, NULL);
 }
 
-P11KMS_API p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, const char *id,
-                                            p11kms_secret_map **out, p11kms_secret_info *info)
+/* p11kms_secret_get, and its metadata when info is not NULL. */
+static p11kms_rc get_common(p11kms *h, const p11kms_caller *c, const char *id, p11kms_secret_map **out,
+                            p11kms_secret_info *info)
 {
-    if (h != NULL && h->remote != NULL) return (out ? *out = NULL : NULL, pk_fwd_refuse("p11kms_secret_get_info"));
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf enc = PK_SECBUF_INIT;
@@ -319,8 +319,6 @@ P11KMS_API p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, c
     memset(&sc, 0, sizeof(sc));
     PK_TRY(pk_op_begin(&op, h, c, "kms:Decrypt"));
     op.secret_id = id;
-    PK_CHECK(info != NULL && info->struct_size >= sizeof(*info), P11KMS_ERR_INVALID_ARGUMENT,
-             "p11kms_secret_info: set struct_size = sizeof(p11kms_secret_info)");
     PK_TRY(get_with_meta(&op, &sc, id, &enc, info));
     PK_TRY(pk_map_decode(pk_bytes_of(enc.data, enc.len), out));
 out:
@@ -328,23 +326,23 @@ out:
     return finish_with_map(&op, r, out);
 }
 
+P11KMS_API p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, const char *id,
+                                            p11kms_secret_map **out, p11kms_secret_info *info)
+{
+    if (h != NULL && h->remote != NULL) return (out ? *out = NULL : NULL, pk_fwd_refuse("p11kms_secret_get_info"));
+    pk_error_clear();
+    if (info == NULL || info->struct_size < sizeof(*info)) {
+        *out = NULL;
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "p11kms_secret_info: set struct_size = sizeof(p11kms_secret_info)")
+            .code;
+    }
+    return get_common(h, c, id, out, info);
+}
+
 P11KMS_API p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const char *id, p11kms_secret_map **out)
 {
     if (h != NULL && h->remote != NULL) return pk_fwd_secret_get(h, c, id, out);
-    pk_op op;
-    pk_result r = PK_OK;
-    pk_secbuf enc = PK_SECBUF_INIT;
-    pk_secret_ctx sc;
-
-    *out = NULL;
-    memset(&sc, 0, sizeof(sc));
-    PK_TRY(pk_op_begin(&op, h, c, "kms:Decrypt"));
-    op.secret_id = id;
-    PK_TRY(pk_secret_get_internal(&op, &sc, id, &enc));
-    PK_TRY(pk_map_decode(pk_bytes_of(enc.data, enc.len), out));
-out:
-    pk_secbuf_free(&enc);
-    return finish_with_map(&op, r, out);
+    return get_common(h, c, id, out, NULL);
 }
 
 /* ---- update ---- */

@@ -147,7 +147,7 @@ typedef struct rewrap_run {
     chain_acc chains;
     uint32_t *new_versions;    /* per chain: its namespace-key version after rewrap */
     uint64_t rewrapped, current, moved, nfailed;
-    char first_failed[PK_UUID_STR_LEN + 1];
+    char first_failed[PK_SECRET_ID_MAX + 1];
     pk_json_out jo;
 } rewrap_run;
 
@@ -231,7 +231,7 @@ static pk_result reencrypt_one(rewrap_run *w, pk_secrets *st, const list_item *s
     r = pk_with_write_tx_batched(w->h, reenc_tx, &rj);
     /* An undecryptable secret (tampered, or its key lost) must not stop the others. */
     if (r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_INTEGRITY) {
-        if (w->nfailed++ == 0) memcpy(w->first_failed, s->id, sizeof(w->first_failed));
+        if (w->nfailed++ == 0) snprintf(w->first_failed, sizeof(w->first_failed), "%s", s->id);
         r = PK_OK;
     }
     PK_TRY(r);

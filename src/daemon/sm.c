@@ -143,7 +143,7 @@ void sm_out_arn_name(op_ctx *o, const char *name)
     p11kms_free(arn);
 }
 
-static void out_stages(op_ctx *o, const char *field, const char *vid)
+void sm_out_stages(op_ctx *o, const char *field, const char *vid)
 {
     pk_jo_key(&o->j, field);
     pk_jo_obj_begin(&o->j);
@@ -384,7 +384,7 @@ static void op_describe_secret(op_ctx *o)
     }
     sm_out_meta(o, name, info.key_id, info.version, info.created_ms / 1000, info.updated_ms / 1000);
     sm_version_id(info.version, info.created_ms / 1000, vid);
-    out_stages(o, "VersionIdsToStages", vid);
+    sm_out_stages(o, "VersionIdsToStages", vid);
 }
 
 const k_op sm_ops[] = {

@@ -71,13 +71,7 @@ static void out_entry(op_ctx *o, const pk_jv *e, const char *name)
     pk_jo_obj_begin(&o->j);
     sm_out_meta(o, name, key ? key : "", version, created, k_epoch_of(pk_jv_str(pk_jv_get(e, "LastChangedDate"))));
     sm_version_id(version, created, vid);
-    pk_jo_key(&o->j, "SecretVersionsToStages");
-    pk_jo_obj_begin(&o->j);
-    pk_jo_key(&o->j, vid);
-    pk_jo_arr_begin(&o->j);
-    pk_jo_str(&o->j, "AWSCURRENT");
-    pk_jo_arr_end(&o->j);
-    pk_jo_obj_end(&o->j);
+    sm_out_stages(o, "SecretVersionsToStages", vid);
     pk_jo_obj_end(&o->j);
 }
 

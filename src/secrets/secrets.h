@@ -204,7 +204,7 @@ PK_MUST_USE pk_result pk_secret_id_validate(const char *id);
 bool pk_secret_name_ok(const char *name);
 
 /* ---- Cache of secret rows as stored, ciphertext only (secret_rows.c) ---- */
-#define PK_ROWS_MAX 16384 /* rows kept per handle (about 7 MB with 64-byte values) */
+#define PK_ROWS_MAX 16384 /* rows kept per handle (about 15 MB with 64-byte values: ids hold 512-char names) */
 typedef struct pk_rows pk_rows;
 PK_MUST_USE pk_result pk_rows_new(size_t max, pk_rows **out);
 void pk_rows_free(pk_rows *c);

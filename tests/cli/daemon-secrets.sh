@@ -26,19 +26,8 @@ principal.uid.$OPUID = $OPR
 EOF
 start_daemon "$C"
 
-# call UID TARGET JSON: as kms_as, for any X-Amz-Target.
-call() {
-    uid=$1 target=$2 body=$3
-    if [ "$uid" = "$(id -u)" ]; then pre=""; else pre="setpriv --reuid=$uid --regid=$uid --clear-groups"; fi
-    # shellcheck disable=SC2086
-    $pre curl -s -o - -w '%{stderr}%{http_code}' --max-time 30 --unix-socket "$SOCK" http://p11kmsd/ \
-        -H "X-Amz-Target: $target" -H 'Content-Type: application/x-amz-json-1.1' --data-binary "$body" \
-        >"$OUT" 2>"$ERR"
-    RC=$?
-    HTTP=$(cat "$ERR")
-}
-sm() { call "$1" "secretsmanager.$2" "$3"; }
-svc() { call "$1" "P11kmsService.$2" "$3"; }
+sm() { kms_as "$1" "secretsmanager.$2" "$3"; }
+svc() { kms_as "$1" "P11kmsService.$2" "$3"; }
 # expect_error CODE TYPE 'exact message' DESCRIPTION
 expect_error() {
     expect_http "$1" "$4"
@@ -52,7 +41,7 @@ PY
 json_str() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 
 # The region and account the daemon puts in ARNs, from the service key's.
-call $OPUID TrentService.DescribeKey '{"KeyId":"alias/p11kms/default"}'
+kms_as $OPUID DescribeKey '{"KeyId":"alias/p11kms/default"}'
 expect_http 200 "DescribeKey service key"
 SVCARN=$(jget "d['KeyMetadata']['Arn']")
 REGION=$(echo "$SVCARN" | cut -d: -f4); ACCOUNT=$(echo "$SVCARN" | cut -d: -f5)
@@ -225,7 +214,7 @@ sm $OPUID CreateSecret "{\"Name\":\"flink/orders-db\",\"SecretString\":$VAL2}"
 expect_http 200 "the name is free again"
 sm $OPUID TagResource '{"SecretId":"flink/orders-db","Tags":[]}'
 expect_error 400 UnsupportedOperationException "TagResource is not supported by p11kmsd" "TagResource"
-call $OPUID Bogus.GetSecretValue '{}'
+kms_as $OPUID Bogus.GetSecretValue '{}'
 expect_error 400 UnknownOperationException "X-Amz-Target must be TrentService.<Operation>" "unknown target prefix"
 
 # --- P11kmsService: connections and render ---

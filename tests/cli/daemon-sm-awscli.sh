@@ -97,30 +97,49 @@ expect_err_has "is not authorized to perform kms:Decrypt" "admin denial names th
 awss admin put-secret-value --secret-id flink/orders-db --secret-string "file://$WORK/v1.json"
 expect_aws_fail "admin put-secret-value"; expect_err_has "kms:GenerateDataKey" "admin put-secret-value names the action"
 
-# A signature scoped to kms does not open secretsmanager.
-AWS_ACCESS_KEY_ID=$OPR_AKID AWS_SECRET_ACCESS_KEY=$OPR_SECRET python3 - "$URL" "$T/pki/ca.pem" "$REGION" >"$OUT" 2>"$ERR" <<'PY'
-import datetime, hashlib, hmac, http.client, os, ssl, sys, urllib.parse
-url, ca, region = sys.argv[1:4]
+# signed SERVICE COUNT: COUNT GetSecretValue requests on one keep-alive HTTPS connection,
+# signed with the signing name SERVICE (stdlib SigV4); $OUT gets the last body, $MEDIAN_MS the median latency.
+cat >"$WORK/signed.py" <<'PY'
+import datetime, hashlib, hmac, http.client, os, ssl, sys, time, urllib.parse
+url, ca, region, service, count = sys.argv[1:6]
 u = urllib.parse.urlparse(url)
 body = '{"SecretId":"flink/orders-db"}'
-amz = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-h = {"content-type": "application/x-amz-json-1.1", "host": u.netloc, "x-amz-date": amz,
-     "x-amz-target": "secretsmanager.GetSecretValue"}
-names = ";".join(sorted(h))
-canon = "\n".join(["POST", "/", ""] + ["%s:%s" % (k, h[k]) for k in sorted(h)] +
-                  ["", names, hashlib.sha256(body.encode()).hexdigest()])
-scope = "%s/%s/kms/aws4_request" % (amz[:8], region)  # the wrong service on purpose
-sts = "\n".join(["AWS4-HMAC-SHA256", amz, scope, hashlib.sha256(canon.encode()).hexdigest()])
-k = ("AWS4" + os.environ["AWS_SECRET_ACCESS_KEY"]).encode()
-for part in (amz[:8], region, "kms", "aws4_request"):
-    k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
-h["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
-    os.environ["AWS_ACCESS_KEY_ID"], scope, names, sig)
 c = http.client.HTTPSConnection(u.hostname, u.port, context=ssl.create_default_context(cafile=ca))
-c.request("POST", "/", body=body, headers=h)
-print(c.getresponse().read().decode())
+lat = []
+for _ in range(int(count)):
+    amz = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    h = {"content-type": "application/x-amz-json-1.1", "host": u.netloc, "x-amz-date": amz,
+         "x-amz-target": "secretsmanager.GetSecretValue"}
+    names = ";".join(sorted(h))
+    canon = "\n".join(["POST", "/", ""] + ["%s:%s" % (k, h[k]) for k in sorted(h)] +
+                      ["", names, hashlib.sha256(body.encode()).hexdigest()])
+    scope = "%s/%s/%s/aws4_request" % (amz[:8], region, service)
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz, scope, hashlib.sha256(canon.encode()).hexdigest()])
+    k = ("AWS4" + os.environ["AWS_SECRET_ACCESS_KEY"]).encode()
+    for part in (amz[:8], region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    h["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        os.environ["AWS_ACCESS_KEY_ID"], scope, names, hmac.new(k, sts.encode(), hashlib.sha256).hexdigest())
+    t0 = time.monotonic()
+    c.request("POST", "/", body=body, headers=h)
+    text = c.getresponse().read().decode()
+    lat.append((time.monotonic() - t0) * 1000)
+print(text)
+print("%.1f" % sorted(lat)[len(lat) // 2], file=sys.stderr)
 PY
+signed() {
+    AWS_ACCESS_KEY_ID=$OPR_AKID AWS_SECRET_ACCESS_KEY=$OPR_SECRET python3 "$WORK/signed.py" "$URL" "$T/pki/ca.pem" \
+        "$REGION" "$1" "$2" >"$OUT" 2>"$ERR"
+    MEDIAN_MS=$(tail -1 "$ERR")
+}
+# The daemon sends each response at once (TCP_NODELAY): on a keep-alive connection a request
+# does not wait for the client's delayed ACK (40 ms).
+signed secretsmanager 30
+jq_is "json.loads(d['SecretString']) == {'password': 'pw2-$MARK'}" "keep-alive SigV4 GetSecretValue"
+if python3 -c "import sys; sys.exit(0 if float('$MEDIAN_MS') < 20 else 1)" 2>/dev/null; then ok
+else bad "keep-alive HTTPS request median ${MEDIAN_MS} ms (Nagle waiting for a delayed ACK?)"; fi
+# A signature scoped to kms does not open secretsmanager.
+signed kms 1
 jq_is "d.get('__type') == 'InvalidSignatureException' and d['message'] == 'the credential is scoped to service kms, not secretsmanager'" "kms-scoped signature refused"
 
 awss operator delete-secret --secret-id flink/orders-db --force-delete-without-recovery

@@ -40,15 +40,17 @@ stop_daemon() {
     DAEMON_PID=
 }
 
-# kms_as UID OP JSON: POST one operation over the Unix socket as UID;
+# kms_as UID OP JSON: POST one operation over the Unix socket as UID (OP with a
+# '.' is a whole target, e.g. secretsmanager.GetSecretValue);
 # $OUT gets the body, $HTTP the status line's code, $RC curl's exit code.
 kms_as() {
     uid=$1 op=$2 body=$3
+    case $op in *.*) ;; *) op=TrentService.$op ;; esac
     if [ "$uid" = "$(id -u)" ]; then pre=""; else pre="setpriv --reuid=$uid --regid=$uid --clear-groups"; fi
     # shellcheck disable=SC2086
     # The shell (not the client's uid) writes the files: the body to $OUT, the status via stderr.
     $pre curl -s -o - -w '%{stderr}%{http_code}' --max-time 30 --unix-socket "$SOCK" http://p11kmsd/ \
-        -H "X-Amz-Target: TrentService.$op" -H 'Content-Type: application/x-amz-json-1.1' --data-binary "$body" \
+        -H "X-Amz-Target: $op" -H 'Content-Type: application/x-amz-json-1.1' --data-binary "$body" \
         >"$OUT" 2>"$ERR"
     RC=$?
     HTTP=$(cat "$ERR")
