@@ -9,6 +9,8 @@ pkgs="build-essential autoconf automake libtool pkg-config
 pkgs="$pkgs python3 python3-yaml"
 # p11kmsd: libevent; its tests drive it with curl, the AWS CLI and node (tests/node).
 pkgs="$pkgs libevent-dev curl awscli"
+# The command with connect = (src/remote): libcurl.
+pkgs="$pkgs libcurl4-openssl-dev"
 # Node and npm run the AWS SDK tests; a machine that already has a node
 # (e.g. from NodeSource) keeps it, otherwise Debian's.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"

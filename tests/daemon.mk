@@ -12,6 +12,9 @@ clean-local: clean-local-daemon-node
 clean-local-daemon-node:
 	-rm -rf tests/node-cache
 .PHONY: clean-local-daemon-node
+# The command with connect = (its secret/connection/render part is a sourced file).
+TESTS += tests/cli/daemon-connect.sh
+EXTRA_DIST += tests/cli/daemon-connect.sh tests/cli/daemon-connect-secrets.sh
 # Issue 13: Secrets Manager and P11kmsService targets (curl, awscli).
 SM_SCENARIOS = tests/cli/daemon-secrets.sh tests/cli/daemon-sm-awscli.sh
 TESTS += $(SM_SCENARIOS)

@@ -183,6 +183,11 @@ P11KMS_API void p11kms_free(char *s);
  * Open a handle: token (login), store, audit trail. cfg must outlive the
  * handle (the PIN is re-read from its source after a reconnect or fork).
  * Keys whose deletion window has passed are destroyed here.
+ * With `connect =` in cfg the handle is a client of p11kmsd (docs/DAEMON.md):
+ * no token, store or audit trail on this host. The key, alias, crypto,
+ * secret, connection and render calls go to the daemon, which names the
+ * caller, so they take c = NULL (a caller is refused with
+ * P11KMS_ERR_INVALID_ARGUMENT); calls that need the token are refused.
  */
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out);
 P11KMS_API void p11kms_close(p11kms *h);

@@ -16,6 +16,7 @@ typedef struct pk_cli {
     const char *config_path; /* --config FILE, or NULL for the lookup order */
     const char *principal;   /* --as PRINCIPAL or $P11KMS_PRINCIPAL, or NULL */
     bool json;               /* --json */
+    bool as_given;           /* --as was on the command line (refused with connect =) */
 } pk_cli;
 
 /* Exit codes (documented in --help and README). */
@@ -119,5 +120,13 @@ int pk_cmd_report(pk_cli *cli, int argc, char **argv);
 int pk_cmd_secret(pk_cli *cli, int argc, char **argv);
 int pk_cmd_connection(pk_cli *cli, int argc, char **argv);
 int pk_cmd_render(pk_cli *cli, int argc, char **argv);
+
+/*
+ * With `connect =` the command is a client of p11kmsd: a command that needs
+ * the token on this host (argv: the command and its words) is refused
+ * ("p11kms: COMMAND needs the token: run it on the daemon's host (connect =
+ * is set)", exit 2) and the exit code returned; otherwise -1.
+ */
+int pk_cli_remote_refuse(pk_cli *cli, int argc, char **argv);
 
 #endif

@@ -28,7 +28,16 @@ int pk_cli_session_open(pk_cli *cli, pk_cli_session *s)
     p11kms_rc rc;
     memset(s, 0, sizeof(*s));
     pk_cli_harden(); /* every command that opens a handle may handle secrets */
-    if ((ex = pk_cli_caller(cli, &s->caller)) == PK_EXIT_OK && (ex = pk_cli_load_config(cli, &s->cfg)) == PK_EXIT_OK) {
+    if ((ex = pk_cli_load_config(cli, &s->cfg)) == PK_EXIT_OK && p11kms_config_get(s->cfg, "connect") != NULL) {
+        /* A client of p11kmsd: the daemon names the caller (peer uid or access key), never this host. */
+        if (cli->as_given) {
+            fprintf(stderr, "p11kms: --as is not used with connect =: the daemon authenticates this host's caller\n");
+            ex = PK_EXIT_USAGE;
+        }
+    } else if (ex == PK_EXIT_OK) {
+        ex = pk_cli_caller(cli, &s->caller);
+    }
+    if (ex == PK_EXIT_OK) {
         rc = p11kms_open(s->cfg, &s->h);
         ex = rc == P11KMS_OK ? PK_EXIT_OK : pk_cli_fail(rc);
     }

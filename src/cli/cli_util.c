@@ -294,6 +294,7 @@ bool pk_cli_common_opt(pk_cli *cli, int argc, char **argv, int *i)
     if (pk_cli_opt(argc, argv, i, "--as", &v)) {
         if (v == NULL || *v == '\0') exit(pk_cli_usage("--as needs a PRINCIPAL"));
         cli->principal = v;
+        cli->as_given = true;
         return true;
     }
     return false;

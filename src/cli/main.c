@@ -59,6 +59,8 @@ int main(int argc, char **argv)
     for (size_t c = 0; c < PK_ARRAY_LEN(commands); c++) {
         if (strcmp(argv[i], commands[c].name) != 0) continue;
         if (pk_help_requested(argc - i, argv + i)) return pk_help_for(argc - i, argv + i);
+        int refused = pk_cli_remote_refuse(&cli, argc - i, argv + i);
+        if (refused >= 0) return refused;
         return commands[c].fn(&cli, argc - i, argv + i);
     }
     return pk_cli_usage("unknown command '%s'", argv[i]);

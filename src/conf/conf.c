@@ -44,6 +44,8 @@ static pk_result rule_listen(const char *where, const char *key, const char *v);
 static pk_result rule_mode(const char *where, const char *key, const char *v);
 static pk_result rule_user(const char *where, const char *key, const char *v);
 static pk_result rule_principal(const char *where, const char *key, const char *v);
+static pk_result rule_connect(const char *where, const char *key, const char *v);
+static pk_result rule_akid(const char *where, const char *key, const char *v);
 
 /* Every key p11kms understands; `path` keys resolve relative to the file. */
 static const struct {
@@ -84,6 +86,11 @@ static const struct {
     {"read_timeout_s", false, rule_uint, 1, 3600, "seconds"},
     {"rate_limit", false, rule_uint, 0, 1000000, "requests per second"},
     {"rate_burst", false, rule_uint, 1, 1000000, "requests"},
+    /* the command as a client of p11kmsd (docs/DAEMON.md, "The command as a client") */
+    {"connect", false, rule_connect, 0, 0, NULL},          /* unix:PATH or https://HOST:PORT */
+    {"ca_file", true, rule_any, 0, 0, NULL},               /* PEM CAs that sign p11kmsd's certificate */
+    {"access_key_id", false, rule_akid, 0, 0, NULL},       /* SigV4 over https: */
+    {"secret_access_key_file", true, rule_any, 0, 0, NULL}, /* its secret, mode 0600 like a PIN file */
 };
 
 /* Keys that may be given more than once; every line counts. */
@@ -233,6 +240,33 @@ static pk_result rule_names(const char *where, const char *key, const char *v)
         if (p[n] == '\0') return PK_OK;
         p += n + 1;
     }
+}
+
+/* unix:PATH or https://HOST:PORT (what p11kmsd's `listen` accepts, seen from the client). */
+static pk_result rule_connect(const char *where, const char *key, const char *v)
+{
+    const char *host = v + 8, *colon;
+    if (strncmp(v, "unix:", 5) == 0) {
+        PK_ENSURE(v[5] != '\0', P11KMS_ERR_CONFIG, "%s: %s: unix: needs a socket path (unix:PATH)", where, key);
+        return PK_OK;
+    }
+    PK_ENSURE(strncmp(v, "https://", 8) == 0, P11KMS_ERR_CONFIG,
+              "%s: %s: '%s' must be unix:PATH or https://HOST:PORT", where, key, v);
+    colon = strrchr(host, ':');
+    PK_ENSURE(colon != NULL && colon > host && colon[1] != '\0' && strspn(colon + 1, "0123456789") == strlen(colon + 1) &&
+                  strlen(colon + 1) <= 5 && atol(colon + 1) >= 1 && atol(colon + 1) <= 65535 &&
+                  strcspn(host, "/?#@ ") >= (size_t)(colon - host),
+              P11KMS_ERR_CONFIG, "%s: %s: '%s' must be https://HOST:PORT (port 1 to 65535, no path)", where, key, v);
+    return PK_OK;
+}
+
+/* AWS access key ids: 16 to 128 upper-case letters and digits. */
+static pk_result rule_akid(const char *where, const char *key, const char *v)
+{
+    PK_ENSURE(strlen(v) >= 16 && strlen(v) <= 128 && strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == strlen(v),
+              P11KMS_ERR_CONFIG, "%s: %s: '%s' is not an access key id (16 to 128 upper-case letters and digits)",
+              where, key, v);
+    return PK_OK;
 }
 
 static int key_index(const char *k);
@@ -464,9 +498,12 @@ P11KMS_API p11kms_rc p11kms_config_load(const char *path, p11kms_config **out)
     PK_CHECK(f != NULL, P11KMS_ERR_CONFIG, "cannot open configuration %s: %s", c->path, strerror(errno));
     PK_TRY(check_trusted(c, f));
     PK_TRY(parse_file(c, f));
-    PK_CHECK(p11kms_config_get(c, "module") != NULL, P11KMS_ERR_CONFIG, "%s: 'module' is not set", c->path);
-    PK_CHECK(p11kms_config_get(c, "token") != NULL, P11KMS_ERR_CONFIG, "%s: 'token' is not set", c->path);
-    PK_CHECK(p11kms_config_get(c, "pin") != NULL, P11KMS_ERR_CONFIG, "%s: 'pin' is not set", c->path);
+    /* A client of p11kmsd (connect =) has no token, PIN or store on this host. */
+    if (p11kms_config_get(c, "connect") == NULL) {
+        PK_CHECK(p11kms_config_get(c, "module") != NULL, P11KMS_ERR_CONFIG, "%s: 'module' is not set", c->path);
+        PK_CHECK(p11kms_config_get(c, "token") != NULL, P11KMS_ERR_CONFIG, "%s: 'token' is not set", c->path);
+        PK_CHECK(p11kms_config_get(c, "pin") != NULL, P11KMS_ERR_CONFIG, "%s: 'pin' is not set", c->path);
+    }
     *out = c;
     c = NULL;
 out:

@@ -12,6 +12,7 @@
 
 #include "core/access.h"
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "crypto/wipe.h"
 #include "json/json_in.h"
 #include "util/json_out.h"
@@ -223,6 +224,8 @@ static pk_result principal_valid(const char *principal)
 P11KMS_API p11kms_rc p11kms_access_key_create(p11kms *h, const p11kms_caller *c, const char *principal,
                                               char **access_key_id, p11kms_buf **secret)
 {
+    if (h != NULL && h->remote != NULL)
+        return (*access_key_id = NULL, *secret = NULL, pk_fwd_refuse("access-key create"));
     static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     pk_op op;
@@ -281,6 +284,7 @@ static bool list_one(const pk_record *rec, void *ctx)
 
 P11KMS_API p11kms_rc p11kms_access_key_list(p11kms *h, const p11kms_caller *c, const char *principal, char **json)
 {
+    if (h != NULL && h->remote != NULL) return (*json = NULL, pk_fwd_refuse("access-key list"));
     pk_op op;
     pk_result r = PK_OK;
     pk_buf out = {0};
@@ -364,11 +368,13 @@ out:
 P11KMS_API p11kms_rc p11kms_access_key_set_enabled(p11kms *h, const p11kms_caller *c, const char *access_key_id,
                                                    int enabled)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("access-key enable/disable");
     return change(h, c, enabled ? "p11kms:EnableAccessKey" : "p11kms:DisableAccessKey", access_key_id,
                   enabled ? 1 : 0);
 }
 
 P11KMS_API p11kms_rc p11kms_access_key_delete(p11kms *h, const p11kms_caller *c, const char *access_key_id)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("access-key delete");
     return change(h, c, "p11kms:DeleteAccessKey", access_key_id, -1);
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/remote_fwd.h"
 #include "core/secret_ops.h"
 #include "util/codec.h"
 #include "util/json_out.h"
@@ -96,6 +97,7 @@ static const size_t connection_spec_sizes[] = {sizeof(p11kms_connection_spec)};
 P11KMS_API p11kms_rc p11kms_connection_create(p11kms *h, const p11kms_caller *c, const char *name,
                                               const p11kms_connection_spec *caller_spec)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_create(h, c, name, caller_spec);
     p11kms_connection_spec full, *spec = &full;
     pk_op op;
     pk_result r = PK_OK;
@@ -298,6 +300,7 @@ P11KMS_API p11kms_rc p11kms_connection_alter(p11kms *h, const p11kms_caller *c, 
                                              const p11kms_secret_map *set, const char *const *reset, size_t nreset,
                                              const char *comment)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_alter(h, c, name, set, reset, nreset, comment);
     pk_op op;
     pk_result r = PK_OK;
     pk_secret_ctx sc;
@@ -317,6 +320,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_connection_drop(p11kms *h, const p11kms_caller *c, const char *name)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_drop(h, c, name);
     pk_op op;
     pk_result r = PK_OK;
     pk_conn conn;

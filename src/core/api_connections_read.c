@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/remote_fwd.h"
 #include "core/secret_ops.h"
 #include "util/codec.h"
 #include "util/json_out.h"
@@ -120,11 +121,13 @@ out:
 
 P11KMS_API p11kms_rc p11kms_connection_describe(p11kms *h, const p11kms_caller *c, const char *name, char **json)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_describe(h, c, name, json);
     return connection_text(h, c, name, redacted_json, json);
 }
 
 P11KMS_API p11kms_rc p11kms_connection_show_create(p11kms *h, const p11kms_caller *c, const char *name, char **sql)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_show_create(h, c, name, sql);
     return connection_text(h, c, name, show_create, sql);
 }
 
@@ -163,6 +166,7 @@ out:
 P11KMS_API p11kms_rc p11kms_connection_resolve(p11kms *h, const p11kms_caller *c, const char *name,
                                                p11kms_secret_map **out)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_resolve(h, c, name, out);
     pk_op op;
     pk_result r = PK_OK;
 
@@ -227,6 +231,7 @@ static bool conn_collect(const pk_record *rec, void *ctx)
 
 P11KMS_API p11kms_rc p11kms_connection_list(p11kms *h, const p11kms_caller *c, const char *pattern, char **json)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_connection_list(h, c, pattern, json);
     pk_op op;
     pk_result r = PK_OK;
     conn_acc a;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "crypto/crypto.h"
 #include "util/codec.h"
 
@@ -62,6 +63,7 @@ static uint32_t blob_version(const pk_buf *blob)
 P11KMS_API p11kms_rc p11kms_encrypt(p11kms *h, const p11kms_caller *c, const char *key, const p11kms_kv *ctx,
                                     size_t nctx, const uint8_t *pt, size_t pt_len, p11kms_buf **blob)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_encrypt(h, c, key, ctx, nctx, pt, pt_len, blob);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -101,6 +103,7 @@ static pk_result decrypt_blob(pk_op *op, const char *action, const uint8_t *blob
 P11KMS_API p11kms_rc p11kms_decrypt(p11kms *h, const p11kms_caller *c, const p11kms_kv *ctx, size_t nctx,
                                     const uint8_t *blob, size_t blob_len, p11kms_buf **pt, char **key_id)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_decrypt(h, c, ctx, nctx, blob, blob_len, pt, key_id);
     pk_op op;
     pk_result r = PK_OK;
     pk_buf aad = {0};
@@ -133,6 +136,7 @@ P11KMS_API p11kms_rc p11kms_generate_data_key(p11kms *h, const p11kms_caller *c,
                                               const p11kms_kv *ctx, size_t nctx, size_t bytes, p11kms_buf **pt,
                                               p11kms_buf **blob)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_generate_data_key(h, c, key, ctx, nctx, bytes, pt, blob);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -172,6 +176,8 @@ P11KMS_API p11kms_rc p11kms_reencrypt(p11kms *h, const p11kms_caller *c, const u
                                       const p11kms_kv *src_ctx, size_t nsrc, const char *dst_key,
                                       const p11kms_kv *dst_ctx, size_t ndst, p11kms_buf **outp)
 {
+    if (h != NULL && h->remote != NULL)
+        return pk_fwd_reencrypt(h, c, blob, blob_len, src_ctx, nsrc, dst_key, dst_ctx, ndst, outp);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *dst = NULL;

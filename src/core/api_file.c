@@ -20,6 +20,7 @@
 #include "crypto/crypto.h"
 #include "crypto/crypto_esdk.h"
 #include "esdk/esdk.h"
+#include "remote/remote.h"
 #include "util/codec.h"
 #include "util/json_out.h"
 
@@ -43,14 +44,21 @@ static pk_result sink(void *arg, const uint8_t *p, size_t n)
                    "the output could not be written");
 }
 
+/* A key's ARN: the handle's, or with connect = the daemon's (it may serve another region and account). */
+static pk_result key_arn(const p11kms *h, const char *id, char arn[ARN_MAX])
+{
+    if (h->remote != NULL) return pk_remote_key_arn(h->remote, id, arn, ARN_MAX);
+    pk_key_arn(&h->env, id, arn, ARN_MAX);
+    return PK_OK;
+}
+
 /* The ARN of the key a p11kms ciphertext blob names. */
 static pk_result blob_arn(const p11kms *h, const uint8_t *blob, size_t len, char arn[ARN_MAX])
 {
     char id[PK_UUID_STR_LEN + 1];
     PK_ENSURE(len >= BLOB_MIN, P11KMS_ERR_CIPHERTEXT_INVALID, "the encrypted data key is not a p11kms blob");
     pk_uuid_format(blob + 2, id);
-    pk_key_arn(&h->env, id, arn, ARN_MAX);
-    return PK_OK;
+    return key_arn(h, id, arn);
 }
 
 static pk_result summary(const char *arn, const pk_esdk_header *hd, uint64_t bytes, uint64_t frames, char **json)
@@ -293,7 +301,7 @@ static pk_result kms_decrypt_edk(p11kms_file_decryptor *f, const pk_esdk_header 
         r = pk_annotate(r, "cannot decrypt the message's data key: ");
         goto out;
     }
-    pk_key_arn(&f->h->env, key_id, arn, sizeof(arn));
+    PK_TRY(key_arn(f->h, key_id, arn));
     PK_CHECK(e->provider_info.len == strlen(arn) && memcmp(e->provider_info.ptr, arn, strlen(arn)) == 0,
              P11KMS_ERR_CIPHERTEXT_INVALID, "the data key was decrypted by %s, not by the key the message names", arn);
     memcpy(f->arn, arn, sizeof(arn));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "util/codec.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
@@ -99,6 +100,7 @@ static const size_t key_spec_sizes[] = {sizeof(p11kms_key_spec)};
 P11KMS_API p11kms_rc p11kms_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_spec *caller_spec,
                                        char **key_id)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_create(h, c, caller_spec, key_id);
     p11kms_key_spec full, *spec = &full;
     pk_op op;
     pk_result r = PK_OK;
@@ -165,6 +167,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_key_describe(p11kms *h, const p11kms_caller *c, const char *key, char **json)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_describe(h, c, key, json);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -184,6 +187,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_key_list(p11kms *h, const p11kms_caller *c, char **json)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_list(h, c, json);
     pk_op op;
     pk_result r = PK_OK;
     pk_buf out = {0};
@@ -240,16 +244,19 @@ static pk_result do_cancel(p11kms *h, const char *id, void *arg) { (void)arg; re
 
 P11KMS_API p11kms_rc p11kms_key_enable(p11kms *h, const p11kms_caller *c, const char *key)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, c, "EnableKey", key);
     return managed(h, c, key, "kms:EnableKey", do_enable, NULL);
 }
 
 P11KMS_API p11kms_rc p11kms_key_disable(p11kms *h, const p11kms_caller *c, const char *key)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, c, "DisableKey", key);
     return managed(h, c, key, "kms:DisableKey", do_disable, NULL);
 }
 
 P11KMS_API p11kms_rc p11kms_key_rotate(p11kms *h, const p11kms_caller *c, const char *key, unsigned *new_version)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_rotate(h, c, key, new_version);
     uint32_t v = 0;
     p11kms_rc rc = managed(h, c, key, "kms:RotateKeyOnDemand", do_rotate, &v);
     if (new_version) *new_version = rc == P11KMS_OK ? v : 0;
@@ -270,6 +277,7 @@ static pk_result do_schedule(p11kms *h, const char *id, void *arg)
 P11KMS_API p11kms_rc p11kms_key_schedule_deletion(p11kms *h, const p11kms_caller *c, const char *key, unsigned days,
                                                   int64_t *deletion_ms)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_schedule_deletion(h, c, key, days, deletion_ms);
     sched_arg s = {days ? days : PK_DELETION_DEFAULT_DAYS, 0};
     p11kms_rc rc = managed(h, c, key, "kms:ScheduleKeyDeletion", do_schedule, &s);
     if (deletion_ms) *deletion_ms = rc == P11KMS_OK ? s.when : 0;
@@ -278,11 +286,13 @@ P11KMS_API p11kms_rc p11kms_key_schedule_deletion(p11kms *h, const p11kms_caller
 
 P11KMS_API p11kms_rc p11kms_key_cancel_deletion(p11kms *h, const p11kms_caller *c, const char *key)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_simple(h, c, "CancelKeyDeletion", key);
     return managed(h, c, key, "kms:CancelKeyDeletion", do_cancel, NULL);
 }
 
 P11KMS_API p11kms_rc p11kms_key_purge(p11kms *h, const p11kms_caller *c, char **report_json)
 {
+    if (h != NULL && h->remote != NULL) return (*report_json = NULL, pk_fwd_refuse("key purge"));
     pk_op op;
     pk_result r = PK_OK;
     pk_purge_report rep = {0};
@@ -317,6 +327,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_key_get_policy(p11kms *h, const p11kms_caller *c, const char *key, char **policy_json)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_get_policy(h, c, key, policy_json);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -360,6 +371,7 @@ static pk_result do_put_policy(p11kms *h, const char *id, void *arg)
 P11KMS_API p11kms_rc p11kms_key_put_policy(p11kms *h, const p11kms_caller *c, const char *key,
                                            const char *policy_json, unsigned flags)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_put_policy(h, c, key, policy_json, flags);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -382,6 +394,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_alias_create(p11kms *h, const p11kms_caller *c, const char *alias, const char *key)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_alias_set(h, c, "CreateAlias", alias, key);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -401,6 +414,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_alias_delete(p11kms *h, const p11kms_caller *c, const char *alias)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_alias_delete(h, c, alias);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -420,6 +434,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_alias_list(p11kms *h, const p11kms_caller *c, const char *key, char **json)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_alias_list(h, c, key, json);
     pk_op op;
     pk_result r = PK_OK;
     pk_alias_entry *a = NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/remote_fwd.h"
 
 P11KMS_API p11kms_rc p11kms_key_arn(p11kms *h, const char *key_id, char **arn)
 {
@@ -66,6 +67,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_key_set_rotation(p11kms *h, const p11kms_caller *c, const char *key, unsigned days)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_key_set_rotation(h, c, key, days);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -118,6 +120,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_alias_update(p11kms *h, const p11kms_caller *c, const char *alias, const char *key)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_alias_set(h, c, "UpdateAlias", alias, key);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *old = NULL, *nk = NULL;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/remote_fwd.h"
 #include "core/secret_ops.h"
 #include "util/codec.h"
 #include "util/json_out.h"
@@ -526,6 +527,7 @@ static pk_result write_output(const char *text, size_t len, const render_job *j,
 P11KMS_API p11kms_rc p11kms_render(p11kms *h, const p11kms_caller *c, const char *text, size_t len,
                                    p11kms_buf **outp)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_render(h, c, text, len, outp);
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf out = PK_SECBUF_INIT;

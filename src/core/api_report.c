@@ -11,6 +11,7 @@
 
 #include "core/access.h"
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "util/codec.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
@@ -143,6 +144,7 @@ static pk_result unknown_objects(p11kms *h, const pk_key_list *l, pk_json_out *j
 
 P11KMS_API p11kms_rc p11kms_report_keys(p11kms *h, const p11kms_caller *c, char **json, size_t *nfindings)
 {
+    if (h != NULL && h->remote != NULL) return (*json = NULL, *nfindings = 0, pk_fwd_refuse("report keys"));
     pk_op op;
     pk_result r = PK_OK;
     pk_key_list l = {0};
@@ -187,6 +189,7 @@ out:
 
 P11KMS_API p11kms_rc p11kms_report_policies(p11kms *h, const p11kms_caller *c, char **json, size_t *nfindings)
 {
+    if (h != NULL && h->remote != NULL) return (*json = NULL, *nfindings = 0, pk_fwd_refuse("report policies"));
     pk_op op;
     pk_result r = PK_OK;
     pk_key_list l = {0};

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "core/secret_ops.h"
 #include "util/json_out.h"
 #include "util/timefmt.h"
@@ -175,6 +176,7 @@ static pk_result put_tx(p11kms *h, void *ctx)
 static p11kms_rc put_common(p11kms *h, const p11kms_caller *c, const char *ns, const char *key, const char *name,
                             const p11kms_secret_map *map, char **id)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_put(h, c, ns, key, map, id);
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
@@ -231,6 +233,7 @@ P11KMS_API p11kms_rc p11kms_secret_put(p11kms *h, const p11kms_caller *c, const 
 P11KMS_API p11kms_rc p11kms_secret_put_named(p11kms *h, const p11kms_caller *c, const char *ns, const char *key,
                                              const char *name, const p11kms_secret_map *map)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("p11kms_secret_put_named");
     if (name == NULL) return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "no secret name given").code;
     return put_common(h, c, ns, key, name, map, NULL);
 }
@@ -326,6 +329,7 @@ out:
 P11KMS_API p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, const char *id,
                                             p11kms_secret_map **out, p11kms_secret_info *info)
 {
+    if (h != NULL && h->remote != NULL) return (out ? *out = NULL : NULL, pk_fwd_refuse("p11kms_secret_get_info"));
     pk_error_clear();
     if (info == NULL || info->struct_size < sizeof(*info)) {
         *out = NULL;
@@ -337,6 +341,7 @@ P11KMS_API p11kms_rc p11kms_secret_get_info(p11kms *h, const p11kms_caller *c, c
 
 P11KMS_API p11kms_rc p11kms_secret_get(p11kms *h, const p11kms_caller *c, const char *id, p11kms_secret_map **out)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_get(h, c, id, out);
     return get_common(h, c, id, out, NULL);
 }
 
@@ -400,6 +405,7 @@ out:
 P11KMS_API p11kms_rc p11kms_secret_update(p11kms *h, const p11kms_caller *c, const char *id,
                                           const p11kms_secret_map *map)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_update(h, c, id, map);
     pk_op op;
     pk_result r = PK_OK;
     pk_secbuf enc = PK_SECBUF_INIT;
@@ -436,6 +442,7 @@ static pk_result remove_tx(p11kms *h, void *ctx)
 
 P11KMS_API p11kms_rc p11kms_secret_remove(p11kms *h, const p11kms_caller *c, const char *id)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_remove(h, c, id);
     pk_op op;
     pk_result r = PK_OK;
     pk_secret s;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "core/secret_ops.h"
 #include "crypto/crypto.h"
 #include "util/json_out.h"
@@ -84,6 +85,7 @@ static void json_time(pk_json_out *j, const char *key, int64_t ms)
 
 P11KMS_API p11kms_rc p11kms_secret_list(p11kms *h, const p11kms_caller *c, const char *ns, char **json)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_secret_list(h, c, ns, json);
     pk_op op;
     pk_result r = PK_OK;
     list_item *items = NULL;
@@ -159,6 +161,7 @@ void pk_secret_info_fill(const pk_secret *s, p11kms_secret_info *info)
 P11KMS_API p11kms_rc p11kms_secret_describe(p11kms *h, const p11kms_caller *c, const char *id,
                                             p11kms_secret_info *info)
 {
+    if (h != NULL && h->remote != NULL) return pk_fwd_refuse("p11kms_secret_describe");
     pk_op op;
     pk_result r = PK_OK;
     pk_secret s;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "core/secret_ops.h"
 #include "util/json_out.h"
 
@@ -272,6 +273,7 @@ static void clear_op_context(pk_op *op)
 P11KMS_API p11kms_rc p11kms_secret_rewrap(p11kms *h, const p11kms_caller *c, const char *ns, int all, int reencrypt,
                                           p11kms_progress_fn progress, void *progress_ctx, char **json)
 {
+    if (h != NULL && h->remote != NULL) return (*json = NULL, pk_fwd_refuse("secret rewrap"));
     pk_op op;
     pk_result r = PK_OK;
     pk_buf out = {0};

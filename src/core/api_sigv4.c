@@ -14,6 +14,7 @@
 #include "auth/sigv4.h"
 #include "core/access.h"
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "crypto/crypto.h"
 
 #define SIGV4_MAX_SKEW_MS (5 * 60 * 1000)
@@ -253,6 +254,9 @@ static p11kms_rc refuse(p11kms *h, const pk_sigv4_auth *a, const char *principal
 P11KMS_API p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms_sigv4_request *req, p11kms_caller **caller,
                                          char **access_key_id)
 {
+    if (h != NULL && h->remote != NULL)
+        return (caller ? *caller = NULL : NULL, access_key_id ? *access_key_id = NULL : NULL,
+                pk_fwd_refuse("p11kms_sigv4_verify"));
     pk_sigv4_auth a;
     char principal[256] = "";
     bool dup = false;

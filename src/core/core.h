@@ -42,6 +42,7 @@ struct p11kms {
     int64_t store_recheck_ms;
     int64_t store_checked_at; /* monotonic ms of the last check (under store_lock) */
     struct pk_sigv4_cache *sigv4; /* derived SigV4 signing keys (core/api_sigv4.c), made on first use */
+    struct pk_remote *remote; /* connect =: every call goes to p11kmsd (core/api_remote.c); nothing else is set */
 };
 
 #define PK_STORE_RECHECK_MS 50

@@ -15,6 +15,7 @@
 #include "conf/conf.h"
 #include "core/access.h"
 #include "core/op.h"
+#include "core/remote_fwd.h"
 #include "json/json_in.h"
 #include "secrets/secrets.h"
 #include "util/json_out.h"
@@ -190,6 +191,7 @@ P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
 
     pk_error_clear();
     *out = NULL;
+    if (p11kms_config_get(cfg, "connect") != NULL) return pk_fwd_open(cfg, out);
     r = open_common(cfg, false, &h);
     if (pk_ok(r)) r = check_binding(h, &found, service);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_INITIALIZED, "the store is not initialised; run p11kms init");
@@ -209,6 +211,10 @@ P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
 P11KMS_API void p11kms_close(p11kms *h)
 {
     if (h == NULL) return;
+    if (h->remote != NULL) {
+        pk_fwd_close(h);
+        return;
+    }
     /* Seals what is unsealed; a failure here cannot be reported to anyone but the log itself. */
     PK_IGNORE(pk_audit_close(h->audit));
     h->audit = NULL;

@@ -27,6 +27,7 @@ static const k_op ops[] = {
     {"DisableKeyRotation", op_disable_rotation},
     {"GetKeyRotationStatus", op_rotation_status},
     {"RotateKeyOnDemand", op_rotate_now},
+    {"ListKeyRotations", op_list_rotations},
     {"GetKeyPolicy", op_get_policy},
     {"PutKeyPolicy", op_put_policy},
     {"CreateAlias", op_create_alias},

@@ -81,6 +81,7 @@ void op_enable_rotation(op_ctx *o);
 void op_disable_rotation(op_ctx *o);
 void op_rotation_status(op_ctx *o);
 void op_rotate_now(op_ctx *o);
+void op_list_rotations(op_ctx *o);
 void op_get_policy(op_ctx *o);
 void op_put_policy(op_ctx *o);
 void op_create_alias(op_ctx *o);

@@ -314,6 +314,30 @@ void op_rotation_status(op_ctx *o)
     pk_json_free(d);
 }
 
+/* Versions 2.. of the key are its rotations (AWS ListKeyRotations; one page: a key has few versions). */
+void op_list_rotations(op_ctx *o)
+{
+    const char *key = k_field_str(o, "KeyId", true, 2048);
+    long limit = 1000;
+    pk_jv *d = NULL;
+    const pk_jv *versions;
+    k_field_int(o, "Limit", 1, 1000, &limit);
+    if (key == NULL || o->done || !k_describe(o, key, &d)) return;
+    versions = pk_jv_get(d, "KeyVersions");
+    pk_jo_key(&o->j, "Rotations");
+    pk_jo_arr_begin(&o->j);
+    for (size_t i = 1; i < pk_jv_size(versions); i++) {
+        pk_jo_obj_begin(&o->j);
+        pk_jo_kstr(&o->j, "KeyId", pk_jv_str(pk_jv_get(d, "Arn")));
+        pk_jo_kint(&o->j, "RotationDate", k_epoch_of(pk_jv_str(pk_jv_get(pk_jv_at(versions, i), "CreationDate"))));
+        pk_jo_kstr(&o->j, "RotationType", "ON_DEMAND");
+        pk_jo_obj_end(&o->j);
+    }
+    pk_jo_arr_end(&o->j);
+    pk_jo_kbool(&o->j, "Truncated", false);
+    pk_json_free(d);
+}
+
 void op_rotate_now(op_ctx *o)
 {
     const char *key = k_field_str(o, "KeyId", true, 2048);

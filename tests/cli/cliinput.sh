@@ -174,6 +174,8 @@ blocked_abort() {
     pid=$!
     for _ in $(seq 1 50); do
         wchan=$(cat "/proc/$pid/wchan" 2>/dev/null)
+        # The libtool wrapper (a shell) also waits on a pipe, in a command substitution, before its exec.
+        case $(readlink "/proc/$pid/exe" 2>/dev/null) in */bash | */sh | */dash) wchan="" ;; esac
         case $wchan in *pipe*) break ;; esac
         sleep 0.1
     done

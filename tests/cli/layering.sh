@@ -39,10 +39,11 @@ audit: util crypto json conf p11
 keys: util crypto json conf p11 store policy
 secrets: util crypto json conf p11 store policy keys
 esdk: util crypto json
-core: util crypto json conf p11 store policy auth audit keys secrets esdk api
+core: util crypto json conf p11 store policy auth audit keys secrets esdk api remote
 cli: util json api
 daemon: util json api
 bench: util json api esdk
+remote: util json
 EOF
 
 fail=0
@@ -137,7 +138,7 @@ check_lib 'openssl/' crypto daemon # the daemon's TLS (libssl) is its own depend
 check_lib 'jansson' json
 check_lib 'sqlite3' store
 check_lib 'event2?/' daemon
-check_lib 'curl/' # libcurl: add the folder that uses it, and only that one
+check_lib 'curl/' remote # libcurl: the command as a client of p11kmsd (connect =)
 if grep -n "#include" "$top/include/p11kms/p11kms.h" | grep -vE '<std(def|int)\.h>'; then
     report "the public header includes more than stddef.h/stdint.h"
 fi
