@@ -88,7 +88,10 @@ typedef struct d_job {
     char principal[2049]; /* ARN (at most 2048, checked at load) from the peer or certificate; SigV4: the access key's principal */
     char auth_id[288];
     p11kms_auth_method auth;
-    int64_t start_ms;
+    int64_t start_ms, end_ms; /* monotonic: read by the loop, answered by the worker */
+    int fd;      /* direct: a worker writes the answer to this plain socket */
+    bool direct; /* set by the loop: plain socket, nothing else queued to write */
+    size_t sent; /* bytes of the answer a worker wrote; the loop queues the rest */
     struct d_job *next;
 } d_job;
 
