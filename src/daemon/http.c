@@ -339,6 +339,28 @@ static void dispatch(d_conn *c)
     d_pool_submit(srv->pool, job);
 }
 
+/*
+ * GET /ping: liveness answered by the loop itself, no token, no worker,
+ * no caller. It is the protocol floor bench/p11kmsd-bench measures: the
+ * same socket, parser, request id and log line as any request.
+ */
+static bool ping(d_conn *c)
+{
+    d_response resp = {200, "application/json", NULL, 2, NULL};
+    char rid[D_REQID_LEN + 1];
+    int64_t t0 = mono_ms();
+    bool keep_alive = c->req.keep_alive;
+    if ((resp.body = malloc(2)) == NULL) {
+        refuse(c, 503, "KMSInternalException", "out of memory");
+        return false;
+    }
+    memcpy(resp.body, "{}", 2);
+    d_request_id(rid);
+    d_log("%s %s - ping 200 %lldms", rid, c->peer.addr, (long long)(mono_ms() - t0));
+    write_response(c, &resp, rid, keep_alive, 0);
+    return next_request(c, keep_alive);
+}
+
 /* One step; true when a request was answered here and the next may be buffered already. */
 static bool conn_step(d_conn *c)
 {
@@ -401,6 +423,7 @@ static bool conn_step(d_conn *c)
     evbuffer_remove(in, c->req.body, c->need);
     c->req.body[c->need] = '\0'; /* the JSON reader gets a C string too */
     c->req.body_len = c->need;
+    if (strcmp(c->req.method, "GET") == 0 && strcmp(c->req.path, "/ping") == 0) return ping(c);
     dispatch(c);
     return false;
 }

@@ -65,6 +65,19 @@ if [ "$(stat -c %a:%g "$SOCK")" = 666:65534 ]; then ok; else bad "socket mode:gr
 # --- health ---
 HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/health)
 expect_http 200 "health"; jq_is "d['token'] == 'ok' and d['version'] == '$("$P11KMS" --version | awk '{print $NF}')' and len(d['service_key']) == 36" "health fields"
+# GET /ping: liveness from the loop itself, for anyone who can connect (an unmapped uid too), pipelined in a loop
+HTTP=$(setpriv --reuid=$STRANGER --regid=$STRANGER --clear-groups curl -s -o - -D - -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/ping)
+if printf '%s' "$HTTP" | grep -qiE '^x-amzn-RequestId: [0-9a-f-]{36}' && [ "$(printf '%s' "$HTTP" | tail -n 1)" = '{}200' ]; then ok; else bad "ping: $HTTP"; fi
+run python3 -c 'import socket,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); n=3000
+s.sendall(b"GET /ping HTTP/1.1\r\nHost: p\r\n\r\n"*n); got=b""
+while got.count(b"\r\n\r\n{}")<n:
+    b=s.recv(65536)
+    if not b: break
+    got+=b
+print(got.count(b"HTTP/1.1 200 OK"))' "$SOCK"
+expect_out "3000" "3000 pipelined pings answered"
+if grep -qE " unix:uid=$STRANGER - ping 200 " "$DAEMON_ERR"; then ok; else bad "ping not in the log"; fi
 
 # --- the administrator creates and manages, the operator uses ---
 kms_as 0 CreateKey '{"Description":"orders"}'
