@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
             snprintf(peer.addr, sizeof(peer.addr), "unix:uid=%u", (unsigned)cred.uid);
         }
     } else {
+        int one = 1;
+        /*
+         * Without TCP_NODELAY the answer's second TLS record waits for the
+         * ACK of the first, which the client delays (40 ms on Linux): every
+         * keep-alive request over HTTPS took ~44 ms.
+         */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         peer.is_tls = true;
         if (sa->sa_family == AF_INET)
             inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, peer.addr, sizeof(peer.addr));

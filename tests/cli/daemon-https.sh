@@ -62,6 +62,16 @@ run curl -s -o /dev/null -w '%{http_code}' --cacert "$T/pki/ca.pem" --tlsv1.2 --
 expect_out "200" "TLS 1.2 health"
 run curl -s -o /dev/null -w '%{http_code}' --cacert "$T/pki/ca.pem" --tlsv1.3 "${URL}health"
 expect_out "200" "TLS 1.3 health"
+# Keep-alive over TLS answers at once: without TCP_NODELAY each answer's second record waited for a delayed ACK (~40 ms).
+run python3 -c 'import http.client,ssl,sys,time
+ctx=ssl.create_default_context(cafile=sys.argv[2]); ctx.load_cert_chain(sys.argv[3],sys.argv[4])
+c=http.client.HTTPSConnection("127.0.0.1",int(sys.argv[1]),context=ctx,timeout=20)
+h={"X-Amz-Target":"TrentService.Encrypt","Content-Type":"application/x-amz-json-1.1"}
+def call():
+    c.request("POST","/",sys.argv[5],h); r=c.getresponse(); r.read(); return r.status
+call(); t=time.monotonic(); st=[call() for _ in range(30)]
+print(st.count(200), "slow" if time.monotonic()-t > 0.6 else "prompt")' "$PORT" "$T/pki/ca.pem" "$T/pki/client.pem" "$T/pki/client.key" "{\"KeyId\":\"$K\",\"Plaintext\":\"$PT\"}"
+expect_out "30 prompt" "30 keep-alive requests over TLS within 0.6 s"
 stop_daemon
 if grep -qaF "$(cat "$T/user.pin")" "$DAEMON_ERR" || grep -qaF "tls bytes" "$DAEMON_ERR" "$T/audit.log"; then
     bad "a secret in the daemon's stderr or audit log"; else ok; fi
