@@ -121,11 +121,10 @@ static const char *reason(int status)
     }
 }
 
-/* extra: the start of the body, when only its tail was queued. */
 static void wipe_cleanup(const void *data, size_t len, void *extra)
 {
-    uint8_t *start = extra;
-    d_wipe_free(start, (size_t)((const uint8_t *)data - start) + len);
+    (void)extra;
+    d_wipe_free((void *)data, len);
 }
 
 static void arm_timer(d_conn *c, unsigned long seconds)
@@ -148,22 +147,32 @@ static size_t format_head(char out[HEAD_MAX], const d_response *resp, const char
     return n < 0 ? 0 : (size_t)n < HEAD_MAX ? (size_t)n : HEAD_MAX - 1;
 }
 
-/* Queue the response minus the first skip bytes a worker already wrote; it owns resp->body from here on. */
-static void write_response(d_conn *c, d_response *resp, const char *request_id, bool keep_alive, size_t skip)
+/*
+ * Queue the response minus the first skip bytes a worker already wrote; it
+ * owns resp->body from here on. Head and body go out as one chunk: over TLS
+ * that is one record and one send instead of two. False: out of memory,
+ * nothing queued; the caller closes the connection.
+ */
+static bool write_response(d_conn *c, d_response *resp, const char *request_id, bool keep_alive, size_t skip)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     char head[HEAD_MAX];
-    size_t hl = format_head(head, resp, request_id, keep_alive);
-    size_t bskip = skip > hl ? skip - hl : 0;
-    if (skip < hl) evbuffer_add(out, head + skip, hl - skip);
-    if (resp->body_len > bskip) {
-        if (evbuffer_add_reference(out, resp->body + bskip, resp->body_len - bskip, wipe_cleanup, resp->body) != 0)
-            d_wipe_free(resp->body, resp->body_len);
-    } else {
-        d_wipe_free(resp->body, resp->body_len);
+    size_t hl = format_head(head, resp, request_id, keep_alive), total = hl + resp->body_len;
+    uint8_t *all = skip < total ? malloc(total - skip) : NULL;
+    bool ok = all != NULL || skip >= total;
+    if (all != NULL) {
+        if (skip < hl) memcpy(all, head + skip, hl - skip);
+        memcpy(all + (skip < hl ? hl - skip : 0), resp->body + (skip > hl ? skip - hl : 0),
+               resp->body_len - (skip > hl ? skip - hl : 0));
+        if (evbuffer_add_reference(out, all, total - skip, wipe_cleanup, NULL) != 0) {
+            d_wipe_free(all, total - skip);
+            ok = false;
+        }
     }
+    d_wipe_free(resp->body, resp->body_len);
     resp->body = NULL;
     resp->body_len = 0;
+    return ok;
 }
 
 /* Ready for the next request, or closing (false: c may be freed). */
@@ -196,7 +205,7 @@ static void refuse(d_conn *c, int status, const char *type, const char *msg)
     d_request_id(rid);
     d_respond_error(&resp, status, type, "%s", msg);
     d_log("%s - %s %d %s (%s)", rid, c->peer.addr, status, type, msg);
-    write_response(c, &resp, rid, false, 0);
+    (void)write_response(c, &resp, rid, false, 0); /* closing either way */
     after_write(c, false);
 }
 
@@ -357,8 +366,7 @@ static bool ping(d_conn *c)
     memcpy(resp.body, "{}", 2);
     d_request_id(rid);
     d_log("%s %s - ping 200 %lldms", rid, c->peer.addr, (long long)(mono_ms() - t0));
-    write_response(c, &resp, rid, keep_alive, 0);
-    return next_request(c, keep_alive);
+    return next_request(c, write_response(c, &resp, rid, keep_alive, 0) && keep_alive);
 }
 
 /* One step; true when a request was answered here and the next may be buffered already. */
@@ -582,8 +590,8 @@ static void replies_cb(evutil_socket_t fd, short what, void *arg)
             conn_free(c);
             continue;
         }
-        write_response(c, &job->resp, job->request_id, job->req.keep_alive, job->sent);
-        after_write(c, job->req.keep_alive);
+        after_write(c, write_response(c, &job->resp, job->request_id, job->req.keep_alive, job->sent) &&
+                           job->req.keep_alive);
         d_job_free(job);
     }
     maybe_exit(srv);
