@@ -469,7 +469,7 @@ static double sigv4_verify_us(void)
     hs[3] = (p11kms_http_header){"X-Amz-Date", date};
     hs[4] = (p11kms_http_header){"Authorization", authz};
     p11kms_sigv4_request req = {sizeof(req), "POST", "/", "", hs, 5, (const uint8_t *)body, strlen(body),
-                                op->service, 0};
+                                op->service, 0, NULL};
     t0 = now_s();
     while ((el = now_s() - t0) < B.seconds && n < MAXLAT) {
         p11kms_caller *c = NULL;

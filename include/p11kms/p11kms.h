@@ -549,6 +549,8 @@ typedef struct p11kms_sigv4_request {
     size_t body_len;
     const char *service;             /* the signing name the daemon serves on this request: "kms" or "secretsmanager" */
     int64_t now_ms;                  /* 0: the library's clock */
+    /* Added later: a struct_size that ends before it means NULL. */
+    const char *request_id;          /* the daemon's x-amzn-RequestId: in the audit record, refusals included */
 } p11kms_sigv4_request;
 
 /*

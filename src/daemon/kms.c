@@ -155,7 +155,8 @@ static bool authenticate(op_ctx *o)
     }
     {
         p11kms_sigv4_request sr = {sizeof(sr), job->req.method, job->req.path, "", job->req.headers,
-                                   job->req.nheaders, job->req.body, job->req.body_len, "kms", 0};
+                                   job->req.nheaders, job->req.body, job->req.body_len, "kms", 0,
+                                   job->request_id};
         char *q = strchr(job->req.path, '?');
         if (q != NULL) {
             *q = '\0';

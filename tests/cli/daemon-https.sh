@@ -51,9 +51,13 @@ expect_aws_error 400 AccessDeniedException "$OPR is not authorized to perform km
 
 https ListKeys '{}'
 expect_aws_error 400 MissingAuthenticationTokenException "missing Authentication Token" "no certificate, no signature"
-https ListKeys '{}' -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIAUNKNOWNUNKNOWN00/20260101/local/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00' -H 'X-Amz-Date: 20260101T000000Z'
+https ListKeys '{}' -D "$WORK/refused.h" -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIAUNKNOWNUNKNOWN00/20260101/local/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00' -H 'X-Amz-Date: 20260101T000000Z'
 jq_is "d['__type'] in ('UnrecognizedClientException', 'RequestExpired', 'IncompleteSignature', 'InvalidSignatureException')" "unknown access key refused"
 expect_http 400 "unknown access key refused"
+# The refusal's audit record names the request id the client got.
+RID=$(tr -d '\r' <"$WORK/refused.h" | sed -n 's/^x-amzn-RequestId: //Ip')
+if [ -n "$RID" ] && grep -F '"action":"p11kms:Authenticate"' "$T/audit.log" | grep -qF "\"request_id\":\"$RID\""; then ok
+else bad "the SigV4 refusal's audit record lacks request id '$RID'"; fi
 
 # TLS 1.1 is refused; TLS 1.2 and 1.3 are served.
 run curl -s -o /dev/null --cacert "$T/pki/ca.pem" --tlsv1.1 --tls-max 1.1 "${URL}health"
