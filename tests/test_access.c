@@ -563,6 +563,13 @@ static void test_access_request_id_reaches_the_audit_record(void)
     vreq_free(&v);
 }
 
+/* The health probe reaches the token through an open handle. */
+static void test_access_token_check_answers(void)
+{
+    PK_ASSERT_RC(p11kms_token_check(h), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_token_check(NULL), P11KMS_ERR_INVALID_ARGUMENT, "p11kms_token_check: no handle");
+}
+
 static void test_access_audit_chain_verifies(void)
 {
     pk_audit_report rep;
@@ -597,6 +604,7 @@ int main(void)
         {"test_access_created_key_verifies_a_client_signature", test_access_created_key_verifies_a_client_signature},
         {"test_access_report_flags_only_orphaned_objects", test_access_report_flags_only_orphaned_objects},
         {"test_access_request_id_reaches_the_audit_record", test_access_request_id_reaches_the_audit_record},
+        {"test_access_token_check_answers", test_access_token_check_answers},
         {"test_access_audit_chain_verifies", test_access_audit_chain_verifies},
         CU_TEST_INFO_NULL,
     };

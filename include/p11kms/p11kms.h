@@ -570,6 +570,14 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms
                                                          p11kms_caller **caller, char **access_key_id);
 
 /*
+ * Ask the token something only it can answer: the live attributes of the
+ * handle's store-MAC key (C_GetAttributeValue on the token object, never a
+ * cached copy). P11KMS_OK, or the token's error with a one-line detail.
+ * No caller, no audit record: for health probes (p11kmsd GET /health).
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_token_check(p11kms *h);
+
+/*
  * Access keys: only the service administrators (kms:PutKeyPolicy on the
  * service key alias/p11kms/default) manage them; every change is audited.
  * Create: at most two per principal. *access_key_id "AKIA..." (20 chars,

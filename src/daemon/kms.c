@@ -114,10 +114,14 @@ static void health(op_ctx *o)
     p11kms_caller *probe = NULL;
     const char *token = "ok";
     char detail[256] = "";
-    /* DescribeKey of the service key as nobody: a denial proves the token and store answer. */
+    /*
+     * DescribeKey of the service key as nobody: a denial proves the store
+     * answers. Then the token itself: the store answers with the token gone.
+     */
     p11kms_rc rc = p11kms_caller_new("arn:aws:iam::000000000000:role/p11kmsd-health", &probe);
     if (rc == P11KMS_OK) rc = p11kms_key_describe(o->k->h, probe, SERVICE_ALIAS, &json);
-    if (rc != P11KMS_OK && rc != P11KMS_ERR_ACCESS_DENIED) {
+    if (rc == P11KMS_OK || rc == P11KMS_ERR_ACCESS_DENIED) rc = p11kms_token_check(o->k->h);
+    if (rc != P11KMS_OK) {
         /* Unauthenticated callers get the fixed message; the detail goes to the log only. */
         snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
         d_log("health: %s", detail);
