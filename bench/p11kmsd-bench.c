@@ -24,6 +24,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -148,6 +149,33 @@ static double daemon_cpu(void)
     fclose(f);
     if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The daemon's context switches (voluntary + involuntary, all threads): a figure the machine's load does not move. */
+static double daemon_switches(void)
+{
+    char path[64], line[256];
+    struct dirent *e;
+    double n = 0;
+    DIR *d;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)B.daemon);
+    if ((d = opendir(path)) == NULL) return 0;
+    while ((e = readdir(d)) != NULL) {
+        char st[600];
+        FILE *f;
+        if (e->d_name[0] == '.') continue;
+        snprintf(st, sizeof(st), "%.60s/%.256s/status", path, e->d_name);
+        if ((f = fopen(st, "r")) == NULL) continue;
+        while (fgets(line, sizeof(line), f) != NULL) {
+            unsigned long v;
+            if (sscanf(line, "voluntary_ctxt_switches: %lu", &v) == 1 ||
+                sscanf(line, "nonvoluntary_ctxt_switches: %lu", &v) == 1)
+                n += (double)v;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
 }
 
 static void teardown(void)
@@ -392,6 +420,7 @@ static int cmpf(const void *a, const void *b)
 
 typedef struct result {
     double per_s, p50, p99, client_cpu, daemon_us; /* daemon_us: daemon CPU microseconds per request */
+    double daemon_cs;                              /* daemon context switches per request */
 } result;
 
 static double rusage_s(const struct rusage *r)
@@ -407,7 +436,7 @@ static result measure(const bench_op *op, enum transport t, int threads)
     result r = {0};
     unsigned long total = 0;
     struct rusage ru0, ru1;
-    double start, el, cpu0;
+    double start, el, cpu0, cs0;
     float *all;
     for (int i = 0; i < threads; i++) {
         memset(&w[i], 0, sizeof(w[i]));
@@ -419,6 +448,7 @@ static result measure(const bench_op *op, enum transport t, int threads)
     }
     getrusage(RUSAGE_SELF, &ru0);
     cpu0 = daemon_cpu();
+    cs0 = daemon_switches();
     start = now_s();
     for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, run, &w[i]);
     for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
@@ -428,7 +458,10 @@ static result measure(const bench_op *op, enum transport t, int threads)
         if (w[i].failed) die(t == T_INPROC ? "in-process op failed" : "request failed");
         total += w[i].n;
     }
-    if (t != T_INPROC && total > 0) r.daemon_us = (daemon_cpu() - cpu0) * 1e6 / (double)total;
+    if (t != T_INPROC && total > 0) {
+        r.daemon_us = (daemon_cpu() - cpu0) * 1e6 / (double)total;
+        r.daemon_cs = (daemon_switches() - cs0) / (double)total;
+    }
     if ((all = malloc(sizeof(float) * (total ? total : 1))) == NULL) die("out of memory");
     total = 0;
     for (int i = 0; i < threads; i++) {
@@ -676,8 +709,9 @@ static void print_row(const char *op, enum transport t, int nconn, const result 
     double ceiling = in && floor_s > 0 ? floor_s / (floor_s + in->per_s) : 0;
     if (B.json) {
         printf("%s{\"op\":\"%s\",\"transport\":\"%s\",\"connections\":%d,\"per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-               "\"client_cpu\":%.3f,\"daemon_cpu_us_per_req\":%.1f",
-               first_row ? "" : ",", op, TNAMES[t], nconn, d->per_s, d->p50, d->p99, d->client_cpu, d->daemon_us);
+               "\"client_cpu\":%.3f,\"daemon_cpu_us_per_req\":%.1f,\"daemon_switches_per_req\":%.2f",
+               first_row ? "" : ",", op, TNAMES[t], nconn, d->per_s, d->p50, d->p99, d->client_cpu, d->daemon_us,
+               d->daemon_cs);
         if (in)
             printf(",\"inproc_per_s\":%.1f,\"inproc_p50_us\":%.1f,\"inproc_p99_us\":%.1f,\"ratio\":%.3f,"
                    "\"floor_per_s\":%.1f,\"ceiling_ratio\":%.3f",
@@ -686,11 +720,12 @@ static void print_row(const char *op, enum transport t, int nconn, const result 
     } else if (in) {
         char ceil_s[16] = "-";
         if (floor_s > 0) snprintf(ceil_s, sizeof(ceil_s), "%.2fx", ceiling);
-        printf("%-16s %-12s %4d %9.0f %9.0f %5.2fx %6s %7.0f %7.0f %7.0f %7.0f %8.1f %6.2f\n", op, TNAMES[t], nconn,
-               d->per_s, in->per_s, ratio, ceil_s, d->p50, d->p99, in->p50, in->p99, d->daemon_us, d->client_cpu);
+        printf("%-16s %-12s %4d %9.0f %9.0f %5.2fx %6s %7.0f %7.0f %7.0f %7.0f %8.1f %5.2f %6.2f\n", op, TNAMES[t],
+               nconn, d->per_s, in->per_s, ratio, ceil_s, d->p50, d->p99, in->p50, in->p99, d->daemon_us, d->daemon_cs,
+               d->client_cpu);
     } else {
-        printf("%-16s %-12s %4d %9.0f %9s %6s %6s %7.0f %7.0f %7s %7s %8.1f %6.2f\n", op, TNAMES[t], nconn, d->per_s, "-",
-               "-", "-", d->p50, d->p99, "-", "-", d->daemon_us, d->client_cpu);
+        printf("%-16s %-12s %4d %9.0f %9s %6s %6s %7.0f %7.0f %7s %7s %8.1f %5.2f %6.2f\n", op, TNAMES[t], nconn,
+               d->per_s, "-", "-", "-", d->p50, d->p99, "-", "-", d->daemon_us, d->daemon_cs, d->client_cpu);
     }
     first_row = false;
 }
@@ -722,9 +757,9 @@ int main(int argc, char **argv)
     if (B.json) printf("{\"loadavg\":%.2f,\"seconds\":%.1f,\"goal_ratio\":%.2f,\"rows\":[", load[0], B.seconds, GOAL);
     else
         printf("load average %.2f; %.1f s per configuration; goal %.1fx in-process\n"
-               "%-16s %-12s %4s %9s %9s %6s %6s %7s %7s %7s %7s %8s %6s\n",
+               "%-16s %-12s %4s %9s %9s %6s %6s %7s %7s %7s %7s %8s %5s %6s\n",
                load[0], B.seconds, GOAL, "op", "transport", "conn", "req/s", "inproc/s", "ratio", "ceil", "p50us",
-               "p99us", "in-p50", "in-p99", "dCPUus", "cliCPU");
+               "p99us", "in-p50", "in-p99", "dCPUus", "dCS", "cliCPU");
     {
         conn probe;
         B.no_ping = true;
