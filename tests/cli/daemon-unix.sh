@@ -78,6 +78,20 @@ while got.count(b"\r\n\r\n{}")<n:
 print(got.count(b"HTTP/1.1 200 OK"))' "$SOCK"
 expect_out "3000" "3000 pipelined pings answered"
 if grep -qE " unix:uid=$STRANGER - ping 200 " "$DAEMON_ERR"; then ok; else bad "ping not in the log"; fi
+# Pipelined operations, answered in order through the workers: the client reads nothing until it has sent
+# them all, so the socket fills, workers' direct writes stop part-way and the loop sends the rest. Valid and
+# invalid markers alternate: the statuses show the order.
+run python3 -c 'import socket,sys,re
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(60); n=2000
+body=[b"{\"Limit\":1,\"Marker\":\"%s\"}" % (b"9999" if i % 2 == 0 else b"bad") for i in range(n)]
+s.sendall(b"".join(b"POST / HTTP/1.1\r\nHost: p\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b) for b in body))
+got=b""
+while got.count(b"HTTP/1.1 ")<n or not got.endswith(b"}"):
+    b=s.recv(1<<20)
+    if not b: break
+    got+=b
+st=re.findall(rb"HTTP/1.1 (\d+)", got); print(len(st), st == [b"200", b"400"] * (n // 2))' "$SOCK"
+expect_out "2000 True" "2000 pipelined requests answered in order"
 
 # --- the administrator creates and manages, the operator uses ---
 kms_as 0 CreateKey '{"Description":"orders"}'
