@@ -22,6 +22,7 @@ struct evconnlistener;
 typedef struct ssl_ctx_st SSL_CTX;
 
 #define D_MAX_BODY (1024 * 1024) /* the whole request body */
+#define D_MAX_OUTPUT (1024 * 1024) /* answers queued for a client that does not read */
 #define D_MAX_HEADERS 64
 #define D_REQID_LEN 36
 

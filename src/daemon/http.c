@@ -45,6 +45,7 @@ typedef struct d_conn {
     d_peer peer;
     enum conn_state state;
     bool have_head, in_request, closing, sent_continue;
+    bool out_full; /* answers not yet taken by the client passed D_MAX_OUTPUT: reading waits for write_cb */
     pthread_mutex_t mu; /* the hand-back of a job: a worker's direct write, then read_waiting / job_back */
     bool read_waiting;  /* bytes or EOF arrived while a worker had the request */
     bool job_back;      /* the worker has put the job on the reply list */
@@ -175,7 +176,13 @@ static bool write_response(d_conn *c, d_response *resp, const char *request_id, 
     return ok;
 }
 
-/* Ready for the next request, or closing (false: c may be freed). */
+/*
+ * Ready for the next request (true), closing (false: c may be freed), or
+ * waiting (false) because the client has not taken D_MAX_OUTPUT of answers:
+ * a client that pipelines and never reads would otherwise make the daemon
+ * buffer every answer (GenerateRandom answers 14x its request). write_cb
+ * resumes once the output is written; idle_timeout_s closes it meanwhile.
+ */
 static bool next_request(d_conn *c, bool keep_alive)
 {
     if (!keep_alive || c->srv->draining) {
@@ -189,6 +196,11 @@ static bool next_request(d_conn *c, bool keep_alive)
     request_clear(&c->req);
     bufferevent_setwatermark(c->bev, EV_READ, 0, D_MAX_BODY + c->srv->s.max_header_bytes);
     arm_timer(c, c->srv->s.idle_timeout_s);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > D_MAX_OUTPUT) {
+        c->out_full = true;
+        bufferevent_disable(c->bev, EV_READ);
+        return false;
+    }
     return true;
 }
 
@@ -467,7 +479,14 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     d_conn *c = arg;
-    if (c->state == C_CLOSE_AFTER_WRITE && evbuffer_get_length(bufferevent_get_output(bev)) == 0) conn_free(c);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) return;
+    if (c->state == C_CLOSE_AFTER_WRITE) {
+        conn_free(c);
+    } else if (c->out_full) {
+        c->out_full = false;
+        bufferevent_enable(bev, EV_READ);
+        conn_process(c);
+    }
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)

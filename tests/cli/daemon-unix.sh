@@ -92,6 +92,21 @@ while got.count(b"HTTP/1.1 ")<n or not got.endswith(b"}"):
     got+=b
 st=re.findall(rb"HTTP/1.1 (\d+)", got); print(len(st), st == [b"200", b"400"] * (n // 2))' "$SOCK"
 expect_out "2000 True" "2000 pipelined requests answered in order"
+# A client that pipelines and never reads: the daemon stops reading once 1 MiB of answers waits (not its whole
+# input, answered and buffered). Without that, 3 s of pings (answers 4x the request) grow the daemon by ~100 MB.
+RSS0=$(awk '/^VmRSS/{print $2}' /proc/"$PID"/status)
+run python3 -c 'import socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.setblocking(False)
+chunk=b"GET /ping HTTP/1.1\r\nHost: p\r\n\r\n"*2000; sent=0; end=time.monotonic()+3
+while time.monotonic()<end:
+    try: sent+=s.send(chunk)
+    except BlockingIOError: time.sleep(0.01)
+print("bounded" if sent < 8<<20 else "unbounded: %d bytes taken" % sent)
+time.sleep(0.5); print(int(open("/proc/%s/status" % sys.argv[2]).read().split("VmRSS:")[1].split()[0]) - int(sys.argv[3]) < 32768)' "$SOCK" "$PID" "$RSS0"
+expect_out "bounded
+True" "a client that does not read is not buffered for"
+HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/health)
+expect_http 200 "others still served"
 
 # --- the administrator creates and manages, the operator uses ---
 kms_as 0 CreateKey '{"Description":"orders"}'
