@@ -12,5 +12,5 @@ bench_p11kms_file_bench_LDADD = libp11kms-core.la
 # p11kmsd over the Unix socket next to the in-process API (docs/BENCHMARKS.md).
 noinst_PROGRAMS += bench/p11kmsd-bench
 bench_p11kmsd_bench_SOURCES = bench/p11kmsd-bench.c
-bench_p11kmsd_bench_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) -DP11KMS_BENCH_BUILDDIR='"$(abs_top_builddir)"'
-bench_p11kmsd_bench_LDADD = libp11kms.la $(CRYPTO_LIBS) -lpthread
+bench_p11kmsd_bench_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS) $(CRYPTO_CFLAGS) -DP11KMS_BENCH_BUILDDIR='"$(abs_top_builddir)"'
+bench_p11kmsd_bench_LDADD = libp11kms.la $(SSL_LIBS) $(CRYPTO_LIBS) -lpthread

@@ -4,6 +4,7 @@
 # keys and skip (exit 77, loudly) while `p11kms access-key` does not exist.
 DAEMON_SCENARIOS = tests/cli/daemon-unix.sh tests/cli/daemon-robust.sh tests/cli/daemon-https.sh \
 	tests/cli/daemon-limits.sh tests/cli/daemon-awscli.sh tests/cli/daemon-node.sh
+DAEMON_SCENARIOS += tests/cli/daemon-health.sh
 TESTS += $(DAEMON_SCENARIOS)
 EXTRA_DIST += $(DAEMON_SCENARIOS) tests/lib/daemon.sh tests/lib/kmsclient.py tests/lib/tls.sh tests/lib/sigv4.py \
 	tests/node/package.json tests/node/kms.mjs

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "config.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,6 +533,43 @@ static void test_access_report_flags_only_orphaned_objects(void)
 }
 
 /* Records with "auth" and p11kms:Authenticate refusals keep the chain verifiable. */
+/* The daemon's request id is in the record of a refusal and of the verified caller's operations. */
+static void test_access_request_id_reaches_the_audit_record(void)
+{
+    vreq v;
+    p11kms_caller *c = NULL;
+    char *json = NULL, path[512];
+    snprintf(path, sizeof(path), "%s/audit.log", fx.dir);
+    vreq_load("get-vanilla", &v);
+    tamper(&v);
+    v.req.request_id = "req-refused-7";
+    PK_ASSERT_RC(p11kms_sigv4_verify(h, &v.req, &c, NULL), P11KMS_ERR_SIGNATURE_INVALID, NULL);
+    CU_ASSERT_TRUE(file_has(path, "\"auth\":{\"method\":\"sigv4\",\"id\":\"AKIDEXAMPLE\",\"request_id\":\"req-refused-7\"}"));
+    vreq_free(&v);
+    vreq_load("get-vanilla", &v);
+    v.req.request_id = "req-ok-8";
+    CU_ASSERT_EQUAL_FATAL(p11kms_sigv4_verify(h, &v.req, &c, NULL), P11KMS_OK);
+    CU_ASSERT_EQUAL(p11kms_key_list(h, c, &json), P11KMS_OK);
+    CU_ASSERT_TRUE(file_has(path, "\"auth\":{\"method\":\"sigv4\",\"id\":\"AKIDEXAMPLE\",\"request_id\":\"req-ok-8\"}"));
+    p11kms_free(json);
+    p11kms_caller_free(c);
+    /* A caller built before the field existed passes the shorter size: accepted, no request id. */
+    v.req.struct_size = offsetof(p11kms_sigv4_request, request_id);
+    CU_ASSERT_EQUAL(p11kms_sigv4_verify(h, &v.req, &c, NULL), P11KMS_OK);
+    p11kms_caller_free(c);
+    v.req.struct_size = offsetof(p11kms_sigv4_request, now_ms);
+    PK_ASSERT_RC(p11kms_sigv4_verify(h, &v.req, &c, NULL), P11KMS_ERR_INVALID_ARGUMENT,
+                 "p11kms_sigv4_verify: bad arguments");
+    vreq_free(&v);
+}
+
+/* The health probe reaches the token through an open handle. */
+static void test_access_token_check_answers(void)
+{
+    PK_ASSERT_RC(p11kms_token_check(h), P11KMS_OK, NULL);
+    PK_ASSERT_RC(p11kms_token_check(NULL), P11KMS_ERR_INVALID_ARGUMENT, "p11kms_token_check: no handle");
+}
+
 static void test_access_audit_chain_verifies(void)
 {
     pk_audit_report rep;
@@ -565,6 +603,8 @@ int main(void)
         {"test_access_verify_is_thread_safe", test_access_verify_is_thread_safe},
         {"test_access_created_key_verifies_a_client_signature", test_access_created_key_verifies_a_client_signature},
         {"test_access_report_flags_only_orphaned_objects", test_access_report_flags_only_orphaned_objects},
+        {"test_access_request_id_reaches_the_audit_record", test_access_request_id_reaches_the_audit_record},
+        {"test_access_token_check_answers", test_access_token_check_answers},
         {"test_access_audit_chain_verifies", test_access_audit_chain_verifies},
         CU_TEST_INFO_NULL,
     };

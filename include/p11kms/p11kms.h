@@ -582,6 +582,8 @@ typedef struct p11kms_sigv4_request {
     size_t body_len;
     const char *service;             /* the signing name the daemon serves on this request: "kms" or "secretsmanager" */
     int64_t now_ms;                  /* 0: the library's clock */
+    /* Added later: a struct_size that ends before it means NULL. */
+    const char *request_id;          /* the daemon's x-amzn-RequestId: in the audit record, refusals included */
 } p11kms_sigv4_request;
 
 /*
@@ -599,6 +601,14 @@ typedef struct p11kms_sigv4_request {
  */
 P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms_sigv4_request *req,
                                                          p11kms_caller **caller, char **access_key_id);
+
+/*
+ * Ask the token something only it can answer: the live attributes of the
+ * handle's store-MAC key (C_GetAttributeValue on the token object, never a
+ * cached copy). P11KMS_OK, or the token's error with a one-line detail.
+ * No caller, no audit record: for health probes (p11kmsd GET /health).
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_token_check(p11kms *h);
 
 /*
  * Access keys: only the service administrators (kms:PutKeyPolicy on the

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,7 +227,8 @@ out:
  * principal when the key was looked up. No extra store or HSM work here: a
  * flood of bad requests costs no more than the checks themselves.
  */
-static p11kms_rc refuse(p11kms *h, const pk_sigv4_auth *a, const char *principal, pk_result r)
+static p11kms_rc refuse(p11kms *h, const pk_sigv4_auth *a, const char *principal, const char *request_id,
+                        pk_result r)
 {
     char detail[512], rid[PK_AUDIT_REQUEST_ID_MAX + 1];
     pk_audit_event ev;
@@ -244,6 +246,7 @@ static p11kms_rc refuse(p11kms *h, const pk_sigv4_auth *a, const char *principal
     ev.n_details = 1;
     ev.auth_method = "sigv4";
     ev.auth_id = a->akid[0] ? a->akid : NULL;
+    ev.auth_request_id = request_id;
     if (h->audit != NULL) {
         ar = pk_audit_write(h->audit, &ev, rid);
         if (pk_failed(ar)) return ar.code;
@@ -259,6 +262,7 @@ P11KMS_API p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms_sigv4_request *
                 pk_fwd_refuse("p11kms_sigv4_verify"));
     pk_sigv4_auth a;
     char principal[256] = "";
+    const char *request_id = NULL;
     bool dup = false;
     pk_result r;
     p11kms_rc rc;
@@ -267,15 +271,18 @@ P11KMS_API p11kms_rc p11kms_sigv4_verify(p11kms *h, const p11kms_sigv4_request *
     memset(&a, 0, sizeof(a));
     if (caller) *caller = NULL;
     if (access_key_id) *access_key_id = NULL;
-    if (h == NULL || req == NULL || caller == NULL || req->struct_size < sizeof(*req))
+    if (h == NULL || req == NULL || caller == NULL || req->struct_size < offsetof(p11kms_sigv4_request, request_id))
         return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "p11kms_sigv4_verify: bad arguments").code;
+    /* Callers built before request_id existed pass the shorter size. */
+    if (req->struct_size >= offsetof(p11kms_sigv4_request, request_id) + sizeof(req->request_id))
+        request_id = req->request_id;
     const char *authz = pk_sigv4_header(req, "authorization", &dup);
     r = dup ? pk_fail(P11KMS_ERR_INCOMPLETE_SIGNATURE, "the request has more than one Authorization header")
             : pk_sigv4_parse_authorization(authz, &a);
     if (pk_ok(r)) r = verify(h, req, &a, principal);
-    if (pk_failed(r)) return refuse(h, &a, principal, r);
+    if (pk_failed(r)) return refuse(h, &a, principal, request_id, r);
     rc = p11kms_caller_new(principal, caller);
-    if (rc == P11KMS_OK) rc = p11kms_caller_set_auth(*caller, P11KMS_AUTH_SIGV4, a.akid, NULL);
+    if (rc == P11KMS_OK) rc = p11kms_caller_set_auth(*caller, P11KMS_AUTH_SIGV4, a.akid, request_id);
     if (rc == P11KMS_OK && access_key_id != NULL && (*access_key_id = strdup(a.akid)) == NULL)
         rc = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory").code;
     if (rc != P11KMS_OK) {

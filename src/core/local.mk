@@ -5,3 +5,4 @@ libp11kms_core_la_SOURCES += \
 libp11kms_core_la_SOURCES += src/core/api_file.c
 libp11kms_core_la_SOURCES += src/core/api_errors.c
 libp11kms_core_la_SOURCES += src/core/remote_fwd.h src/core/api_remote.c src/core/api_remote_secrets.c
+libp11kms_core_la_SOURCES += src/core/api_health.c

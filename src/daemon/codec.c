@@ -1,7 +1,9 @@
 /* Base64 for AWS blobs (RFC 4648), request ids, wiping frees. */
 #include "config.h"
 
+#include <pthread.h>
 #include <sys/random.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,13 +73,49 @@ void d_wipe_free(void *p, size_t n)
     free(p);
 }
 
-/* RFC 4122 version 4, as AWS's x-amzn-RequestId. */
+static uint64_t id_key[2];
+
+static void seed(void)
+{
+    if (getrandom(id_key, sizeof(id_key), 0) != (ssize_t)sizeof(id_key)) id_key[0] = (uint64_t)time(NULL);
+}
+
+/* splitmix64's finaliser: a bijection of 64-bit words. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/*
+ * RFC 4122 version 4 layout, as AWS's x-amzn-RequestId. Ids must be unique,
+ * not secret: a per-process random key from getrandom(2) once, then a
+ * counter through a bijective mix, saves a system call per request.
+ */
 void d_request_id(char out[D_REQID_LEN + 1])
 {
-    uint8_t b[16] = {0};
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) memset(b, 0, sizeof(b));
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static uint64_t counter;
+    uint64_t n, hi, lo;
+    uint8_t b[16];
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+
+    pthread_once(&once, seed);
+    n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    hi = mix64(id_key[0] + n);
+    lo = mix64(id_key[1] ^ mix64(n));
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(hi >> (8 * i));
+        b[8 + i] = (uint8_t)(lo >> (8 * i));
+    }
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, D_REQID_LEN + 1, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }

@@ -22,6 +22,7 @@ struct evconnlistener;
 typedef struct ssl_ctx_st SSL_CTX;
 
 #define D_MAX_BODY (1024 * 1024) /* the whole request body */
+#define D_MAX_OUTPUT (1024 * 1024) /* answers queued for a client that does not read */
 #define D_MAX_HEADERS 64
 #define D_REQID_LEN 36
 
@@ -88,7 +89,10 @@ typedef struct d_job {
     char principal[2049]; /* ARN (at most 2048, checked at load) from the peer or certificate; SigV4: the access key's principal */
     char auth_id[288];
     p11kms_auth_method auth;
-    int64_t start_ms;
+    int64_t start_ms, end_ms; /* monotonic: read by the loop, answered by the worker */
+    int fd;      /* direct: a worker writes the answer to this plain socket */
+    bool direct; /* set by the loop: plain socket, nothing else queued to write */
+    size_t sent; /* bytes of the answer a worker wrote; the loop queues the rest */
     struct d_job *next;
 } d_job;
 

@@ -112,10 +112,14 @@ static void health(op_ctx *o)
     p11kms_caller *probe = NULL;
     const char *token = "ok";
     char detail[256] = "";
-    /* DescribeKey of the service key as nobody: a denial proves the token and store answer. */
+    /*
+     * DescribeKey of the service key as nobody: a denial proves the store
+     * answers. Then the token itself: the store answers with the token gone.
+     */
     p11kms_rc rc = p11kms_caller_new("arn:aws:iam::000000000000:role/p11kmsd-health", &probe);
     if (rc == P11KMS_OK) rc = p11kms_key_describe(o->k->h, probe, SERVICE_ALIAS, &json);
-    if (rc != P11KMS_OK && rc != P11KMS_ERR_ACCESS_DENIED) {
+    if (rc == P11KMS_OK || rc == P11KMS_ERR_ACCESS_DENIED) rc = p11kms_token_check(o->k->h);
+    if (rc != P11KMS_OK) {
         /* Unauthenticated callers get the fixed message; the detail goes to the log only. */
         snprintf(detail, sizeof(detail), "%s", p11kms_last_error());
         d_log("health: %s", detail);
@@ -153,7 +157,8 @@ static bool authenticate(op_ctx *o)
     }
     {
         p11kms_sigv4_request sr = {sizeof(sr), job->req.method, job->req.path, "", job->req.headers,
-                                   job->req.nheaders, job->req.body, job->req.body_len, o->service, 0};
+                                   job->req.nheaders, job->req.body, job->req.body_len, o->service, 0,
+                                   job->request_id};
         char *q = strchr(job->req.path, '?');
         if (q != NULL) {
             *q = '\0';

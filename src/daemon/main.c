@@ -17,26 +17,52 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/daemon.h"
 
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
 
+/*
+ * One line, one write(2): stderr is unbuffered, so fprintf would make a
+ * system call per fragment (three or more per request). A single write of
+ * at most PIPE_BUF bytes is not interleaved with other threads' lines.
+ */
 void d_log(const char *fmt, ...)
 {
-    char t[32];
+    char stack[1024], *line = stack;
     time_t now = time(NULL);
     struct tm tm;
     va_list ap;
+    int head, n;
     gmtime_r(&now, &tm);
-    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    pthread_mutex_lock(&log_mu);
-    fprintf(stderr, "p11kmsd %s ", t);
+    head = (int)strftime(stack, sizeof(stack), "p11kmsd %Y-%m-%dT%H:%M:%SZ ", &tm);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    n = vsnprintf(stack + head, sizeof(stack) - (size_t)head, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    pthread_mutex_unlock(&log_mu);
+    if (n < 0) return;
+    if ((size_t)head + (size_t)n + 1 >= sizeof(stack) && (line = malloc((size_t)head + (size_t)n + 2)) != NULL) {
+        memcpy(line, stack, (size_t)head);
+        va_start(ap, fmt);
+        vsnprintf(line + head, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    if (line == NULL) { /* out of memory: the cut line still goes out */
+        line = stack;
+        n = (int)(sizeof(stack) - (size_t)head - 2);
+    }
+    line[head + n] = '\n';
+    write_all(2, line, (size_t)head + (size_t)n + 1);
+    if (line != stack) free(line);
 }
 
 typedef struct d_main {

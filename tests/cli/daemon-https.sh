@@ -51,9 +51,13 @@ expect_aws_error 400 AccessDeniedException "$OPR is not authorized to perform km
 
 https ListKeys '{}'
 expect_aws_error 400 MissingAuthenticationTokenException "missing Authentication Token" "no certificate, no signature"
-https ListKeys '{}' -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIAUNKNOWNUNKNOWN00/20260101/local/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00' -H 'X-Amz-Date: 20260101T000000Z'
+https ListKeys '{}' -D "$WORK/refused.h" -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIAUNKNOWNUNKNOWN00/20260101/local/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00' -H 'X-Amz-Date: 20260101T000000Z'
 jq_is "d['__type'] in ('UnrecognizedClientException', 'RequestExpired', 'IncompleteSignature', 'InvalidSignatureException')" "unknown access key refused"
 expect_http 400 "unknown access key refused"
+# The refusal's audit record names the request id the client got.
+RID=$(tr -d '\r' <"$WORK/refused.h" | sed -n 's/^x-amzn-RequestId: //Ip')
+if [ -n "$RID" ] && grep -F '"action":"p11kms:Authenticate"' "$T/audit.log" | grep -qF "\"request_id\":\"$RID\""; then ok
+else bad "the SigV4 refusal's audit record lacks request id '$RID'"; fi
 
 # TLS 1.1 is refused; TLS 1.2 and 1.3 are served.
 run curl -s -o /dev/null --cacert "$T/pki/ca.pem" --tlsv1.1 --tls-max 1.1 "${URL}health"
@@ -62,6 +66,16 @@ run curl -s -o /dev/null -w '%{http_code}' --cacert "$T/pki/ca.pem" --tlsv1.2 --
 expect_out "200" "TLS 1.2 health"
 run curl -s -o /dev/null -w '%{http_code}' --cacert "$T/pki/ca.pem" --tlsv1.3 "${URL}health"
 expect_out "200" "TLS 1.3 health"
+# Keep-alive over TLS answers at once: without TCP_NODELAY each answer's second record waited for a delayed ACK (~40 ms).
+run python3 -c 'import http.client,ssl,sys,time
+ctx=ssl.create_default_context(cafile=sys.argv[2]); ctx.load_cert_chain(sys.argv[3],sys.argv[4])
+c=http.client.HTTPSConnection("127.0.0.1",int(sys.argv[1]),context=ctx,timeout=20)
+h={"X-Amz-Target":"TrentService.Encrypt","Content-Type":"application/x-amz-json-1.1"}
+def call():
+    c.request("POST","/",sys.argv[5],h); r=c.getresponse(); r.read(); return r.status
+call(); t=time.monotonic(); st=[call() for _ in range(30)]
+print(st.count(200), "slow" if time.monotonic()-t > 0.6 else "prompt")' "$PORT" "$T/pki/ca.pem" "$T/pki/client.pem" "$T/pki/client.key" "{\"KeyId\":\"$K\",\"Plaintext\":\"$PT\"}"
+expect_out "30 prompt" "30 keep-alive requests over TLS within 0.6 s"
 stop_daemon
 if grep -qaF "$(cat "$T/user.pin")" "$DAEMON_ERR" || grep -qaF "tls bytes" "$DAEMON_ERR" "$T/audit.log"; then
     bad "a secret in the daemon's stderr or audit log"; else ok; fi

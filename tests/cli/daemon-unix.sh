@@ -65,6 +65,48 @@ if [ "$(stat -c %a:%g "$SOCK")" = 666:65534 ]; then ok; else bad "socket mode:gr
 # --- health ---
 HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/health)
 expect_http 200 "health"; jq_is "d['token'] == 'ok' and d['version'] == '$("$P11KMS" --version | awk '{print $NF}')' and len(d['service_key']) == 36" "health fields"
+# GET /ping: liveness from the loop itself, for anyone who can connect (an unmapped uid too), pipelined in a loop
+HTTP=$(setpriv --reuid=$STRANGER --regid=$STRANGER --clear-groups curl -s -o - -D - -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/ping)
+if printf '%s' "$HTTP" | grep -qiE '^x-amzn-RequestId: [0-9a-f-]{36}' && [ "$(printf '%s' "$HTTP" | tail -n 1)" = '{}200' ]; then ok; else bad "ping: $HTTP"; fi
+run python3 -c 'import socket,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); n=3000
+s.sendall(b"GET /ping HTTP/1.1\r\nHost: p\r\n\r\n"*n); got=b""
+while got.count(b"\r\n\r\n{}")<n:
+    b=s.recv(65536)
+    if not b: break
+    got+=b
+print(got.count(b"HTTP/1.1 200 OK"))' "$SOCK"
+expect_out "3000" "3000 pipelined pings answered"
+if grep -qE " unix:uid=$STRANGER - ping 200 " "$DAEMON_ERR"; then ok; else bad "ping not in the log"; fi
+# Pipelined operations, answered in order through the workers: the client reads nothing until it has sent
+# them all, so the socket fills, workers' direct writes stop part-way and the loop sends the rest. Valid and
+# invalid markers alternate: the statuses show the order.
+run python3 -c 'import socket,sys,re
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(60); n=2000
+body=[b"{\"Limit\":1,\"Marker\":\"%s\"}" % (b"9999" if i % 2 == 0 else b"bad") for i in range(n)]
+s.sendall(b"".join(b"POST / HTTP/1.1\r\nHost: p\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b) for b in body))
+got=b""
+while got.count(b"HTTP/1.1 ")<n or not got.endswith(b"}"):
+    b=s.recv(1<<20)
+    if not b: break
+    got+=b
+st=re.findall(rb"HTTP/1.1 (\d+)", got); print(len(st), st == [b"200", b"400"] * (n // 2))' "$SOCK"
+expect_out "2000 True" "2000 pipelined requests answered in order"
+# A client that pipelines and never reads: the daemon stops reading once 1 MiB of answers waits (not its whole
+# input, answered and buffered). Without that, 3 s of pings (answers 4x the request) grow the daemon by ~100 MB.
+RSS0=$(awk '/^VmRSS/{print $2}' /proc/"$PID"/status)
+run python3 -c 'import socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.setblocking(False)
+chunk=b"GET /ping HTTP/1.1\r\nHost: p\r\n\r\n"*2000; sent=0; end=time.monotonic()+3
+while time.monotonic()<end:
+    try: sent+=s.send(chunk)
+    except BlockingIOError: time.sleep(0.01)
+print("bounded" if sent < 8<<20 else "unbounded: %d bytes taken" % sent)
+time.sleep(0.5); print(int(open("/proc/%s/status" % sys.argv[2]).read().split("VmRSS:")[1].split()[0]) - int(sys.argv[3]) < 32768)' "$SOCK" "$PID" "$RSS0"
+expect_out "bounded
+True" "a client that does not read is not buffered for"
+HTTP=$(curl -s -o "$OUT" -w '%{http_code}' --unix-socket "$SOCK" http://p11kmsd/health)
+expect_http 200 "others still served"
 
 # --- the administrator creates and manages, the operator uses ---
 kms_as 0 CreateKey '{"Description":"orders"}'
