@@ -32,6 +32,14 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
+static bool has_connect(const p11kms_config *cfg)
+{
+    const char *k, *v;
+    for (size_t i = 0; p11kms_config_entry(cfg, i, &k, &v); i++)
+        if (strcmp(k, "connect") == 0) return true;
+    return false;
+}
+
 /*
  * One line, one write(2): stderr is unbuffered, so fprintf would make a
  * system call per fragment (three or more per request). A single write of
@@ -144,6 +152,12 @@ int main(int argc, char **argv)
     if ((rc = p11kms_config_load(m.config_path, &cfg)) != P11KMS_OK) {
         d_log("%s", p11kms_last_error());
         return p11kms_exit_code(rc);
+    }
+    if (has_connect(cfg)) {
+        /* Its handle would forward to another daemon and act as this host's caller. */
+        d_log("%s: connect = makes the command a client of p11kmsd; p11kmsd holds the token itself: remove it",
+              m.config_path);
+        goto out;
     }
     if (d_settings_load(cfg, &s) != 0 || d_principals_load(cfg, &p) != 0) goto out;
     raise_fd_limit(s.max_connections);

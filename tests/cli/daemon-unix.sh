@@ -21,7 +21,7 @@ cp "$C" "$WORK/base.conf"
 
 # --- configuration keys are checked when the file is loaded ---
 badconf() { cp "$WORK/base.conf" "$T/bad.conf"; printf '%s\n' "$@" >>"$T/bad.conf"; chmod 600 "$T/bad.conf"
-            run "$P11KMSD" --config "$T/bad.conf"; }
+            run timeout 20 "$P11KMSD" --config "$T/bad.conf"; }
 badconf "listen = tcp://0.0.0.0:1"
 expect_rc 3 "bad listen"; expect_err_has "$T/bad.conf:8: listen: 'tcp://0.0.0.0:1' must be unix:PATH or https://ADDR:PORT" "bad listen"
 badconf "listen = unix:relative.sock"
@@ -42,6 +42,9 @@ badconf "listen = unix:$WORK/x.sock" "socket_owner = no-such-user-p11kms"
 expect_rc 3 "unknown socket owner"; expect_err_has "socket_owner: no user 'no-such-user-p11kms'" "unknown socket owner"
 badconf "workers = 0"
 expect_rc 3 "workers 0"; expect_err_has "workers: 0 is out of range (1 to 256 threads)" "workers 0"
+badconf "connect = unix:$WORK/other.sock"
+expect_rc 3 "connect = in the daemon's config"
+expect_err_has "$T/bad.conf: connect = makes the command a client of p11kmsd; p11kmsd holds the token itself: remove it" "connect refused"
 badconf "principal.other.1 = $ADM"
 expect_rc 3 "unknown family"; expect_err_has "unknown key 'principal.other.1'" "unknown family"
 badconf "rate_limit = 0"
