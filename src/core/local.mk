@@ -4,3 +4,4 @@ libp11kms_core_la_SOURCES += \
 	src/core/api_audit.c src/core/api_token.c src/core/api_policy.c
 libp11kms_core_la_SOURCES += src/core/api_file.c
 libp11kms_core_la_SOURCES += src/core/api_errors.c
+libp11kms_core_la_SOURCES += src/core/freshness.h src/core/freshness.c src/core/fresh_store.c

@@ -189,4 +189,15 @@ PK_MUST_USE pk_result pk_p11_secret_value_readable(pk_p11 *p, const pk_keyid *id
 PK_MUST_USE pk_result pk_p11_init_token(const char *module, const char *label, const pk_secbuf *so_pin,
                                         const pk_secbuf *user_pin);
 
+/* ---- Private data objects (p11_data.c): the store's freshness anchor ---- */
+/*
+ * CKO_DATA token objects with CKA_PRIVATE: only a session logged in with the
+ * user PIN reads or changes them. Found by label (0: none); callers keep the
+ * handle. read/write of a handle that went stale fail with P11KMS_ERR_NOT_FOUND.
+ */
+PK_MUST_USE pk_result pk_p11_data_find(pk_p11 *p, const char *label, unsigned long *obj);
+PK_MUST_USE pk_result pk_p11_data_create(pk_p11 *p, const char *label, pk_bytes value, unsigned long *obj);
+PK_MUST_USE pk_result pk_p11_data_read(pk_p11 *p, unsigned long obj, uint8_t *buf, size_t cap, size_t *len);
+PK_MUST_USE pk_result pk_p11_data_write(pk_p11 *p, unsigned long obj, pk_bytes value);
+
 #endif

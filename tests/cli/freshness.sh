@@ -1,0 +1,144 @@
+#!/bin/bash
+# Freshness (issue 15): a store rolled back outside p11kms, one row or the
+# whole file, is refused with the integrity error naming what is stale, and
+# `store accept-restore` is the only way back. Rows are saved and put back
+# with the sqlite3 shell, as someone who can write the file but has no PIN.
+. "${P11KMS_TOP_SRCDIR:-.}/tests/cli/lib.sh"
+
+T=$WORK/tok
+new_token "$T" p11kms
+export P11KMS_CONFIG=$T/p11kms.conf
+DB=$T/p11kms.db
+ADM=arn:aws:iam::111122223333:role/key-admin
+OPR=arn:aws:iam::111122223333:role/flink-operator
+adm() { run "$P11KMS" --as "$ADM" "$@"; }
+oper() { run "$P11KMS" --as "$OPR" "$@"; }
+HINT="refusing the store; if a backup was restored on purpose, run p11kms store accept-restore"
+
+# save NAME KIND ID / restore NAME KIND ID: one row, kept in a side database.
+save() { sqlite3 "$DB" "ATTACH '$WORK/$1.db' AS s; CREATE TABLE s.r AS SELECT * FROM records WHERE kind='$2' AND id='$3'"; }
+restore() {
+    sqlite3 "$DB" "ATTACH '$WORK/$1.db' AS s; DELETE FROM records WHERE kind='$2' AND id='$3';
+                   INSERT INTO records SELECT * FROM s.r"
+}
+# rollback NAME KIND ID WHAT: put the saved row back, expect the refusal, then undo it.
+refused() {
+    local kind=$1 msg=$2 what=$3
+    oper decrypt --in "$WORK/blob" --context job=orders
+    expect_rc 1 "$what: decrypt"
+    expect_err "p11kms: store rolled back: $msg; $HINT" "$what: decrypt"
+    adm key describe "$K"
+    expect_rc 1 "$what: describe"
+}
+earlier() { echo "an earlier row of a $1 record was put back (the $1 records differ from the store's anchored state)"; }
+
+adm init --admin "$ADM" --operator "$OPR"
+expect_rc 0 "init"
+adm key create --alias alias/orders --admin "$ADM" --operator "$OPR"
+expect_rc 0 "key create"; K=$(cat "$OUT")
+adm key create --admin "$ADM" --operator "$OPR"
+expect_rc 0 "key create 2"; K2=$(cat "$OUT")
+printf 'payload' >"$WORK/pt"
+oper encrypt --key "$K" --context job=orders --in "$WORK/pt"
+expect_rc 0 "encrypt"; cp "$OUT" "$WORK/blob"
+
+# 1. A disabled key's earlier (Enabled) row.
+save key0 key "$K"
+adm key disable "$K"
+expect_rc 0 "disable"
+save key1 key "$K"
+restore key0 key "$K"
+refused key "$(earlier key)" "disabled key"
+restore key1 key "$K"
+adm key enable "$K"
+expect_rc 0 "store back as it was: enable"
+
+# 2. A key policy: the earlier policy (with the operator) comes back after it was replaced.
+save pol0 key "$K"
+cat >"$WORK/policy.json" <<POL
+{"Version":"2012-10-17","Statement":[{"Sid":"admin","Effect":"Allow","Principal":{"AWS":"$ADM"},"Action":"kms:*","Resource":"*"}]}
+POL
+adm key put-policy "$K" "$WORK/policy.json"
+expect_rc 0 "put-policy"
+save pol1 key "$K"
+restore pol0 key "$K"
+refused key "$(earlier key)" "key policy"
+restore pol1 key "$K"
+
+# 3. An alias moved to another key, and its earlier row put back.
+save al0 alias alias/orders
+adm alias delete alias/orders
+expect_rc 0 "alias delete"
+adm alias create alias/orders "$K2"
+expect_rc 0 "alias move"
+save al1 alias alias/orders
+restore al0 alias alias/orders
+refused alias "$(earlier alias)" "alias"
+restore al1 alias alias/orders
+
+# 4. A rotated secret's old value, and 5. a removed secret put back.
+oper secret put --namespace app password=old
+expect_rc 0 "secret put"; S=$(cat "$OUT")
+save sec0 secret "$S"
+oper secret update "$S" password=new
+expect_rc 0 "secret update"
+save sec1 secret "$S"
+restore sec0 secret "$S"
+oper secret get "$S"
+expect_rc 1 "updated secret: get"
+expect_err "p11kms: store rolled back: $(earlier secret); $HINT" "updated secret: get"
+restore sec1 secret "$S"
+oper secret get "$S" --field password
+expect_rc 0 "secret back as it was"; expect_out "new" "secret back as it was"
+oper secret rm "$S"
+expect_rc 0 "secret rm"
+restore sec1 secret "$S"
+oper secret get "$S"
+expect_rc 1 "removed secret: get"
+expect_err "p11kms: store rolled back: a deleted secret record was put back (1 secret records, its anchored state has 0); $HINT" "removed secret: get"
+sqlite3 "$DB" "DELETE FROM records WHERE kind='secret' AND id='$S'"
+
+# 6. A connection's earlier row.
+oper connection create db1 url=u0 password=p0
+expect_rc 0 "connection create"
+save conn0 conn db1
+oper connection alter db1 password=p1
+expect_rc 0 "connection alter"
+save conn1 conn db1
+restore conn0 conn db1
+oper connection resolve db1
+expect_rc 1 "connection: resolve"
+expect_err "p11kms: store rolled back: $(earlier conn); $HINT" "connection: resolve"
+restore conn1 conn db1
+
+# A deleted record: the connection's row removed.
+save conn2 conn db1
+sqlite3 "$DB" "DELETE FROM records WHERE kind='conn' AND id='db1'"
+oper connection list
+expect_rc 1 "deleted connection"
+expect_err "p11kms: store rolled back: a conn record was deleted outside p11kms (0 conn records, its anchored state has 1); $HINT" "deleted connection"
+restore conn2 conn db1
+oper connection list
+expect_rc 0 "store back as it was"
+
+# 7. The whole store file replaced by an older copy (a backup).
+sqlite3 "$DB" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+cp "$DB" "$WORK/backup.db"
+adm key disable "$K2"
+expect_rc 0 "disable after the backup"
+oper secret put --namespace app token=t1
+expect_rc 0 "secret put after the backup"
+sqlite3 "$DB" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+cp "$DB" "$WORK/current.db"
+cp "$WORK/backup.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
+adm key describe "$K2"
+expect_rc 1 "whole file"
+expect_err_has "p11kms: store rolled back: the whole store is older than its anchor in the HSM (store state " "whole file"
+expect_err_has "): an older copy of the store was put in place; $HINT" "whole file"
+oper secret list
+expect_rc 1 "whole file stays refused"
+cp "$WORK/current.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
+adm key describe "$K2"
+expect_rc 0 "current file accepted again"; expect_out_has "Disabled" "current file accepted again"
+
+finish
