@@ -7,3 +7,4 @@ p11kms_SOURCES += src/cli/cmd_access.c
 # src/libp11kms.sym resolve (tests/cli/exports.sh checks the binary), plus
 # the helpers of libp11kms-util.la.
 p11kms_LDADD = libp11kms.la libp11kms-util.la
+p11kms_SOURCES += src/cli/cmd_store.c

@@ -554,33 +554,42 @@ pk_result pk_fresh_verify(p11kms *h, const char *service_key)
     return verify_and_anchor(fs);
 }
 
-pk_result pk_fresh_accept(p11kms *h, const char *service_key, uint64_t *lost_states)
+pk_result pk_fresh_assess(p11kms *h, const char *service_key, pk_fresh_loss *out)
 {
     fresh_store *fs = fs_of(h->store);
     pk_anchor a;
     bool have_anchor = false, found = false;
-    pk_fresh_state have, want;
-    uint64_t seq = 0;
     pk_result r;
 
-    *lost_states = 0;
+    memset(out, 0, sizeof(*out));
     PK_GUARD(name_slots(fs, service_key));
     pthread_mutex_lock(&fs->mu);
     r = anchor_read(fs, &a, &have_anchor);
     pthread_mutex_unlock(&fs->mu);
     PK_GUARD(r);
-    PK_GUARD(snapshot(fs, &have, &want, &seq, &found));
-    if (have_anchor && a.seq > seq) *lost_states = a.seq - seq;
+    PK_GUARD(snapshot(fs, &out->have, &out->want, &out->store_seq, &found));
+    out->anchored_seq = have_anchor ? a.seq : 0;
+    pthread_mutex_lock(&fs->mu);
+    if (out->anchored_seq > fs->anchored) fs->anchored = out->anchored_seq;
+    pthread_mutex_unlock(&fs->mu);
+    return PK_OK;
+}
+
+pk_result pk_fresh_accept(p11kms *h)
+{
+    fresh_store *fs = fs_of(h->store);
+    uint64_t past;
+    pk_result r;
+
+    PK_ENSURE(fs->tx == 2, P11KMS_ERR_INTERNAL, "store accept-restore: outside a write transaction");
     /* The records as they are become the truth: a state from a scan, numbered past the anchor. */
-    PK_GUARD(w_begin(&fs->base, true));
     r = tx_load(fs);
     if (pk_ok(r)) r = scan(fs, &fs->st);
-    if (pk_failed(r)) {
-        w_rollback(&fs->base);
-        return r;
-    }
-    if (have_anchor && a.seq > fs->seq) fs->seq = a.seq;
+    PK_GUARD(r);
+    pthread_mutex_lock(&fs->mu);
+    past = fs->anchored;
+    pthread_mutex_unlock(&fs->mu);
+    if (past > fs->seq) fs->seq = past;
     fs->dirty = true;
-    PK_GUARD(w_commit(&fs->base, NULL));
-    return w_sync(&fs->base, PK_STORE_SYNC_ALL);
+    return PK_OK;
 }

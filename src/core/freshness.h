@@ -85,7 +85,25 @@ PK_MUST_USE pk_result pk_fresh_wrap(p11kms *h);
  * transaction open. service_key names the store's anchor.
  */
 PK_MUST_USE pk_result pk_fresh_verify(p11kms *h, const char *service_key);
-/* Report what re-anchoring to the current store would give up, and do it (store accept-restore). */
-PK_MUST_USE pk_result pk_fresh_accept(p11kms *h, const char *service_key, uint64_t *lost_states);
+/* What accepting the store as it is would give up (store accept-restore). */
+typedef struct pk_fresh_loss {
+    uint64_t store_seq;    /* the state the file says it is at (0: no meta/fresh) */
+    uint64_t anchored_seq; /* the anchor's (0: none) */
+    pk_fresh_state have;   /* the records found */
+    pk_fresh_state want;   /* the state the file's meta/fresh records */
+} pk_fresh_loss;
+PK_MUST_USE pk_result pk_fresh_assess(p11kms *h, const char *service_key, pk_fresh_loss *out);
+/*
+ * Inside a write transaction (pk_with_write_tx): make the records as they
+ * are the store's state, numbered past the anchor; the commit writes it and
+ * the sync anchors it.
+ */
+PK_MUST_USE pk_result pk_fresh_accept(p11kms *h);
+/*
+ * A handle on an initialised store bound to this token, with its audit
+ * trail (core/handle.c); verify_fresh=false only for accept-restore.
+ * service receives the service key id (PK_UUID_STR_LEN + 1 bytes).
+ */
+PK_MUST_USE pk_result pk_handle_open(const p11kms_config *cfg, bool verify_fresh, p11kms **out, char *service);
 
 #endif

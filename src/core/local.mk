@@ -5,3 +5,4 @@ libp11kms_core_la_SOURCES += \
 libp11kms_core_la_SOURCES += src/core/api_file.c
 libp11kms_core_la_SOURCES += src/core/api_errors.c
 libp11kms_core_la_SOURCES += src/core/freshness.h src/core/freshness.c src/core/fresh_store.c
+libp11kms_core_la_SOURCES += src/core/api_store.c

@@ -135,10 +135,50 @@ adm key describe "$K2"
 expect_rc 1 "whole file"
 expect_err_has "p11kms: store rolled back: the whole store is older than its anchor in the HSM (store state " "whole file"
 expect_err_has "): an older copy of the store was put in place; $HINT" "whole file"
+STATE=$(sed -n 's/.*(store state \([0-9]*\), anchored state \([0-9]*\)).*/\1/p' "$ERR")
+ANCHORED=$(sed -n 's/.*(store state \([0-9]*\), anchored state \([0-9]*\)).*/\2/p' "$ERR")
 oper secret list
 expect_rc 1 "whole file stays refused"
 cp "$WORK/current.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
 adm key describe "$K2"
 expect_rc 0 "current file accepted again"; expect_out_has "Disabled" "current file accepted again"
+
+# 8. store accept-restore: the backup back into service, on purpose, by a key administrator.
+cp "$WORK/backup.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
+run "$P11KMS" --as "$ADM" store accept-restore
+expect_rc 2 "accept-restore without a reason"
+expect_err "p11kms: usage: store accept-restore: --reason TEXT is required (why the store goes back to an older state) (see p11kms --help)" "no reason"
+adm store accept-restore --reason ""
+expect_rc 2 "empty reason"
+expect_err "p11kms: store accept-restore: --reason TEXT is required (why the store goes back to an older state)" "empty reason"
+adm store accept-restore --reason "$(printf 'two\nlines')"
+expect_rc 2 "reason on two lines"
+expect_err "p11kms: store accept-restore: --reason must be printable text on one line" "reason on two lines"
+oper store accept-restore --reason "restored backup"
+expect_rc 4 "accept-restore by an operator"
+expect_err_has "is not authorized to perform kms:PutKeyPolicy" "accept-restore by an operator"
+adm store accept-restore --reason "restored backup" --dry-run
+expect_rc 0 "dry run"
+expect_out "store state $((STATE)), anchored state $((ANCHORED))
+lost: the changes of $((ANCHORED - STATE)) write transactions made after this copy of the store (the audit trail names them)
+dry run: nothing changed" "dry run prints what would be lost"
+adm key describe "$K2"
+expect_rc 1 "still refused after a dry run"
+adm store accept-restore --reason "restored backup INC-4711"
+expect_rc 0 "accept-restore"
+expect_out_has "lost: the changes of $((ANCHORED - STATE)) write transactions" "accept-restore names the loss"
+expect_out_has "accepted: the store is anchored to its records as they are now" "accept-restore"
+adm key describe "$K2"
+expect_rc 0 "restored store in service"; expect_out_has "Enabled" "the backup's state is back"
+grep '"p11kms:AcceptRestore"' "$T/audit.log" >"$WORK/accept.rec"
+grep -q '"reason":"restored backup INC-4711"' "$WORK/accept.rec" && grep -q '"result":"ok"' "$WORK/accept.rec" &&
+    grep -q "\"lost_write_transactions\":\"$((ANCHORED - STATE))\"" "$WORK/accept.rec" && ok ||
+    bad "audit record of accept-restore: $(cat "$WORK/accept.rec")"
+run "$P11KMS" audit verify
+expect_rc 0 "audit trail verifies"
+# The newer file is now the stale one.
+cp "$WORK/current.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
+adm key describe "$K2"
+expect_rc 1 "the newer copy is refused after accept-restore"
 
 finish
