@@ -106,7 +106,7 @@ P11KMS_API p11kms_rc p11kms_store_accept_restore(const p11kms_config *cfg, const
     PK_CHECK(flags <= P11KMS_ACCEPT_RESTORE_DRY_RUN, P11KMS_ERR_INVALID_ARGUMENT,
              "store accept-restore: unknown flags");
     PK_TRY(check_reason(reason));
-    PK_TRY(pk_handle_open(cfg, false, &h, service));
+    PK_TRY(pk_handle_open(cfg, PK_OPEN_AUDIT, &h, service));
     PK_TRY(pk_op_begin(&op, h, c, "p11kms:AcceptRestore"));
     pk_op_output_str(&op, report_json);
     /* Re-anchoring overrides the HSM's record of the store: only the service's key administrators. */

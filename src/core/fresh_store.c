@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "audit/audit.h"
 #include "core/freshness.h"
 #include "util/wipe.h"
 
@@ -25,6 +26,7 @@
 
 typedef struct committed {
     uint64_t ticket, seq;
+    uint64_t audit_seq; /* the audit trail's durable head when it was committed */
     uint8_t total[PK_FRESH_LEN];
 } committed;
 
@@ -49,6 +51,7 @@ typedef struct fresh_store {
     committed ring[RING];
     uint64_t nring;
     uint64_t anchored;   /* highest seq this handle knows anchored */
+    uint64_t audit_anchored; /* highest audit head this handle knows anchored: an anchor never lowers it */
     bool named;          /* slot labels known (the service key is read at open) */
     char label[2][SLOT_LABEL_MAX];
     unsigned long obj[2];
@@ -206,7 +209,8 @@ static pk_result anchor_read(fresh_store *fs, pk_anchor *out, bool *found)
  * Slot seq % 2: consecutive anchors alternate, so a write torn by a crash
  * leaves the other slot with an earlier anchor (never a later one).
  */
-static pk_result anchor_write_inlock(fresh_store *fs, uint64_t seq, const uint8_t total[PK_FRESH_LEN])
+static pk_result anchor_write_inlock(fresh_store *fs, uint64_t seq, const uint8_t total[PK_FRESH_LEN],
+                                     uint64_t audit_seq)
 {
     pk_anchor a;
     uint8_t v[PK_ANCHOR_LEN];
@@ -216,6 +220,7 @@ static pk_result anchor_write_inlock(fresh_store *fs, uint64_t seq, const uint8_
     memset(&a, 0, sizeof(a));
     a.seq = seq;
     memcpy(a.total, total, PK_FRESH_LEN);
+    a.audit_seq = audit_seq > fs->audit_anchored ? audit_seq : fs->audit_anchored;
     pk_anchor_encode(&a, v);
     PK_GUARD(slot_obj(fs, i, true, v));
     r = pk_p11_data_write(fs->h->p11, fs->obj[i], pk_bytes_of(v, sizeof(v)));
@@ -226,6 +231,7 @@ static pk_result anchor_write_inlock(fresh_store *fs, uint64_t seq, const uint8_
     }
     PK_GUARD(r);
     if (seq > fs->anchored) fs->anchored = seq;
+    fs->audit_anchored = a.audit_seq;
     return PK_OK;
 }
 
@@ -242,7 +248,7 @@ static void advance(fresh_store *fs)
         if (c->ticket <= stats.synced && c->seq > fs->anchored) best = c;
     }
     /* A failure leaves the store ahead of its anchor, which is safe; the next sync tries again. */
-    if (best != NULL) PK_IGNORE(anchor_write_inlock(fs, best->seq, best->total));
+    if (best != NULL) PK_IGNORE(anchor_write_inlock(fs, best->seq, best->total, best->audit_seq));
     pthread_mutex_unlock(&fs->mu);
 }
 
@@ -280,6 +286,7 @@ static pk_result w_commit(pk_store *s, uint64_t *ticket)
         committed *c = &fs->ring[fs->nring++ % RING];
         c->ticket = t;
         c->seq = fs->seq + 1;
+        c->audit_seq = pk_audit_durable_seq(fs->h->audit);
         memcpy(c->total, total, PK_FRESH_LEN);
         pthread_mutex_unlock(&fs->mu);
     }
@@ -525,6 +532,7 @@ static pk_result verify(fresh_store *fs, bool *needs_anchor)
     PK_GUARD(pk_anchor_judge(&a, seq, total));
     pthread_mutex_lock(&fs->mu);
     if (a.seq > fs->anchored) fs->anchored = a.seq;
+    if (a.audit_seq > fs->audit_anchored) fs->audit_anchored = a.audit_seq;
     pthread_mutex_unlock(&fs->mu);
     /* Ahead of the anchor: a writer died between its commit and the anchor update. */
     *needs_anchor = seq > a.seq;
@@ -571,6 +579,7 @@ pk_result pk_fresh_assess(p11kms *h, const char *service_key, pk_fresh_loss *out
     out->anchored_seq = have_anchor ? a.seq : 0;
     pthread_mutex_lock(&fs->mu);
     if (out->anchored_seq > fs->anchored) fs->anchored = out->anchored_seq;
+    if (have_anchor && a.audit_seq > fs->audit_anchored) fs->audit_anchored = a.audit_seq;
     pthread_mutex_unlock(&fs->mu);
     return PK_OK;
 }
@@ -592,4 +601,19 @@ pk_result pk_fresh_accept(p11kms *h)
     if (past > fs->seq) fs->seq = past;
     fs->dirty = true;
     return PK_OK;
+}
+
+pk_result pk_fresh_anchored_audit(p11kms *h, const char *service_key, uint64_t *audit_seq, bool *found)
+{
+    fresh_store *fs = fs_of(h->store);
+    pk_anchor a;
+    pk_result r;
+
+    *audit_seq = 0;
+    PK_GUARD(name_slots(fs, service_key));
+    pthread_mutex_lock(&fs->mu);
+    r = anchor_read(fs, &a, found);
+    pthread_mutex_unlock(&fs->mu);
+    if (pk_ok(r) && *found) *audit_seq = a.audit_seq;
+    return r;
 }

@@ -99,11 +99,15 @@ PK_MUST_USE pk_result pk_fresh_assess(p11kms *h, const char *service_key, pk_fre
  * the sync anchors it.
  */
 PK_MUST_USE pk_result pk_fresh_accept(p11kms *h);
+/* The audit head (last durable record's seq) the store's anchor records; *found=false without an anchor. */
+PK_MUST_USE pk_result pk_fresh_anchored_audit(p11kms *h, const char *service_key, uint64_t *audit_seq, bool *found);
 /*
- * A handle on an initialised store bound to this token, with its audit
- * trail (core/handle.c); verify_fresh=false only for accept-restore.
- * service receives the service key id (PK_UUID_STR_LEN + 1 bytes).
+ * A handle on an initialised store bound to this token (core/handle.c):
+ * PK_OPEN_FRESH checks it against its anchor, PK_OPEN_AUDIT opens its
+ * trail. service receives the service key id (PK_UUID_STR_LEN + 1 bytes).
  */
-PK_MUST_USE pk_result pk_handle_open(const p11kms_config *cfg, bool verify_fresh, p11kms **out, char *service);
+#define PK_OPEN_FRESH 1u
+#define PK_OPEN_AUDIT 2u
+PK_MUST_USE pk_result pk_handle_open(const p11kms_config *cfg, unsigned flags, p11kms **out, char *service);
 
 #endif

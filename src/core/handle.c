@@ -194,11 +194,12 @@ static pk_result purge_at_open(p11kms *h)
 }
 
 /*
- * A handle on an initialised store bound to this token, with its audit
- * trail. verify_fresh=false only for store accept-restore, which opens a
- * store its anchor refuses in order to re-anchor it.
+ * A handle on an initialised store bound to this token. Without
+ * PK_OPEN_FRESH only for store accept-restore (it opens a store its anchor
+ * refuses, to re-anchor it) and audit verify (it reads the anchor only, and
+ * opens no trail: closing one would seal it).
  */
-pk_result pk_handle_open(const p11kms_config *cfg, bool verify_fresh, p11kms **out, char *service)
+pk_result pk_handle_open(const p11kms_config *cfg, unsigned flags, p11kms **out, char *service)
 {
     pk_result r;
     p11kms *h = NULL;
@@ -208,9 +209,9 @@ pk_result pk_handle_open(const p11kms_config *cfg, bool verify_fresh, p11kms **o
     r = open_common(cfg, false, &h);
     if (pk_ok(r)) r = check_binding(h, &found, service);
     if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_INITIALIZED, "the store is not initialised; run p11kms init");
-    if (pk_ok(r) && verify_fresh) r = check_fresh(h, service);
+    if (pk_ok(r) && (flags & PK_OPEN_FRESH)) r = check_fresh(h, service);
     /* No operation without its audit trail: a trail that cannot be opened stops the handle. */
-    if (pk_ok(r)) r = pk_audit_open_conf(cfg, h->p11, &h->audit);
+    if (pk_ok(r) && (flags & PK_OPEN_AUDIT)) r = pk_audit_open_conf(cfg, h->p11, &h->audit);
     if (pk_ok(r)) *out = h;
     else p11kms_close(h);
     return r;
@@ -224,7 +225,7 @@ P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
 
     pk_error_clear();
     *out = NULL;
-    r = pk_handle_open(cfg, true, &h, service);
+    r = pk_handle_open(cfg, PK_OPEN_FRESH | PK_OPEN_AUDIT, &h, service);
     if (pk_ok(r)) r = purge_at_open(h);
     if (pk_ok(r)) r = pk_store_flush_start(h);
     if (pk_failed(r)) {

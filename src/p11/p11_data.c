@@ -1,13 +1,14 @@
 /*
- * Small private data objects in the token (the store's freshness anchor,
- * core/fresh_store.c): CKO_DATA, CKA_TOKEN and CKA_PRIVATE, so only a
- * session logged in with the user PIN can read, create or change them.
- * An object is named by CKA_APPLICATION. Its value lives in CKA_LABEL, in
- * hex: PKCS#11 lets every token change a storage object's label after
- * creation, while a data object's CKA_VALUE may be read-only (SoftHSM 2.6
- * answers CKR_ATTRIBUTE_READ_ONLY). Callers keep the object handle:
- * FindObjects scans every object in SoftHSM (~33 us each), so it runs once
- * per handle, not per write.
+ * Small private values in the token (the store's freshness anchor,
+ * core/fresh_store.c). A value is a private token object that only a
+ * session logged in with the user PIN can read, create or change: a
+ * generic secret key generated in the token, with no usage at all, named by
+ * CKA_ID, whose value lives in CKA_LABEL, in hex. Measured: SoftHSM 2.6
+ * refuses to change a data object's CKA_VALUE (CKR_ATTRIBUTE_READ_ONLY) and
+ * NSS softokn refuses private token data objects altogether
+ * (CKR_ATTRIBUTE_VALUE_INVALID), while PKCS#11 lets every token change a
+ * storage object's label. Callers keep the object handle: FindObjects scans
+ * every object in SoftHSM (~33 us each), so it runs once per handle.
  */
 #include "config.h"
 
@@ -30,10 +31,10 @@ typedef struct data_job {
 static pk_result find_body(pk_p11 *p, CK_SESSION_HANDLE s, void *ctx)
 {
     data_job *j = ctx;
-    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_ATTRIBUTE tmpl[] = {
         P11_ATTR(CKA_CLASS, &cls, sizeof(cls)),
-        P11_ATTR(CKA_APPLICATION, (void *)j->label, strlen(j->label)),
+        P11_ATTR(CKA_ID, (void *)j->label, strlen(j->label)),
     };
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
     CK_ULONG n = 0;
@@ -57,22 +58,29 @@ pk_result pk_p11_data_find(pk_p11 *p, const char *label, unsigned long *obj)
 static pk_result create_body(pk_p11 *p, CK_SESSION_HANDLE s, void *ctx)
 {
     data_job *j = ctx;
-    CK_OBJECT_CLASS cls = CKO_DATA;
-    CK_BBOOL yes = CK_TRUE;
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+    CK_ULONG len = 16;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_MECHANISM m = {CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
     char hex[2 * VALUE_MAX + 1];
+    /* A key only by form: every usage off, never extractable. */
     CK_ATTRIBUTE tmpl[] = {
-        P11_ATTR(CKA_CLASS, &cls, sizeof(cls)),
-        P11_ATTR(CKA_TOKEN, &yes, sizeof(yes)),
-        P11_ATTR(CKA_PRIVATE, &yes, sizeof(yes)),
+        P11_ATTR(CKA_CLASS, &cls, sizeof(cls)),       P11_ATTR(CKA_KEY_TYPE, &kt, sizeof(kt)),
+        P11_ATTR(CKA_VALUE_LEN, &len, sizeof(len)),   P11_ATTR(CKA_TOKEN, &yes, sizeof(yes)),
+        P11_ATTR(CKA_PRIVATE, &yes, sizeof(yes)),     P11_ATTR(CKA_SENSITIVE, &yes, sizeof(yes)),
+        P11_ATTR(CKA_EXTRACTABLE, &no, sizeof(no)),   P11_ATTR(CKA_ENCRYPT, &no, sizeof(no)),
+        P11_ATTR(CKA_DECRYPT, &no, sizeof(no)),       P11_ATTR(CKA_WRAP, &no, sizeof(no)),
+        P11_ATTR(CKA_UNWRAP, &no, sizeof(no)),        P11_ATTR(CKA_SIGN, &no, sizeof(no)),
+        P11_ATTR(CKA_VERIFY, &no, sizeof(no)),        P11_ATTR(CKA_DERIVE, &no, sizeof(no)),
         P11_ATTR(CKA_MODIFIABLE, &yes, sizeof(yes)),
-        P11_ATTR(CKA_APPLICATION, (void *)j->label, strlen(j->label)),
+        P11_ATTR(CKA_ID, (void *)j->label, strlen(j->label)),
         P11_ATTR(CKA_LABEL, hex, 2 * j->value.len),
     };
     CK_OBJECT_HANDLE h;
 
     pk_hex_encode(j->value.ptr, j->value.len, hex);
-
-    P11_ENSURE_RV(p->fn->C_CreateObject(s, tmpl, PK_ARRAY_LEN(tmpl), &h), "C_CreateObject");
+    P11_ENSURE_RV(p->fn->C_GenerateKey(s, &m, tmpl, PK_ARRAY_LEN(tmpl), &h), "C_GenerateKey");
     *j->obj = (unsigned long)h;
     return PK_OK;
 }

@@ -177,8 +177,76 @@ grep -q '"reason":"restored backup INC-4711"' "$WORK/accept.rec" && grep -q '"re
 run "$P11KMS" audit verify
 expect_rc 0 "audit trail verifies"
 # The newer file is now the stale one.
+sqlite3 "$DB" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+cp "$DB" "$WORK/accepted.db"
 cp "$WORK/current.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
 adm key describe "$K2"
 expect_rc 1 "the newer copy is refused after accept-restore"
+expect_err_has "store rolled back: the whole store is older than its anchor in the HSM" "the newer copy is refused"
+cp "$WORK/accepted.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
+
+# 9. The HSM enforces the key state: disable takes the key's usage away in the token, so even a
+#    disabled key's Enabled row accepted back (accept-restore) cannot make the HSM use it.
+adm key create --admin "$ADM" --operator "$OPR"
+expect_rc 0 "key create 3"; K3=$(cat "$OUT")
+oper encrypt --key "$K3" --context job=k3 --in "$WORK/pt"
+expect_rc 0 "encrypt under K3"; cp "$OUT" "$WORK/blob3"
+usage() {
+    pkcs11-tool --module "$(sed -n 's/^module = //p' "$P11KMS_CONFIG")" --login --pin "$(cat "$T/user.pin")" \
+        --list-objects --type secrkey 2>/dev/null | grep -A2 "cmk:$K3:v1" | sed -n 's/^ *Usage: *//p'
+}
+[ "$(usage)" = "encrypt, decrypt, wrap, unwrap" ] && ok || bad "K3 usage before disable: $(usage)"
+save k3on key "$K3"
+adm key disable "$K3"
+expect_rc 0 "disable K3"
+[ "$(usage)" = "none" ] && ok || bad "K3 usage after disable: $(usage)"
+restore k3on key "$K3"
+adm store accept-restore --reason "test: the HSM still refuses"
+expect_rc 0 "accept the Enabled row"
+adm key describe "$K3"
+expect_out_has "Enabled" "the store says Enabled"
+oper decrypt --in "$WORK/blob3" --context job=k3
+expect_rc 1 "the HSM refuses the key"; expect_err_has "CKR_KEY_FUNCTION_NOT_PERMITTED" "the HSM refuses the key"
+adm key disable "$K3"
+adm key enable "$K3"
+expect_rc 0 "enable K3"
+[ "$(usage)" = "encrypt, decrypt, wrap, unwrap" ] && ok || bad "K3 usage after enable: $(usage)"
+oper decrypt --in "$WORK/blob3" --context job=k3
+expect_rc 0 "decrypt after enable"
+adm key schedule-deletion "$K3" --days 7
+expect_rc 0 "schedule deletion"
+[ "$(usage)" = "none" ] && ok || bad "K3 usage after schedule-deletion: $(usage)"
+
+# 10. The audit trail against the head anchored with the store.
+AUDIT=$T/audit.log
+run "$P11KMS" audit verify
+expect_rc 0 "trail verifies"
+cp "$AUDIT" "$WORK/audit.cut"   # a seal boundary: every command seals its records when it closes
+adm key cancel-deletion "$K3"
+expect_rc 0 "more changes"
+adm key enable "$K3"
+expect_rc 0 "more changes 2"
+cp "$AUDIT" "$WORK/audit.full"
+cp "$WORK/audit.cut" "$AUDIT"
+run "$P11KMS" audit verify
+expect_rc 1 "trail cut back to a seal boundary"
+expect_err_has "truncated: the trail ends at seq " "cut back"
+expect_err_has "before the head anchored in the HSM (seq " "cut back"
+run "$P11KMS" --json audit verify
+expect_out_has '"problem":"truncated"' "cut back: json"
+cp "$WORK/audit.full" "$AUDIT"
+run "$P11KMS" audit verify
+expect_rc 0 "the whole trail verifies again"
+run "$P11KMS" audit rotate
+expect_rc 0 "rotate 1"
+adm key disable "$K3"
+run "$P11KMS" audit rotate
+expect_rc 0 "rotate 2"
+adm key enable "$K3"
+newest=$(ls "$AUDIT".* | sort | tail -n 1)
+rm -f "$newest" "$AUDIT"
+run "$P11KMS" audit verify
+expect_rc 1 "newest files deleted"
+expect_err_has "truncated: the trail ends at seq " "newest files deleted"
 
 finish
