@@ -241,7 +241,7 @@ static pk_result usage_body(pk_p11 *p, CK_SESSION_HANDLE s, void *ctx)
     P11_ENSURE_RV(rv, "C_SetAttributeValue");
     *j->applied = true;
     /* The session copy was made with the old flags: the next use copies the token object again. */
-    p11_cache_remove(p, s, j->id);
+    p11_cache_drop_copy(p, s, j->id);
     return PK_OK;
 }
 
