@@ -31,14 +31,6 @@ static pk_result check_reason(const char *reason)
     return PK_OK;
 }
 
-static const pk_fresh_kind *kind_of(const pk_fresh_state *st, const char *kind)
-{
-    static const pk_fresh_kind none;
-    for (size_t i = 0; i < st->nk; i++)
-        if (strcmp(st->k[i].kind, kind) == 0) return &st->k[i];
-    return &none;
-}
-
 /* One entry per kind whose records differ from what the file's own state says (rows changed outside p11kms). */
 static void report_kinds(pk_json_out *j, const pk_fresh_loss *l)
 {
@@ -48,7 +40,7 @@ static void report_kinds(pk_json_out *j, const pk_fresh_loss *l)
     for (int s = 0; s < 2; s++)
         for (size_t i = 0; i < sides[s]->nk; i++) {
             const char *kind = sides[s]->k[i].kind;
-            const pk_fresh_kind *h = kind_of(&l->have, kind), *w = kind_of(&l->want, kind);
+            const pk_fresh_kind *h = pk_fresh_kind_of(&l->have, kind), *w = pk_fresh_kind_of(&l->want, kind);
             if (s == 1 && w->kind[0] != '\0') continue; /* listed from the other side */
             if (h->n == w->n && memcmp(h->sum, w->sum, PK_FRESH_LEN) == 0) continue;
             pk_jo_obj_begin(j);

@@ -18,11 +18,20 @@
 #include "core/core.h"
 #include "audit/audit.h"
 #include "core/freshness.h"
+#include "util/forkgen.h"
+#include "util/group_commit.h"
 #include "util/wipe.h"
 
 #define KEY_LABEL "p11kms-fresh-key-v1"
 #define RING 16
 #define SLOT_LABEL_MAX 64
+/*
+ * States made durable within this window share one anchor write (a token
+ * object write: about 1 ms on SoftHSM, under its global lock). The anchor
+ * may lag the durable store by this much; a store ahead of its anchor is
+ * what the crash rule accepts anyway.
+ */
+#define ANCHOR_WINDOW_US 10000
 
 typedef struct committed {
     uint64_t ticket, seq;
@@ -46,13 +55,20 @@ typedef struct fresh_store {
     uint64_t trusted_rev; /* meta/fresh rev + mac whose MAC this handle checked */
     uint8_t trusted_mac[PK_STORE_MAC_LEN];
 
-    /* Anchoring (under mu). */
+    /* Anchoring state (under mu, never held across an HSM call). */
     pthread_mutex_t mu;
     committed ring[RING];
     uint64_t nring;
     uint64_t anchored;   /* highest seq this handle knows anchored */
     uint64_t audit_anchored; /* highest audit head this handle knows anchored: an anchor never lowers it */
     bool named;          /* slot labels known (the service key is read at open) */
+    /* The anchorer thread (util/group_commit.c's flusher, runs anchor_step under mu). */
+    pk_flusher anchorer;
+    bool started;
+    int64_t pending_since_us; /* monotonic time of the first durable state not handed over; 0: none */
+    unsigned long fork_gen;
+    /* The token objects (under wmu, which serialises every anchor read and write). */
+    pthread_mutex_t wmu;
     char label[2][SLOT_LABEL_MAX];
     unsigned long obj[2];
 
@@ -209,18 +225,20 @@ static pk_result anchor_read(fresh_store *fs, pk_anchor *out, bool *found)
  * Slot seq % 2: consecutive anchors alternate, so a write torn by a crash
  * leaves the other slot with an earlier anchor (never a later one).
  */
-static pk_result anchor_write_inlock(fresh_store *fs, uint64_t seq, const uint8_t total[PK_FRESH_LEN],
-                                     uint64_t audit_seq)
+/* Caller holds wmu. */
+static pk_result anchor_write(fresh_store *fs, const committed *c)
 {
     pk_anchor a;
     uint8_t v[PK_ANCHOR_LEN];
-    int i = (int)(seq & 1);
+    int i = (int)(c->seq & 1);
     pk_result r;
 
     memset(&a, 0, sizeof(a));
-    a.seq = seq;
-    memcpy(a.total, total, PK_FRESH_LEN);
-    a.audit_seq = audit_seq > fs->audit_anchored ? audit_seq : fs->audit_anchored;
+    a.seq = c->seq;
+    memcpy(a.total, c->total, PK_FRESH_LEN);
+    pthread_mutex_lock(&fs->mu);
+    a.audit_seq = c->audit_seq > fs->audit_anchored ? c->audit_seq : fs->audit_anchored;
+    pthread_mutex_unlock(&fs->mu);
     pk_anchor_encode(&a, v);
     PK_GUARD(slot_obj(fs, i, true, v));
     r = pk_p11_data_write(fs->h->p11, fs->obj[i], pk_bytes_of(v, sizeof(v)));
@@ -230,13 +248,15 @@ static pk_result anchor_write_inlock(fresh_store *fs, uint64_t seq, const uint8_
         r = pk_p11_data_write(fs->h->p11, fs->obj[i], pk_bytes_of(v, sizeof(v)));
     }
     PK_GUARD(r);
-    if (seq > fs->anchored) fs->anchored = seq;
-    fs->audit_anchored = a.audit_seq;
+    pthread_mutex_lock(&fs->mu);
+    if (a.seq > fs->anchored) fs->anchored = a.seq;
+    if (a.audit_seq > fs->audit_anchored) fs->audit_anchored = a.audit_seq;
+    pthread_mutex_unlock(&fs->mu);
     return PK_OK;
 }
 
-/* After a sync: anchor the newest state this handle committed that is now durable. */
-static void advance(fresh_store *fs)
+/* The newest state this handle committed that is durable now and not anchored yet. */
+static bool pick(fresh_store *fs, committed *out)
 {
     pk_store_stats stats;
     const committed *best = NULL;
@@ -247,9 +267,66 @@ static void advance(fresh_store *fs)
         const committed *c = &fs->ring[i % RING];
         if (c->ticket <= stats.synced && c->seq > fs->anchored) best = c;
     }
-    /* A failure leaves the store ahead of its anchor, which is safe; the next sync tries again. */
-    if (best != NULL) PK_IGNORE(anchor_write_inlock(fs, best->seq, best->total, best->audit_seq));
+    if (best != NULL) *out = *best;
     pthread_mutex_unlock(&fs->mu);
+    return best != NULL;
+}
+
+/* Whether this handle committed a state not anchored yet. */
+static bool unanchored(fresh_store *fs)
+{
+    bool any;
+    pthread_mutex_lock(&fs->mu);
+    any = fs->named && fs->nring > 0 && fs->ring[(fs->nring - 1) % RING].seq > fs->anchored;
+    pthread_mutex_unlock(&fs->mu);
+    return any;
+}
+
+/* A failure leaves the store ahead of its anchor, which is safe; the next sync tries again. */
+static void anchor_now(fresh_store *fs)
+{
+    committed c;
+    pthread_mutex_lock(&fs->wmu);
+    if (pick(fs, &c)) PK_IGNORE(anchor_write(fs, &c));
+    pthread_mutex_unlock(&fs->wmu);
+}
+
+/*
+ * The anchorer's step (under mu): one token write covers every state made
+ * durable within the window, as one fdatasync covers concurrent commits.
+ * The caller of a sync does not wait for it.
+ */
+static int64_t anchor_step(void *arg, int64_t now)
+{
+    fresh_store *fs = arg;
+    int64_t deadline;
+
+    if (fs->pending_since_us == 0) return PK_FLUSHER_NEVER;
+    deadline = fs->pending_since_us + ANCHOR_WINDOW_US;
+    if (now < deadline) return deadline;
+    fs->pending_since_us = 0;
+    pthread_mutex_unlock(&fs->mu);
+    anchor_now(fs);
+    pthread_mutex_lock(&fs->mu);
+    return 0;
+}
+
+static bool inherited(const fresh_store *fs) { return fs->fork_gen != pk_fork_generation(); }
+
+/* After a sync: hand the anchor to the anchorer (or, without one, write it here). */
+static void advance(fresh_store *fs)
+{
+    bool async;
+    if (inherited(fs)) return; /* a child's handle: the parent's thread and anchor are not ours */
+    pthread_mutex_lock(&fs->mu);
+    if (!fs->started && pk_flusher_start(&fs->anchorer) == 0) fs->started = true;
+    async = fs->started;
+    if (async && fs->pending_since_us == 0) {
+        fs->pending_since_us = pk_mono_us();
+        pk_flusher_nudge(&fs->anchorer, fs->pending_since_us + ANCHOR_WINDOW_US);
+    }
+    pthread_mutex_unlock(&fs->mu);
+    if (!async) anchor_now(fs);
 }
 
 /* ---- the wrapped operations ---- */
@@ -412,10 +489,18 @@ static pk_result w_checkpoint(pk_store *s) { return fs_of(s)->inner->ops->checkp
 
 static void w_stats(pk_store *s, pk_store_stats *out) { fs_of(s)->inner->ops->stats(fs_of(s)->inner, out); }
 
+/* The anchorer stops; what is committed is synced and anchored before the store closes. */
 static void w_close(pk_store *s)
 {
     fresh_store *fs = fs_of(s);
-    pk_store_close(fs->inner); /* syncs what is left, but the anchor moves only with a sync of ours */
+    if (!inherited(fs)) {
+        pk_flusher_stop(&fs->anchorer);
+        /* Only with something to anchor: a failed open's error detail must survive its close. */
+        if (unanchored(fs) && pk_ok(fs->inner->ops->sync(fs->inner, PK_STORE_SYNC_ALL))) anchor_now(fs);
+    }
+    pk_store_close(fs->inner);
+    if (!inherited(fs)) pk_flusher_destroy(&fs->anchorer);
+    pthread_mutex_destroy(&fs->wmu);
     pthread_mutex_destroy(&fs->mu);
     pk_wipe(fs->key, sizeof(fs->key));
     free(fs);
@@ -447,6 +532,14 @@ pk_result pk_fresh_wrap(p11kms *h)
 
     PK_ENSURE_ALLOC(fs);
     pthread_mutex_init(&fs->mu, NULL);
+    pthread_mutex_init(&fs->wmu, NULL);
+    if (pk_flusher_init(&fs->anchorer, &fs->mu, anchor_step, fs) != 0) {
+        pthread_mutex_destroy(&fs->wmu);
+        pthread_mutex_destroy(&fs->mu);
+        free(fs);
+        return pk_fail(P11KMS_ERR_INTERNAL, "store freshness: cannot create a condition variable");
+    }
+    fs->fork_gen = pk_fork_generation();
     fs->base.ops = &fresh_ops;
     fs->inner = h->store;
     fs->h = h;
@@ -473,13 +566,17 @@ static pk_result reanchor(fresh_store *fs)
 
 static pk_result name_slots(fresh_store *fs, const char *service_key)
 {
+    pthread_mutex_lock(&fs->wmu);
     for (int i = 0; i < 2; i++) {
         char label[SLOT_LABEL_MAX];
         snprintf(label, sizeof(label), "p11kms-anchor-%d %s", i, service_key);
         if (strcmp(label, fs->label[i]) != 0) fs->obj[i] = 0;
         memcpy(fs->label[i], label, sizeof(label));
     }
+    pthread_mutex_unlock(&fs->wmu);
+    pthread_mutex_lock(&fs->mu);
     fs->named = true;
+    pthread_mutex_unlock(&fs->mu);
     return PK_OK;
 }
 
@@ -509,9 +606,9 @@ static pk_result verify(fresh_store *fs, bool *needs_anchor)
     uint8_t total[PK_FRESH_LEN];
 
     *needs_anchor = false;
-    pthread_mutex_lock(&fs->mu);
+    pthread_mutex_lock(&fs->wmu);
     pk_result r = anchor_read(fs, &a, &have_anchor);
-    pthread_mutex_unlock(&fs->mu);
+    pthread_mutex_unlock(&fs->wmu);
     PK_GUARD(r);
     PK_GUARD(snapshot(fs, &have, &want, &seq, &found));
     if (!found) {
@@ -571,9 +668,9 @@ pk_result pk_fresh_assess(p11kms *h, const char *service_key, pk_fresh_loss *out
 
     memset(out, 0, sizeof(*out));
     PK_GUARD(name_slots(fs, service_key));
-    pthread_mutex_lock(&fs->mu);
+    pthread_mutex_lock(&fs->wmu);
     r = anchor_read(fs, &a, &have_anchor);
-    pthread_mutex_unlock(&fs->mu);
+    pthread_mutex_unlock(&fs->wmu);
     PK_GUARD(r);
     PK_GUARD(snapshot(fs, &out->have, &out->want, &out->store_seq, &found));
     out->anchored_seq = have_anchor ? a.seq : 0;
@@ -611,9 +708,9 @@ pk_result pk_fresh_anchored_audit(p11kms *h, const char *service_key, uint64_t *
 
     *audit_seq = 0;
     PK_GUARD(name_slots(fs, service_key));
-    pthread_mutex_lock(&fs->mu);
+    pthread_mutex_lock(&fs->wmu);
     r = anchor_read(fs, &a, found);
-    pthread_mutex_unlock(&fs->mu);
+    pthread_mutex_unlock(&fs->wmu);
     if (pk_ok(r) && *found) *audit_seq = a.audit_seq;
     return r;
 }

@@ -156,7 +156,7 @@ pk_result pk_fresh_total(const pk_fresh_state *st, uint8_t out[PK_FRESH_LEN])
     return r;
 }
 
-static const pk_fresh_kind *kind_in(const pk_fresh_state *st, const char *kind)
+const pk_fresh_kind *pk_fresh_kind_of(const pk_fresh_state *st, const char *kind)
 {
     static const pk_fresh_kind none;
     for (size_t i = 0; i < st->nk; i++)
@@ -189,7 +189,7 @@ pk_result pk_fresh_compare(const pk_fresh_state *have, const pk_fresh_state *wan
     for (int s = 0; s < 2; s++)
         for (size_t i = 0; i < sides[s]->nk; i++) {
             const char *kind = sides[s]->k[i].kind;
-            const pk_fresh_kind *h = kind_in(have, kind), *w = kind_in(want, kind);
+            const pk_fresh_kind *h = pk_fresh_kind_of(have, kind), *w = pk_fresh_kind_of(want, kind);
             if (h->n != w->n || memcmp(h->sum, w->sum, PK_FRESH_LEN) != 0) return kind_differs(kind, h, w);
         }
     return PK_OK;

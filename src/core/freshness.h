@@ -43,6 +43,8 @@ PK_MUST_USE pk_result pk_fresh_element(const uint8_t key[PK_FRESH_LEN], const pk
                                        uint8_t out[PK_FRESH_LEN]);
 /* Add (sign > 0) or remove (sign < 0) one element of `kind`. */
 PK_MUST_USE pk_result pk_fresh_apply(pk_fresh_state *st, const char *kind, const uint8_t el[PK_FRESH_LEN], int sign);
+/* The entry of `kind` (an empty one, kind "", when the state has none). */
+const pk_fresh_kind *pk_fresh_kind_of(const pk_fresh_state *st, const char *kind);
 /* One hash over the whole state: what the anchor holds. */
 PK_MUST_USE pk_result pk_fresh_total(const pk_fresh_state *st, uint8_t out[PK_FRESH_LEN]);
 /* meta/fresh's body: the store's sequence number and the state. */
