@@ -25,19 +25,8 @@ old_s='{"a":"v0","b":"v0"}'
 old_c='p0'
 killed=0; completed=0; bad_states=0
 
-# SoftHSM 2.6 rewrites token.object in place (truncate + write) on every
-# C_Login; a SIGKILL inside that write leaves it empty and the token
-# uninitialised. That is the token's file store, not p11kms's store (see
-# docs/SECRETS.md "Crash safety"): keep a copy and count such hits apart.
-TOKOBJ=$(ls "$T"/tokens/*/token.object)
-cp -p "$TOKOBJ" "$WORK/token.object.bak"
-token_hits=0
-guard_token() {
-    if ! cmp -s "$TOKOBJ" "$WORK/token.object.bak"; then
-        [ -s "$TOKOBJ" ] || token_hits=$((token_hits + 1))
-        cp -p "$WORK/token.object.bak" "$TOKOBJ"
-    fi
-}
+# SoftHSM's token.object can be emptied by a kill during C_Login (lib.sh): counted apart.
+token_guard_start "$T"
 
 # A delay in microseconds spread over one command's run time (about 30 ms).
 rand_delay() { echo "0.0$(printf '%05d' $((RANDOM % 40000)))"; }

@@ -30,18 +30,8 @@ cat >"$WORK/p2.json" <<POL
 {"Version":"2012-10-17","Statement":[{"Sid":"a","Effect":"Allow","Principal":{"AWS":"$ADM"},"Action":"kms:*","Resource":"*"}]}
 POL
 
-# SoftHSM 2.6 rewrites token.object in place on every C_Login; a SIGKILL
-# inside that write empties it (see tests/cli/crash.sh). That is the token's
-# file store: keep a copy and count such hits apart.
-TOKOBJ=$(ls "$T"/tokens/*/token.object)
-cp -p "$TOKOBJ" "$WORK/token.object.bak"
-token_hits=0
-guard_token() {
-    if ! cmp -s "$TOKOBJ" "$WORK/token.object.bak"; then
-        [ -s "$TOKOBJ" ] || token_hits=$((token_hits + 1))
-        cp -p "$WORK/token.object.bak" "$TOKOBJ"
-    fi
-}
+# SoftHSM's token.object can be emptied by a kill during C_Login (lib.sh): counted apart.
+token_guard_start "$T"
 rand_delay() { printf '0.%03d' $((RANDOM % 150)); }
 
 killed=0; completed=0; rounds=0; rolled=0; refused=0
