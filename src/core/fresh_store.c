@@ -31,7 +31,7 @@
  * may lag the durable store by this much; a store ahead of its anchor is
  * what the crash rule accepts anyway.
  */
-#define ANCHOR_WINDOW_US 10000
+#define ANCHOR_WINDOW_US 100000
 
 typedef struct committed {
     uint64_t ticket, seq;

@@ -249,4 +249,33 @@ run "$P11KMS" audit verify
 expect_rc 1 "newest files deleted"
 expect_err_has "truncated: the trail ends at seq " "newest files deleted"
 
+# 11. Migration: a store from before freshness (no meta/fresh, no anchor in the token) opens, and its
+#     first open with the PIN anchors it; its pre-migration copy is refused afterwards.
+T2=$WORK/tok2
+new_token "$T2" p11kms
+export P11KMS_CONFIG=$T2/p11kms.conf
+DB2=$T2/p11kms.db
+adm init --admin "$ADM" --operator "$OPR"
+expect_rc 0 "init 2"
+adm key create --admin "$ADM" --operator "$OPR"
+expect_rc 0 "key create on store 2"; K4=$(cat "$OUT")
+SVC=$(run "$P11KMS" --as "$ADM" key describe alias/p11kms/default >/dev/null; sed -n 's/^KeyId *//p' "$OUT")
+MOD=$(sed -n 's/^module = //p' "$P11KMS_CONFIG")
+for slot in 0 1; do
+    id=$(printf 'p11kms-anchor-%s %s' "$slot" "$SVC" | od -An -tx1 | tr -d ' \n')
+    pkcs11-tool --module "$MOD" --login --pin "$(cat "$T2/user.pin")" --delete-object --type secrkey --id "$id" >/dev/null 2>&1 ||
+        bad "delete anchor slot $slot"
+done
+sqlite3 "$DB2" "DELETE FROM records WHERE kind='meta' AND id='fresh'; PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+cp "$DB2" "$WORK/old-format.db"
+adm key describe "$K4"
+expect_rc 0 "an old store opens"; expect_out_has "Enabled" "an old store opens"
+[ "$(sqlite3 "$DB2" "SELECT count(*) FROM records WHERE kind='meta' AND id='fresh'")" = 1 ] && ok || bad "meta/fresh written at the first open"
+adm key disable "$K4"
+expect_rc 0 "disable on the migrated store"
+cp "$WORK/old-format.db" "$DB2"; rm -f "$DB2-wal" "$DB2-shm"
+adm key describe "$K4"
+expect_rc 1 "the pre-migration copy is refused"
+expect_err "p11kms: store rolled back: the whole store is older than its anchor in the HSM (it has no freshness record, anchored state 3): an older copy of the store was put in place; $HINT" "the pre-migration copy is refused"
+
 finish
