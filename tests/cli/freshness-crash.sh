@@ -43,13 +43,8 @@ while [ "$killed" -lt "$KILLS" ] && [ "$SECONDS" -lt "$DEADLINE" ]; do
     2) set -- --as "$ADM" key enable "$K" ;;
     3) set -- --as "$ADM" key put-policy "$K" "$WORK/p$((RANDOM % 2 + 1)).json" --bypass-lockout-check ;;
     esac
-    "$P11KMS" "$@" >/dev/null 2>>"$WORK/.all-stderr" &
-    pid=$!
-    sleep "$(rand_delay)"
-    if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
-    wait "$pid" 2>/dev/null
-    [ $? -eq 0 ] && completed=$((completed + 1))
-    guard_token
+    run_and_kill "$(rand_delay)" "$@"
+    [ "$kill_rc" -eq 0 ] && completed=$((completed + 1))
     adm key describe "$K"
     if grep -q "rolled back" "$ERR"; then
         rolled=$((rolled + 1)); bad "after kill $killed: $(cat "$ERR")"

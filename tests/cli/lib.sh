@@ -87,3 +87,16 @@ guard_token() {
         cp -p "$WORK/token.object.bak" "$TOKOBJ"
     fi
 }
+# Kill loops: run p11kms ARGS in the background and SIGKILL it after DELAY
+# seconds, then guard_token. Counts `killed`; kill_rc is the process's status.
+run_and_kill() {
+    local delay=$1 pid
+    shift
+    "$P11KMS" "$@" >/dev/null 2>>"$WORK/.all-stderr" &
+    pid=$!
+    sleep "$delay"
+    if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
+    wait "$pid" 2>/dev/null
+    kill_rc=$?
+    guard_token
+}
