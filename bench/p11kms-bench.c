@@ -579,6 +579,28 @@ static void bench_secrets(secret_figures *f, size_t big)
                f->get_cached, f->us_1k, f->us_100k, big);
 }
 
+/* ---- key changes: disable and enable in turn, each synced whatever store_sync says ---- */
+
+static bool api_key_toggle(void *ctx)
+{
+    static __thread bool off;
+    (void)ctx;
+    off = !off;
+    return (off ? p11kms_key_disable(B.h, B.admin, B.key) : p11kms_key_enable(B.h, B.admin, B.key)) == P11KMS_OK;
+}
+
+/* A key change the HSM takes no part in: the same policy put again (a new record revision each time). */
+static bool api_put_policy(void *ctx)
+{
+    static const char policy[] =
+        "{\"Version\":\"2012-10-17\",\"Statement\":["
+        "{\"Sid\":\"a\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"" ADMIN "\"},\"Action\":\"kms:*\",\"Resource\":\"*\"},"
+        "{\"Sid\":\"o\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"" OPERATOR "\"},"
+        "\"Action\":[\"kms:Encrypt\",\"kms:Decrypt\",\"kms:GenerateDataKey\"],\"Resource\":\"*\"}]}";
+    (void)ctx;
+    return p11kms_key_put_policy(B.h, B.admin, B.key, policy, 0) == P11KMS_OK;
+}
+
 /* ---- audit cost: the same encrypt with audit_sync batch and always ---- */
 
 typedef struct audit_figures {
@@ -866,7 +888,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
             fprintf(stderr, "usage: p11kms-bench [--json] [--seconds S] [--keys N] [--secrets N]\n"
-                            "                    [--only ops,secrets,audit,policy,keys]\n");
+                            "                    [--only ops,secrets,keychange,audit,policy,keys]\n");
             return 2;
         }
     }
@@ -893,6 +915,11 @@ int main(int argc, char **argv)
         bench_op("datakey_decrypt", 32, api_decrypt, raw_decrypt, true);
     }
     if (wanted(only, "secrets")) bench_secrets(&sf, big);
+    /* An even number of toggles (run_work counts in 32s): the key ends Enabled. */
+    if (wanted(only, "keychange")) {
+        add_row("key_disable_enable", 1, measure(1, api_key_toggle, set_ctx, no_free, NULL), 0, 0);
+        add_row("key_put_policy", 1, measure(1, api_put_policy, set_ctx, no_free, NULL), 0, 0);
+    }
     if (wanted(only, "audit")) bench_audit(&af);
     evals = wanted(only, "policy") ? bench_policy() : 0;
     if (!B.json && evals > 0) printf("policy evaluations: %.0f/s (10 statements, compiled once)\n", evals);

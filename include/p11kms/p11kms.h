@@ -714,6 +714,23 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_file_rewrapper_new(p11kms *h, const 
                                                                p11kms_file_decryptor **rw);
 P11KMS_API void p11kms_file_decryptor_free(p11kms_file_decryptor *dec);
 
+/* ---- Store freshness (docs/STORE.md, Freshness) ---- */
+
+#define P11KMS_ACCEPT_RESTORE_DRY_RUN 1u
+/*
+ * Take a store that its anchor in the HSM refuses (a restored backup) back
+ * into service: report what is given up, then (unless DRY_RUN) re-anchor the
+ * store to its records as they are. Only a principal the service key's
+ * policy allows kms:PutKeyPolicy (a key administrator); reason (required,
+ * one printable line, at most 256 bytes) goes on the audit record.
+ * *report_json: {"store_state","anchored_state","lost_write_transactions",
+ * "changed_outside":[{"kind","records","recorded_state_records"}],"reason",
+ * "accepted"}. Free with p11kms_free.
+ */
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_store_accept_restore(const p11kms_config *cfg, const p11kms_caller *c,
+                                                                 const char *reason, unsigned flags,
+                                                                 char **report_json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -165,6 +165,12 @@ PK_MUST_USE pk_result pk_audit_check(pk_audit *a);
  * new name of the old file.
  */
 PK_MUST_USE pk_result pk_audit_rotate(pk_audit *a, char *rotated_out, size_t rotated_size);
+/*
+ * The sequence number of the last record this handle made durable (0 before
+ * its first flush): the audit head the store's freshness anchor records, so
+ * `audit verify` can tell a trail cut back from a live one.
+ */
+uint64_t pk_audit_durable_seq(pk_audit *a);
 /* The log path, or NULL when auditing is disabled. */
 const char *pk_audit_path(const pk_audit *a);
 

@@ -34,8 +34,11 @@ int al_flush_file(void *ctx, uint64_t *target, bool *flushed)
     pk_audit *a = ctx;
     int fd, err = 0;
 
+    uint64_t seq;
+
     pthread_mutex_lock(&a->mu);
     *target = pk_gc_last_ticket(&a->gc); /* the lines in the file we dup */
+    seq = a->tail.seq;
     a->dirty_since_ms = 0;
     fd = a->broken ? -1 : dup(a->fd); /* rotation may close a->fd meanwhile */
     if (fd < 0) err = a->broken ? EIO : errno;
@@ -47,6 +50,7 @@ int al_flush_file(void *ctx, uint64_t *target, bool *flushed)
 
     pthread_mutex_lock(&a->mu);
     a->stats.syncs++;
+    if (err == 0 && fd >= 0 && seq > a->durable_seq) a->durable_seq = seq;
     if (err != 0 && !a->broken) {
         a->broken = true;
         snprintf(a->broken_why, sizeof(a->broken_why), "fdatasync failed: %s", strerror(err));
@@ -135,4 +139,14 @@ pk_result pk_audit_flush(pk_audit *a)
     PK_ENSURE_REF(a);
     if (a->disabled) return PK_OK;
     return al_seal_and_sync(a, "flush");
+}
+
+uint64_t pk_audit_durable_seq(pk_audit *a)
+{
+    uint64_t seq;
+    if (a == NULL || a->disabled) return 0;
+    pthread_mutex_lock(&a->mu);
+    seq = a->durable_seq;
+    pthread_mutex_unlock(&a->mu);
+    return seq;
 }

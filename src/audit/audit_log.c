@@ -109,6 +109,8 @@ pk_result pk_audit_open(const pk_audit_opts *o, pk_audit **out)
 
     pthread_mutex_lock(&a->mu);
     r = al_open_file(a);
+    /* What is in the file now is on disk after this: the head a freshness anchor may record. */
+    if (pk_ok(r) && a->fd >= 0 && fdatasync(a->fd) == 0) a->durable_seq = a->tail.seq;
     if (a->fd >= 0) al_unlock_file(a->fd);
     pthread_mutex_unlock(&a->mu);
     PK_TRY(r);

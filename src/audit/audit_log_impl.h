@@ -66,6 +66,7 @@ struct pk_audit {
     char broken_why[200];
     pk_sha256_ctx *hasher;
     pk_buf line;         /* scratch for the line under construction */
+    uint64_t durable_seq; /* the last line this handle knows is on disk (after one of its flushes) */
     pk_audit_stats stats;
 
     /* Batch-mode flusher thread (fdatasync and timed seals; util/group_commit.c, runs flush_step under mu). */

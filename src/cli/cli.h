@@ -120,6 +120,7 @@ int pk_cmd_report(pk_cli *cli, int argc, char **argv);
 int pk_cmd_secret(pk_cli *cli, int argc, char **argv);
 int pk_cmd_connection(pk_cli *cli, int argc, char **argv);
 int pk_cmd_render(pk_cli *cli, int argc, char **argv);
+int pk_cmd_store(pk_cli *cli, int argc, char **argv);
 
 /*
  * With `connect =` the command is a client of p11kmsd: a command that needs

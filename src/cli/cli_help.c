@@ -304,6 +304,16 @@ static const pk_help_entry table[] = {
      "cannot be rewrapped (their signature covers the header).",
      OPTS({"--key KEY", "the new key (default: the same key)"}),
      "p11kms rewrap-file chk-42.esdk chk-42.new"},
+    {"store accept-restore", "store accept-restore --reason TEXT [--dry-run]",
+     "put a restored (older) store back in service",
+     "A store older than its anchor in the HSM (a restored backup, or rows put\n"
+     "back outside p11kms) is refused at every open. This prints what is given\n"
+     "up (the write transactions made after the copy, the kinds of records\n"
+     "changed outside p11kms) and re-anchors the store to its records as they\n"
+     "are. Only a key administrator of the service key; the reason is audited.",
+     OPTS({"--reason TEXT", "why the store goes back (on the audit record)"},
+          {"--dry-run", "only print what would be lost"}),
+     "p11kms store accept-restore --reason \"restored backup of 2026-11-30, INC-4711\""},
     {"help", "help [--commands | COMMAND [SUBCOMMAND]]", "this help, or a command's",
      "Print the usage, options and an example of a command. --commands lists\n"
      "every command path, one a line. `p11kms COMMAND [SUBCOMMAND] --help` does\n"
@@ -317,7 +327,7 @@ static const struct {
     const char *words;
 } sections[] = {
     {"Token:", "token"},
-    {"Store and keys (KEY: key id, alias/NAME or key ARN):", "init key alias"},
+    {"Store and keys (KEY: key id, alias/NAME or key ARN):", "init key alias store"},
     {"Cryptography (in the HSM):", "encrypt decrypt datakey re-encrypt"},
     {"Compliance (exit 1 when there are findings):", "report"},
     {"Policies (no token needed):", "policy"},

@@ -8,3 +8,4 @@ p11kms_SOURCES += src/cli/cmd_access.c
 # the helpers of libp11kms-util.la.
 p11kms_LDADD = libp11kms.la libp11kms-util.la
 p11kms_SOURCES += src/cli/cli_remote.c
+p11kms_SOURCES += src/cli/cmd_store.c

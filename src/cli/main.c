@@ -33,6 +33,7 @@ static const command commands[] = {
     {"encrypt-file", pk_cmd_encrypt_file},
     {"decrypt-file", pk_cmd_decrypt_file},
     {"rewrap-file", pk_cmd_rewrap_file},
+    {"store", pk_cmd_store},
 };
 
 int main(int argc, char **argv)

@@ -1,12 +1,15 @@
 /* p11kms_audit_verify | p11kms_audit_rotate | p11kms_audit_files: the audit trail without a store. */
 #include "config.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit/audit.h"
 #include "conf/conf.h"
 #include "p11/p11.h"
+#include "core/freshness.h"
 #include "core/op.h"
 #include "util/json_out.h"
 
@@ -59,6 +62,35 @@ static pk_result report_to_json(const pk_audit_report *rep, char **out)
     return pk_jo_take(&j, out);
 }
 
+/*
+ * The audit head anchored in the HSM with the store (docs/AUDIT.md): a
+ * configured trail that ends before it was cut back to a seal boundary, or
+ * lost its newest files. Without a store or an anchor there is nothing to
+ * compare (a trail verified on its own).
+ */
+static void check_anchored_head(const p11kms_config *cfg, pk_audit_report *rep)
+{
+    p11kms *h = NULL;
+    char service[PK_UUID_STR_LEN + 1];
+    uint64_t head = 0;
+    bool found = false;
+
+    if (pk_ok(pk_handle_open(cfg, 0, &h, service)))
+        found = pk_ok(pk_fresh_anchored_audit(h, service, &head, &found)) && found;
+    p11kms_close(h);
+    pk_error_clear();
+    if (!found || rep->last_seq >= head) return;
+    if (rep->problem != PK_AUDIT_OK && rep->problem != PK_AUDIT_TRUNCATED) return; /* the first problem stands */
+    rep->problem = PK_AUDIT_TRUNCATED;
+    snprintf(rep->file, sizeof(rep->file), "%s", pk_conf_path_value(cfg, "audit"));
+    rep->line = 0;
+    rep->seq = rep->last_seq + 1;
+    snprintf(rep->detail, sizeof(rep->detail),
+             "the trail ends at seq %" PRIu64 ", before the head anchored in the HSM (seq %" PRIu64
+             "): records after a seal were cut off, or the newest files deleted",
+             rep->last_seq, head);
+}
+
 P11KMS_API p11kms_rc p11kms_audit_verify(const p11kms_config *cfg, const char *const *files, size_t nfiles,
                                          unsigned flags, char **report_json)
 {
@@ -86,6 +118,11 @@ P11KMS_API p11kms_rc p11kms_audit_verify(const p11kms_config *cfg, const char *c
     PK_TRY(open_token(cfg, &p11));
     PK_TRY(pk_audit_verify(p11, NULL, files, nfiles,
                            (flags & P11KMS_AUDIT_ALLOW_UNSEALED) ? PK_AUDIT_VERIFY_ALLOW_UNSEALED : 0, rep));
+    if (series != NULL) {
+        pk_p11_close(p11); /* the store's handle opens its own session pool */
+        p11 = NULL;
+        check_anchored_head(cfg, rep);
+    }
     PK_TRY(report_to_json(rep, report_json));
 out:
     pk_p11_close(p11);

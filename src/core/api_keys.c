@@ -222,16 +222,42 @@ out:
 /* Authorise `action` on `key`, then run fn(h, key_id, arg). */
 typedef pk_result (*key_action_fn)(p11kms *h, const char *key_id, void *arg);
 
+/*
+ * The HSM enforces the key state where the token allows it: disable and
+ * schedule-deletion take the versions' encrypt/decrypt/wrap/unwrap usage
+ * away after the change is committed; enable gives it back before.
+ */
+static pk_result hsm_usage(p11kms *h, const pk_key *k, bool on)
+{
+    for (uint32_t v = 1; v <= k->nversions; v++) {
+        pk_keyid vid;
+        bool applied = false;
+        pk_key_version_id(k->uuid, v, &vid);
+        PK_GUARD(pk_p11_key_set_usage(h->p11, &vid, on, &applied));
+    }
+    return PK_OK;
+}
+
+static int usage_change(const char *action)
+{
+    if (strcmp(action, "kms:EnableKey") == 0) return 1;
+    if (strcmp(action, "kms:DisableKey") == 0 || strcmp(action, "kms:ScheduleKeyDeletion") == 0) return 0;
+    return -1;
+}
+
 static p11kms_rc managed(p11kms *h, const p11kms_caller *c, const char *key, const char *action, key_action_fn fn,
                          void *arg)
 {
     pk_op op;
     pk_result r = PK_OK;
     pk_key *k = NULL;
+    int usage = usage_change(action);
     PK_TRY(pk_op_begin(&op, h, c, action));
     PK_TRY(load_authorized(&op, key, action, &k));
     PK_TRY(pk_op_preflight(&op));
+    if (usage == 1) PK_TRY(hsm_usage(h, k, true));
     PK_TRY(fn(h, k->id, arg));
+    if (usage == 0) PK_TRY(hsm_usage(h, k, false));
 out:
     pk_key_release(&h->env, k);
     return pk_op_finish(&op, r);

@@ -14,6 +14,7 @@
 #include "audit/audit.h"
 #include "conf/conf.h"
 #include "core/access.h"
+#include "core/freshness.h"
 #include "core/op.h"
 #include "core/remote_fwd.h"
 #include "json/json_in.h"
@@ -98,6 +99,7 @@ static pk_result open_common(const p11kms_config *cfg, bool create_store, p11kms
     PK_TRY(pk_p11_open(&o, &h->p11));
     PK_TRY(pk_p11_require_mechanisms(h->p11));
     PK_TRY(open_store(h, create_store));
+    PK_TRY(pk_fresh_wrap(h));
     pk_records_bind(h);
     PK_TRY(pk_keycache_new(&h->env.keys));
     PK_TRY(pk_secrets_new(cfg, &h->env.secrets));
@@ -159,6 +161,16 @@ static pk_result check_binding(p11kms *h, bool *found, char service_key[PK_UUID_
     return r;
 }
 
+/* The store against its anchor in the HSM (core/fresh_store.c). */
+static pk_result check_fresh(p11kms *h, const char *service_key)
+{
+    pk_result r;
+    pthread_mutex_lock(&h->store_lock);
+    r = pk_fresh_verify(h, service_key);
+    pthread_mutex_unlock(&h->store_lock);
+    return r;
+}
+
 /* Keys destroyed by p11kms itself (at open) go on record as the system's actions. */
 static pk_result audit_system(p11kms *h, const char *action, const char *key_id)
 {
@@ -182,21 +194,43 @@ static pk_result purge_at_open(p11kms *h)
     return r;
 }
 
-P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
+/*
+ * A handle on an initialised store bound to this token. Without
+ * PK_OPEN_FRESH only for store accept-restore (it opens a store its anchor
+ * refuses, to re-anchor it) and audit verify (it reads the anchor only, and
+ * opens no trail: closing one would seal it).
+ */
+pk_result pk_handle_open(const p11kms_config *cfg, unsigned flags, p11kms **out, char *service)
 {
     pk_result r;
     p11kms *h = NULL;
     bool found = false;
+
+    *out = NULL;
+    /* p11kms_open forwards a connect = handle; what comes here needs the token itself. */
+    if (p11kms_config_get(cfg, "connect") != NULL)
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "this needs the token: run it on the daemon's host (connect = is set)");
+    r = open_common(cfg, false, &h);
+    if (pk_ok(r)) r = check_binding(h, &found, service);
+    if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_INITIALIZED, "the store is not initialised; run p11kms init");
+    if (pk_ok(r) && (flags & PK_OPEN_FRESH)) r = check_fresh(h, service);
+    /* No operation without its audit trail: a trail that cannot be opened stops the handle. */
+    if (pk_ok(r) && (flags & PK_OPEN_AUDIT)) r = pk_audit_open_conf(cfg, h->p11, &h->audit);
+    if (pk_ok(r)) *out = h;
+    else p11kms_close(h);
+    return r;
+}
+
+P11KMS_API p11kms_rc p11kms_open(const p11kms_config *cfg, p11kms **out)
+{
+    pk_result r;
+    p11kms *h = NULL;
     char service[PK_UUID_STR_LEN + 1];
 
     pk_error_clear();
     *out = NULL;
     if (p11kms_config_get(cfg, "connect") != NULL) return pk_fwd_open(cfg, out);
-    r = open_common(cfg, false, &h);
-    if (pk_ok(r)) r = check_binding(h, &found, service);
-    if (pk_ok(r) && !found) r = pk_fail(P11KMS_ERR_NOT_INITIALIZED, "the store is not initialised; run p11kms init");
-    /* No operation without its audit trail: a trail that cannot be opened stops the handle. */
-    if (pk_ok(r)) r = pk_audit_open_conf(cfg, h->p11, &h->audit);
+    r = pk_handle_open(cfg, PK_OPEN_FRESH | PK_OPEN_AUDIT, &h, service);
     if (pk_ok(r)) r = purge_at_open(h);
     if (pk_ok(r)) r = pk_store_flush_start(h);
     if (pk_failed(r)) {
@@ -327,6 +361,7 @@ P11KMS_API p11kms_rc p11kms_init(const p11kms_config *cfg, const p11kms_caller *
     if (!found) PK_TRY(ensure_system_key(h, PK_STORE_MAC_KEY_ID, PK_STORE_MAC_KEY_LABEL, &new_store_key));
     PK_TRY(ensure_system_key(h, PK_AUDIT_KEY_ID, PK_AUDIT_KEY_LABEL, &new_audit_key));
     if (!found) PK_TRY(init_fresh(h, caller, admins, nadmins, operators, noperators, service));
+    PK_TRY(check_fresh(h, service));
     PK_TRY(pk_audit_open_conf(cfg, h->p11, &h->audit));
     {
         pk_op op;

@@ -6,3 +6,5 @@ libp11kms_core_la_SOURCES += src/core/api_file.c
 libp11kms_core_la_SOURCES += src/core/api_errors.c
 libp11kms_core_la_SOURCES += src/core/remote_fwd.h src/core/api_remote.c src/core/api_remote_secrets.c
 libp11kms_core_la_SOURCES += src/core/api_health.c
+libp11kms_core_la_SOURCES += src/core/freshness.h src/core/freshness.c src/core/fresh_store.c
+libp11kms_core_la_SOURCES += src/core/api_store.c

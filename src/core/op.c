@@ -337,7 +337,7 @@ static void withhold(pk_op *op)
 static pk_result op_record(pk_op *op, pk_result r, bool pending)
 {
     pk_audit_event ev;
-    pk_audit_kv details[4];
+    pk_audit_kv details[4 + PK_OP_EXTRA_MAX];
     char version[16];
 
     memset(&ev, 0, sizeof(ev));
@@ -365,6 +365,7 @@ static pk_result op_record(pk_op *op, pk_result r, bool pending)
     if (op->ctx_invalid) details[ev.n_details++] = (pk_audit_kv){"context_invalid", "true"};
     if (op->bypass != NULL) details[ev.n_details++] = (pk_audit_kv){"bypassed", op->bypass};
     if (op->access_key_id != NULL) details[ev.n_details++] = (pk_audit_kv){"access_key_id", op->access_key_id};
+    for (size_t i = 0; i < op->nextra && i < PK_OP_EXTRA_MAX; i++) details[ev.n_details++] = op->extra[i];
     if (op->caller != NULL) {
         ev.auth_method = pk_auth_method_name(op->caller->auth);
         ev.auth_id = op->caller->auth_id;

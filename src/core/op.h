@@ -30,6 +30,8 @@ struct p11kms_buf {
     bool secret; /* allocated from locked memory */
 };
 
+#define PK_OP_EXTRA_MAX 4
+
 typedef struct pk_op {
     p11kms *h;
     const p11kms_caller *caller;
@@ -45,6 +47,8 @@ typedef struct pk_op {
     size_t nctx;
     bool ctx_invalid;                  /* the caller's context was refused and is not on record */
     const char *bypass;                /* safety checks the caller waived ("lint", "lockout-check lint") */
+    const pk_kv *extra;                /* more public details (store accept-restore), at most PK_OP_EXTRA_MAX */
+    size_t nextra;
     bool decided;
     pk_decision decision;
     /* Copies: the policy they come from may be freed before the audit record is written. */

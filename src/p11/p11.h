@@ -105,6 +105,14 @@ typedef struct pk_key_attrs {
 /* Live attributes of the token object, read from the token (for reports and tests). */
 PK_MUST_USE pk_result pk_p11_key_attrs(pk_p11 *p, const pk_keyid *id, pk_key_attrs *out);
 
+/*
+ * Turn a key object's CKA_ENCRYPT, DECRYPT, WRAP and UNWRAP on or off (key
+ * disable and scheduled deletion take them away, so even a store row put
+ * back cannot make the HSM use the key). *applied=false when the token keeps
+ * usage flags fixed (CKR_ATTRIBUTE_READ_ONLY and kin), which is not an error.
+ */
+PK_MUST_USE pk_result pk_p11_key_set_usage(pk_p11 *p, const pk_keyid *id, bool on, bool *applied);
+
 /* Every token object whose label starts with prefix: ids and labels (for reports). */
 typedef struct pk_p11_object {
     pk_keyid id;
@@ -188,5 +196,17 @@ PK_MUST_USE pk_result pk_p11_secret_value_readable(pk_p11 *p, const pk_keyid *id
  */
 PK_MUST_USE pk_result pk_p11_init_token(const char *module, const char *label, const pk_secbuf *so_pin,
                                         const pk_secbuf *user_pin);
+
+/* ---- Private values (p11_data.c): the store's freshness anchor ---- */
+/*
+ * Private token objects (a usage-less generic secret named by CKA_ID, the
+ * value in CKA_LABEL): only a session logged in with the user PIN reads or
+ * changes them. Found by name (0: none); callers keep the handle. read/write
+ * of a handle that went stale fail with P11KMS_ERR_NOT_FOUND.
+ */
+PK_MUST_USE pk_result pk_p11_data_find(pk_p11 *p, const char *label, unsigned long *obj);
+PK_MUST_USE pk_result pk_p11_data_create(pk_p11 *p, const char *label, pk_bytes value, unsigned long *obj);
+PK_MUST_USE pk_result pk_p11_data_read(pk_p11 *p, unsigned long obj, uint8_t *buf, size_t cap, size_t *len);
+PK_MUST_USE pk_result pk_p11_data_write(pk_p11 *p, unsigned long obj, pk_bytes value);
 
 #endif

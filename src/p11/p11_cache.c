@@ -190,6 +190,19 @@ void p11_cache_note_token_key(pk_p11 *p, const pk_keyid *id, CK_OBJECT_HANDLE ob
     pthread_mutex_unlock(&p->cache_lock);
 }
 
+void p11_cache_drop_copy(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid *id)
+{
+    cache_entry *e;
+    pthread_mutex_lock(&p->cache_lock);
+    e = lookup_inlock(p, id);
+    /* A pinned copy is in use: its operations finish, and the store's state refuses the key meanwhile. */
+    if (e != NULL && !e->data_key && e->pins == 0 && e->session_obj != CK_INVALID_HANDLE) {
+        (void)p->fn->C_DestroyObject(s, e->session_obj);
+        e->session_obj = CK_INVALID_HANDLE;
+    }
+    pthread_mutex_unlock(&p->cache_lock);
+}
+
 void p11_cache_remove(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid *id)
 {
     cache_entry *e;

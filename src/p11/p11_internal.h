@@ -140,6 +140,8 @@ void p11_cache_unpin(pk_p11 *p, cache_entry *e);
 PK_MUST_USE pk_result p11_cache_token_handle(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid *id,
                                              CK_OBJECT_HANDLE *out);
 void p11_cache_remove(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid *id);
+/* Destroy a token key's session copy (not in use) but keep its token handle: the next use copies it again. */
+void p11_cache_drop_copy(pk_p11 *p, CK_SESSION_HANDLE s, const pk_keyid *id);
 /* Pin a cached data key if present; false on a miss. */
 bool p11_cache_pin_data_key(pk_p11 *p, const pk_keyid *id, cache_entry **out);
 /* Insert a freshly unwrapped data key, pinned; evicts LRU entries past the limit. */

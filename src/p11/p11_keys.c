@@ -211,3 +211,43 @@ pk_result pk_p11_list_objects(pk_p11 *p, const char *label_prefix, pk_p11_object
     *n = j.n;
     return PK_OK;
 }
+
+typedef struct usage_job {
+    const pk_keyid *id;
+    bool on;
+    bool *applied;
+} usage_job;
+
+static pk_result usage_body(pk_p11 *p, CK_SESSION_HANDLE s, void *ctx)
+{
+    usage_job *j = ctx;
+    CK_BBOOL v = j->on ? CK_TRUE : CK_FALSE;
+    CK_ATTRIBUTE a[] = {
+        P11_ATTR(CKA_ENCRYPT, &v, 1),
+        P11_ATTR(CKA_DECRYPT, &v, 1),
+        P11_ATTR(CKA_WRAP, &v, 1),
+        P11_ATTR(CKA_UNWRAP, &v, 1),
+    };
+    CK_OBJECT_HANDLE obj;
+    CK_RV rv;
+
+    PK_GUARD(p11_cache_token_handle(p, s, j->id, &obj));
+    if (obj == CK_INVALID_HANDLE) return PK_OK; /* destroyed already: nothing left to use */
+    rv = p->fn->C_SetAttributeValue(s, obj, a, PK_ARRAY_LEN(a));
+    /* A token may keep usage flags fixed after creation; the store's state still rules then. */
+    if (rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
+        rv == CKR_ACTION_PROHIBITED)
+        return PK_OK;
+    P11_ENSURE_RV(rv, "C_SetAttributeValue");
+    *j->applied = true;
+    /* The session copy was made with the old flags: the next use copies the token object again. */
+    p11_cache_drop_copy(p, s, j->id);
+    return PK_OK;
+}
+
+pk_result pk_p11_key_set_usage(pk_p11 *p, const pk_keyid *id, bool on, bool *applied)
+{
+    usage_job j = {id, on, applied};
+    *applied = false;
+    return p11_run(p, true, usage_body, &j);
+}

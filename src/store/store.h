@@ -119,6 +119,8 @@ typedef struct pk_store_ops {
     void (*stats)(pk_store *s, pk_store_stats *out);
     /* Syncs what is committed (a failure cannot be reported), then closes. */
     void (*close)(pk_store *s);
+    /* Every record of every kind, ordered by kind then id (the freshness digest, core/freshness.c). */
+    pk_result (*list_all)(pk_store *s, pk_record_cb cb, void *ctx);
 } pk_store_ops;
 
 struct pk_store {

@@ -293,6 +293,21 @@ pk_result sq_list(pk_store *base, const char *kind, const char *ref, pk_record_c
     return r;
 }
 
+pk_result sq_list_all(pk_store *base, pk_record_cb cb, void *ctx)
+{
+    sq_store *s = sq(base);
+    pk_result r = PK_OK;
+    sqlite3_stmt *st = NULL;
+
+    PK_ENSURE_REF(cb);
+    pthread_mutex_lock(&s->lock);
+    r = sq_acquire_inlock(s, ST_LIST_ALL, &st);
+    if (pk_ok(r)) r = each_row_inlock(s, st, "list", "(all kinds)", cb, ctx);
+    sq_release_inlock(s, ST_LIST_ALL, st);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
 pk_result sq_list_due(pk_store *base, const char *kind, int64_t now_ms, pk_record_cb cb, void *ctx)
 {
     sq_store *s = sq(base);

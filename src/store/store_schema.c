@@ -101,6 +101,7 @@ static const pk_store_ops sqlite_ops = {
     .checkpoint = sq_checkpoint,
     .stats = sq_stats,
     .close = sq_close,
+    .list_all = sq_list_all,
 };
 
 /* An existing store must be a regular file; a missing one means `p11kms init` has not run. */

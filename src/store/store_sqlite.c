@@ -57,6 +57,7 @@ const char *const sq_stmt_sql[ST_COUNT_] = {
     [ST_UPDATE] = "UPDATE records SET ref = ?3, due_ms = ?4, rev = ?5, body = ?6, mac = ?7"
                   " WHERE kind = ?1 AND id = ?2 AND rev = ?8",
     [ST_DELETE] = "DELETE FROM records WHERE kind = ?1 AND id = ?2",
+    [ST_LIST_ALL] = "SELECT " COLS " FROM records ORDER BY kind, id",
     [ST_LIST_KIND] = "SELECT " COLS " FROM records WHERE kind = ?1 ORDER BY id",
     [ST_LIST_REF] = "SELECT " COLS " FROM records WHERE kind = ?1 AND ref = ?2 ORDER BY id",
     /* "due_ms > 0" repeats the partial index's WHERE so the planner may use it. */

@@ -46,6 +46,7 @@ enum stmt_id {
     ST_COUNT_KIND,
     ST_COUNT_REF,
     ST_DATA_VERSION,
+    ST_LIST_ALL,
     ST_COUNT_
 };
 
@@ -119,6 +120,7 @@ pk_result sq_count(pk_store *base, const char *kind, const char *ref, uint64_t *
 pk_result sq_del(pk_store *base, const char *kind, const char *id);
 pk_result sq_get(pk_store *base, const char *kind, const char *id, pk_record *out, bool *found);
 pk_result sq_list(pk_store *base, const char *kind, const char *ref, pk_record_cb cb, void *ctx);
+pk_result sq_list_all(pk_store *base, pk_record_cb cb, void *ctx);
 pk_result sq_list_due(pk_store *base, const char *kind, int64_t now_ms, pk_record_cb cb, void *ctx);
 pk_result sq_put(pk_store *base, const pk_record *rec, uint64_t expected_rev);
 

@@ -25,19 +25,8 @@ old_s='{"a":"v0","b":"v0"}'
 old_c='p0'
 killed=0; completed=0; bad_states=0
 
-# SoftHSM 2.6 rewrites token.object in place (truncate + write) on every
-# C_Login; a SIGKILL inside that write leaves it empty and the token
-# uninitialised. That is the token's file store, not p11kms's store (see
-# docs/SECRETS.md "Crash safety"): keep a copy and count such hits apart.
-TOKOBJ=$(ls "$T"/tokens/*/token.object)
-cp -p "$TOKOBJ" "$WORK/token.object.bak"
-token_hits=0
-guard_token() {
-    if ! cmp -s "$TOKOBJ" "$WORK/token.object.bak"; then
-        [ -s "$TOKOBJ" ] || token_hits=$((token_hits + 1))
-        cp -p "$WORK/token.object.bak" "$TOKOBJ"
-    fi
-}
+# SoftHSM's token.object can be emptied by a kill during C_Login (lib.sh): counted apart.
+token_guard_start "$T"
 
 # A delay in microseconds spread over one command's run time (about 30 ms).
 rand_delay() { echo "0.0$(printf '%05d' $((RANDOM % 40000)))"; }
@@ -45,13 +34,8 @@ rand_delay() { echo "0.0$(printf '%05d' $((RANDOM % 40000)))"; }
 for i in $(seq 1 "$ITER"); do
     [ "$i" -eq $((ITER / 2 + 1)) ] && echo "store_sync = batch" >>"$P11KMS_CONFIG"
     new_s="{\"a\":\"v$i\",\"b\":\"v$i\"}"
-    "$P11KMS" --as "$OPR" secret update "$S" "a=v$i" "b=v$i" >/dev/null 2>>"$WORK/.all-stderr" &
-    pid=$!
-    sleep "$(rand_delay)"
-    if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
-    wait "$pid" 2>/dev/null
-    [ $? -eq 0 ] && completed=$((completed + 1))
-    guard_token
+    run_and_kill "$(rand_delay)" --as "$OPR" secret update "$S" "a=v$i" "b=v$i"
+    [ "$kill_rc" -eq 0 ] && completed=$((completed + 1))
     oper secret get "$S"
     got=$(cat "$OUT")
     if [ "$RC" -eq 0 ] && { [ "$got" = "$old_s" ] || [ "$got" = "$new_s" ]; }; then
@@ -60,12 +44,7 @@ for i in $(seq 1 "$ITER"); do
         bad_states=$((bad_states + 1)); bad "secret after kill $i: exit $RC, '$got' is neither old nor new"
     fi
 
-    "$P11KMS" --as "$OPR" connection alter crashconn "password=p$i" "url=u$i" >/dev/null 2>>"$WORK/.all-stderr" &
-    pid=$!
-    sleep "$(rand_delay)"
-    if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
-    wait "$pid" 2>/dev/null
-    guard_token
+    run_and_kill "$(rand_delay)" --as "$OPR" connection alter crashconn "password=p$i" "url=u$i"
     oper connection resolve crashconn
     pw=$(sed -n 's/^password=//p' "$OUT"); url=$(sed -n 's/^url=//p' "$OUT")
     if [ "$RC" -eq 0 ] && { { [ "$pw" = "$old_c" ] && [ "$url" = "u${old_c#p}" ]; } || { [ "$pw" = "p$i" ] && [ "$url" = "u$i" ]; }; }; then

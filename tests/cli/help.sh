@@ -57,6 +57,7 @@ access-key delete
 encrypt-file
 decrypt-file
 rewrap-file
+store accept-restore
 help"
 run "$P11KMS" help --commands
 expect_rc 0 "help --commands"; expect_out "$want" "help --commands lists every command path"

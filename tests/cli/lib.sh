@@ -69,3 +69,34 @@ finish() {
     [ "$failed" -eq 0 ]
     exit $?
 }
+
+# SoftHSM 2.6 rewrites token.object in place (truncate + write) on every
+# C_Login; a SIGKILL inside that write leaves it empty and the token
+# uninitialised. That is the token's file store, not p11kms's store (see
+# docs/SECRETS.md "Crash safety"). Kill loops (crash.sh, freshness-crash.sh)
+# keep a copy after token_guard_start TOKEN_DIR and call guard_token after
+# each kill, which restores it and counts such hits in token_hits.
+token_guard_start() {
+    TOKOBJ=$(ls "$1"/tokens/*/token.object)
+    cp -p "$TOKOBJ" "$WORK/token.object.bak"
+    token_hits=0
+}
+guard_token() {
+    if ! cmp -s "$TOKOBJ" "$WORK/token.object.bak"; then
+        [ -s "$TOKOBJ" ] || token_hits=$((token_hits + 1))
+        cp -p "$WORK/token.object.bak" "$TOKOBJ"
+    fi
+}
+# Kill loops: run p11kms ARGS in the background and SIGKILL it after DELAY
+# seconds, then guard_token. Counts `killed`; kill_rc is the process's status.
+run_and_kill() {
+    local delay=$1 pid
+    shift
+    "$P11KMS" "$@" >/dev/null 2>>"$WORK/.all-stderr" &
+    pid=$!
+    sleep "$delay"
+    if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
+    wait "$pid" 2>/dev/null
+    kill_rc=$?
+    guard_token
+}

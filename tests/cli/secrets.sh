@@ -129,9 +129,13 @@ expect_rc 1 "swapped ciphertext refused"
 expect_err "p11kms: store record secret/$SB failed integrity check: it was changed outside p11kms; refusing to use it" "swapped ciphertext"
 expect_out "" "no output for a swapped ciphertext"
 # ... and with the MAC copied too (a whole-row swap under the other id): the AAD binds the id.
+sqlite3 "$DB" "ATTACH '$WORK/sb.db' AS s; CREATE TABLE s.r AS SELECT * FROM records WHERE kind='secret' AND id='$SB'"
 sqlite3 "$DB" "UPDATE records SET body=(SELECT body FROM records WHERE kind='secret' AND id='$SA'), mac=(SELECT mac FROM records WHERE kind='secret' AND id='$SA') WHERE kind='secret' AND id='$SB';"
 oper secret get "$SB"
 expect_rc 1 "whole-row swap refused"; expect_fail_clean "whole-row swap"
+# SB's own row is gone, so the store no longer matches its anchor (issue 15): refused until it is back.
+expect_err_has "p11kms: store rolled back: " "whole-row swap"
+sqlite3 "$DB" "ATTACH '$WORK/sb.db' AS s; DELETE FROM records WHERE kind='secret' AND id='$SB'; INSERT INTO records SELECT * FROM s.r"
 oper secret get "$SA"
 expect_rc 0 "the source secret still reads"; expect_out '{"p":"one"}' "source intact"
 
