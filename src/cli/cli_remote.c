@@ -7,10 +7,10 @@
 #include "cli/cli.h"
 
 /* Whole commands, then single subcommands, that open the token, the store or the audit trail here. */
-static const char *const token_commands[] = {"token", "init", "access-key", "audit", "report"};
+static const char *const token_commands[] = {"token", "init", "access-key", "audit", "report", "store"};
 static const char *const token_subcommands[][2] = {{"key", "purge"}, {"secret", "rewrap"}};
 /* Commands whose second word names a subcommand (the message names both). */
-static const char *const grouped[] = {"token", "access-key", "audit", "report"};
+static const char *const grouped[] = {"token", "access-key", "audit", "report", "store"};
 
 static bool needs_token(int argc, char **argv)
 {
