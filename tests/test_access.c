@@ -587,10 +587,35 @@ static void test_access_audit_chain_verifies(void)
     pk_audit_series_free(files, n);
 }
 
+/*
+ * A connect = handle never acts for a caller it is given: the daemon names
+ * the caller, so a caller passed in (as a p11kmsd in front of another would
+ * pass its own callers) is refused rather than replaced by this host's identity.
+ */
+static void test_access_connect_handle_refuses_a_caller(void)
+{
+    char path[512];
+    FILE *f;
+    p11kms_config *cfg = NULL;
+    p11kms *remote = NULL;
+    snprintf(path, sizeof(path), "%s/client.conf", fx.dir);
+    f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fprintf(f, "connect = unix:%s/no-daemon.sock\n", fx.dir);
+    fclose(f);
+    CU_ASSERT_EQUAL_FATAL(p11kms_config_load(path, &cfg), P11KMS_OK);
+    CU_ASSERT_EQUAL_FATAL(p11kms_open(cfg, &remote), P11KMS_OK);
+    PK_ASSERT_RC(p11kms_key_enable(remote, oper, "alias/p11kms/default"), P11KMS_ERR_INVALID_ARGUMENT,
+                 "with connect = the daemon names the caller: pass no caller (NULL), not this host's guess");
+    p11kms_close(remote);
+    p11kms_config_free(cfg);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
         {"test_access_aws_suite_vectors_verify", test_access_aws_suite_vectors_verify},
+        {"test_access_connect_handle_refuses_a_caller", test_access_connect_handle_refuses_a_caller},
         {"test_access_refusals_use_aws_error_names", test_access_refusals_use_aws_error_names},
         {"test_access_body_must_match_content_sha256", test_access_body_must_match_content_sha256},
         {"test_access_disabled_key_is_unrecognized_even_when_cached",

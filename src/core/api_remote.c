@@ -14,7 +14,7 @@
 static p11kms_rc done(pk_result r) { return pk_error_report(r.code); }
 
 /* The daemon names the caller: a caller given here would be silently replaced by this host's identity. */
-static p11kms_rc caller_given(void)
+p11kms_rc pk_fwd_caller_given(void)
 {
     return done(pk_fail(P11KMS_ERR_INVALID_ARGUMENT,
                         "with connect = the daemon names the caller: pass no caller (NULL), not this host's guess"));
@@ -78,7 +78,7 @@ p11kms_rc pk_fwd_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_
 
     pk_error_clear();
     *key_id = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     PK_CHECK(caller_spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no key specification");
     PK_TRY(pk_spec_copy(&spec, sizeof(spec), caller_spec, key_spec_sizes, 1, "key spec"));
     PK_CHECK(spec.policy_json == NULL || (spec.nadmins == 0 && spec.noperators == 0), P11KMS_ERR_INVALID_ARGUMENT,
@@ -110,7 +110,7 @@ p11kms_rc pk_fwd_key_describe(p11kms *h, const p11kms_caller *c, const char *key
 {
     pk_error_clear();
     *json = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_key_describe(h->remote, key, json));
 }
 
@@ -118,14 +118,14 @@ p11kms_rc pk_fwd_key_list(p11kms *h, const p11kms_caller *c, char **json)
 {
     pk_error_clear();
     *json = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_key_list(h->remote, json));
 }
 
 p11kms_rc pk_fwd_key_simple(p11kms *h, const p11kms_caller *c, const char *target, const char *key)
 {
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_key_simple(h->remote, target, key));
 }
 
@@ -135,7 +135,7 @@ p11kms_rc pk_fwd_key_rotate(p11kms *h, const p11kms_caller *c, const char *key, 
     pk_result r;
     pk_error_clear();
     if (version != NULL) *version = 0;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     r = pk_remote_key_rotate(h->remote, key, &v);
     if (version != NULL) *version = v;
     return done(r);
@@ -147,7 +147,7 @@ p11kms_rc pk_fwd_key_schedule_deletion(p11kms *h, const p11kms_caller *c, const 
     pk_result r;
     pk_error_clear();
     if (ms != NULL) *ms = 0;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     r = pk_remote_key_schedule_deletion(h->remote, key, days, &when);
     if (ms != NULL) *ms = when;
     return done(r);
@@ -156,7 +156,7 @@ p11kms_rc pk_fwd_key_schedule_deletion(p11kms *h, const p11kms_caller *c, const 
 p11kms_rc pk_fwd_key_set_rotation(p11kms *h, const p11kms_caller *c, const char *key, unsigned days)
 {
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_key_set_rotation(h->remote, key, days));
 }
 
@@ -164,14 +164,14 @@ p11kms_rc pk_fwd_key_get_policy(p11kms *h, const p11kms_caller *c, const char *k
 {
     pk_error_clear();
     *policy = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_key_get_policy(h->remote, key, policy));
 }
 
 p11kms_rc pk_fwd_key_put_policy(p11kms *h, const p11kms_caller *c, const char *key, const char *policy, unsigned flags)
 {
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     if (flags & P11KMS_POLICY_BYPASS_LINT)
         return done(pk_fail(P11KMS_ERR_INVALID_ARGUMENT,
                             "--bypass-lint is not available with connect =: p11kmsd lints every policy"));
@@ -181,14 +181,14 @@ p11kms_rc pk_fwd_key_put_policy(p11kms *h, const p11kms_caller *c, const char *k
 p11kms_rc pk_fwd_alias_set(p11kms *h, const p11kms_caller *c, const char *target, const char *alias, const char *key)
 {
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_alias_set(h->remote, target, alias, key));
 }
 
 p11kms_rc pk_fwd_alias_delete(p11kms *h, const p11kms_caller *c, const char *alias)
 {
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_alias_delete(h->remote, alias));
 }
 
@@ -196,7 +196,7 @@ p11kms_rc pk_fwd_alias_list(p11kms *h, const p11kms_caller *c, const char *key, 
 {
     pk_error_clear();
     *json = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_alias_list(h->remote, key, json));
 }
 
@@ -207,7 +207,7 @@ p11kms_rc pk_fwd_encrypt(p11kms *h, const p11kms_caller *c, const char *key, con
     pk_result r;
     pk_error_clear();
     *blob = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     r = pk_remote_encrypt(h->remote, key, ctx, nctx, pt, n, &b);
     if (pk_ok(r)) r = pk_buf_out(&b, blob);
     pk_buf_free(&b);
@@ -222,7 +222,7 @@ p11kms_rc pk_fwd_decrypt(p11kms *h, const p11kms_caller *c, const p11kms_kv *ctx
     pk_error_clear();
     *pt = NULL;
     if (key_id != NULL) *key_id = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     r = pk_remote_decrypt(h->remote, ctx, nctx, blob, n, &p, key_id);
     if (pk_ok(r)) r = pk_secbuf_out(&p, pt);
     if (pk_failed(r) && key_id != NULL) {
@@ -242,7 +242,7 @@ p11kms_rc pk_fwd_generate_data_key(p11kms *h, const p11kms_caller *c, const char
     pk_error_clear();
     *blob = NULL;
     if (pt != NULL) *pt = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     r = pk_remote_generate_data_key(h->remote, key, ctx, nctx, bytes, pt ? &p : NULL, &b);
     if (pk_ok(r)) r = pk_buf_out(&b, blob);
     if (pk_ok(r) && pt != NULL) r = pk_secbuf_out(&p, pt);
@@ -262,7 +262,7 @@ p11kms_rc pk_fwd_reencrypt(p11kms *h, const p11kms_caller *c, const uint8_t *blo
     pk_result r;
     pk_error_clear();
     *out = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     r = pk_remote_reencrypt(h->remote, blob, n, src, nsrc, dst_key, dst, ndst, &b);
     if (pk_ok(r)) r = pk_buf_out(&b, out);
     pk_buf_free(&b);

@@ -11,13 +11,6 @@
 
 static p11kms_rc done(pk_result r) { return pk_error_report(r.code); }
 
-/* The daemon names the caller: a caller given here would be silently replaced by this host's identity. */
-static p11kms_rc caller_given(void)
-{
-    return done(pk_fail(P11KMS_ERR_INVALID_ARGUMENT,
-                        "with connect = the daemon names the caller: pass no caller (NULL), not this host's guess"));
-}
-
 /* The map as JSON text in locked memory (NULL for an empty or absent map when allow_empty). */
 static pk_result map_json(const p11kms_secret_map *m, bool allow_empty, p11kms_buf **out)
 {
@@ -38,7 +31,7 @@ p11kms_rc pk_fwd_secret_put(p11kms *h, const p11kms_caller *c, const char *ns, c
     pk_result r = PK_OK;
     pk_error_clear();
     *id = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     PK_TRY(pk_ns_validate(ns ? ns : "default"));
     PK_TRY(map_json(map, false, &json));
     PK_TRY(pk_remote_secret_put(h->remote, ns, key, text_of(json), id));
@@ -54,7 +47,7 @@ p11kms_rc pk_fwd_secret_get(p11kms *h, const p11kms_caller *c, const char *id, p
     p11kms_rc rc;
     pk_error_clear();
     *out = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     PK_TRY(pk_remote_secret_get(h->remote, id, &json));
     rc = p11kms_secret_map_from_json((const char *)json.data, json.len, out);
     if (rc != P11KMS_OK) r = pk_fail(rc, "p11kmsd's SecretString for %s is not a JSON map of strings", id);
@@ -68,7 +61,7 @@ p11kms_rc pk_fwd_secret_update(p11kms *h, const p11kms_caller *c, const char *id
     p11kms_buf *json = NULL;
     pk_result r = PK_OK;
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     PK_TRY(map_json(map, false, &json));
     PK_TRY(pk_remote_secret_update(h->remote, id, text_of(json)));
 out:
@@ -79,7 +72,7 @@ out:
 p11kms_rc pk_fwd_secret_remove(p11kms *h, const p11kms_caller *c, const char *id)
 {
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_secret_remove(h->remote, id));
 }
 
@@ -88,7 +81,7 @@ p11kms_rc pk_fwd_secret_list(p11kms *h, const p11kms_caller *c, const char *ns, 
     pk_result r = PK_OK;
     pk_error_clear();
     *json = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     if (ns != NULL) PK_TRY(pk_ns_validate(ns));
     PK_TRY(pk_remote_secret_list(h->remote, ns, json));
 out:
@@ -105,7 +98,7 @@ p11kms_rc pk_fwd_connection_create(p11kms *h, const p11kms_caller *c, const char
     p11kms_buf *json = NULL;
     pk_result r = PK_OK;
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     PK_CHECK(caller_spec != NULL, P11KMS_ERR_INVALID_ARGUMENT, "no connection specification");
     PK_TRY(pk_spec_copy(&spec, sizeof(spec), caller_spec, connection_spec_sizes, 1, "connection spec"));
     PK_TRY(map_json(spec.options, true, &json));
@@ -121,7 +114,7 @@ p11kms_rc pk_fwd_connection_alter(p11kms *h, const p11kms_caller *c, const char 
     p11kms_buf *json = NULL;
     pk_result r = PK_OK;
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     PK_TRY(map_json(set, true, &json));
     PK_TRY(pk_remote_connection_alter(h->remote, name, text_of(json), reset, nreset, comment));
 out:
@@ -132,7 +125,7 @@ out:
 p11kms_rc pk_fwd_connection_drop(p11kms *h, const p11kms_caller *c, const char *name)
 {
     pk_error_clear();
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_connection_drop(h->remote, name));
 }
 
@@ -140,7 +133,7 @@ p11kms_rc pk_fwd_connection_describe(p11kms *h, const p11kms_caller *c, const ch
 {
     pk_error_clear();
     *json = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_connection_doc(h->remote, "DescribeConnection", "Name", name, json));
 }
 
@@ -148,7 +141,7 @@ p11kms_rc pk_fwd_connection_list(p11kms *h, const p11kms_caller *c, const char *
 {
     pk_error_clear();
     *json = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_connection_doc(h->remote, "ListConnections", "Like", like, json));
 }
 
@@ -156,7 +149,7 @@ p11kms_rc pk_fwd_connection_show_create(p11kms *h, const p11kms_caller *c, const
 {
     pk_error_clear();
     *sql = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     return done(pk_remote_connection_show_create(h->remote, name, sql));
 }
 
@@ -172,7 +165,7 @@ p11kms_rc pk_fwd_connection_resolve(p11kms *h, const p11kms_caller *c, const cha
     p11kms_rc rc;
     pk_error_clear();
     *out = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     rc = p11kms_secret_map_new(out);
     PK_CHECK(rc == P11KMS_OK, rc, "out of memory");
     PK_TRY(pk_remote_connection_resolve(h->remote, name, add_pair, *out));
@@ -190,7 +183,7 @@ p11kms_rc pk_fwd_render(p11kms *h, const p11kms_caller *c, const char *text, siz
     pk_result r = PK_OK;
     pk_error_clear();
     *out = NULL;
-    if (c != NULL) return caller_given();
+    if (c != NULL) return pk_fwd_caller_given();
     PK_CHECK(text != NULL && len <= P11KMS_RENDER_MAX_TEMPLATE_BYTES, P11KMS_ERR_INVALID_ARGUMENT,
              "a template is at most %d bytes", P11KMS_RENDER_MAX_TEMPLATE_BYTES);
     PK_TRY(pk_remote_render(h->remote, text, len, &b));

@@ -15,6 +15,8 @@ p11kms_rc pk_fwd_open(const p11kms_config *cfg, p11kms **out);
 void pk_fwd_close(p11kms *h);
 /* P11KMS_ERR_INVALID_ARGUMENT: what needs the token (or has no remote form) cannot run through p11kmsd. */
 p11kms_rc pk_fwd_refuse(const char *what);
+/* The daemon names the caller: a caller passed to a connect = handle is refused, never replaced by this host's. */
+p11kms_rc pk_fwd_caller_given(void);
 
 p11kms_rc pk_fwd_key_create(p11kms *h, const p11kms_caller *c, const p11kms_key_spec *spec, char **key_id);
 p11kms_rc pk_fwd_key_describe(p11kms *h, const p11kms_caller *c, const char *key, char **json);
