@@ -165,6 +165,11 @@ typedef struct pk_p11_stats {
     uint64_t evictions;     /* data keys evicted */
     uint64_t reconnects;
     size_t data_keys_cached;
+    /* Recovery (issue 17): module re-initialisations, injected or real faults seen, state. */
+    uint64_t reinits;
+    uint64_t faults;
+    unsigned long last_fault; /* CK_RV of the last fault that forced a reconnect; 0 if none */
+    bool down;                /* the last reconnect failed; operations fail fast until it succeeds */
 } pk_p11_stats;
 void pk_p11_get_stats(pk_p11 *p, pk_p11_stats *out);
 
