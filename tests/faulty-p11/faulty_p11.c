@@ -13,7 +13,8 @@
  *   ~after the real function runs first and its answer is replaced, as when
  *          a device fails after acting (an unknown outcome)
  * Counts are per process. P11KMS_FAULTS_SEED seeds %P (default 1);
- * P11KMS_FAULTS_LOG names a file that gets one line per injected fault.
+ * P11KMS_FAULTS_LOG names a file that gets one line per injected fault;
+ * P11KMS_FAULTS_TRACE one that gets the name of every call (to count them).
  * A malformed spec makes C_Initialize fail with CKR_ARGUMENTS_BAD and a
  * line on stderr, so a typo cannot silently test nothing.
  */
@@ -258,6 +259,15 @@ static void note(int func, const rule *r, unsigned long n)
     fclose(f);
 }
 
+static void trace(int func)
+{
+    const char *path = getenv("P11KMS_FAULTS_TRACE");
+    FILE *f;
+    if (path == NULL || (f = fopen(path, "a")) == NULL) return;
+    fprintf(f, "%s\n", func_names[func]);
+    fclose(f);
+}
+
 /* Counts the call; returns the rule that fires on it, if any (sleeps are served here). */
 static const rule *decide(int func)
 {
@@ -265,6 +275,7 @@ static const rule *decide(int func)
     unsigned long n;
     pthread_mutex_lock(&lock);
     n = ++calls[func];
+    trace(func);
     for (size_t i = 0; i < nrules; i++) {
         if (rules[i].func != func || !rule_fires_inlock(&rules[i], n)) continue;
         note(func, &rules[i], n);
