@@ -59,6 +59,11 @@ const char *pk_ckr_name(CK_RV rv)
     return unknown;
 }
 
+const char *pk_p11_rv_name(unsigned long rv)
+{
+    return pk_ckr_name((CK_RV)rv);
+}
+
 static p11kms_rc code_for(CK_RV rv)
 {
     switch (rv) {

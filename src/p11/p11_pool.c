@@ -111,9 +111,27 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* This thread's recoveries not yet in an audit record (pk_p11_take_recovery). */
+static __thread CK_RV tl_recovery_fault;
+static __thread bool tl_recovery_reinit;
+
+bool pk_p11_take_recovery(unsigned long *fault, bool *reinit)
+{
+    bool any = tl_recovery_fault != CKR_OK;
+    *fault = tl_recovery_fault;
+    *reinit = tl_recovery_reinit;
+    tl_recovery_fault = CKR_OK;
+    tl_recovery_reinit = false;
+    return any;
+}
+
 /* Counters for /health, under cache_lock like the rest of stats. */
 static void note_recovery(pk_p11 *p, CK_RV fault, bool reinit, bool down)
 {
+    if (fault != CKR_OK) {
+        tl_recovery_fault = fault;
+        tl_recovery_reinit = tl_recovery_reinit || reinit;
+    }
     pthread_mutex_lock(&p->cache_lock);
     if (fault != CKR_OK) {
         p->stats.faults++;

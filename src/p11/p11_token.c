@@ -87,12 +87,12 @@ static pk_result load_by_name(pk_p11 *p)
                    p->module, names[0] ? names : "none");
 }
 
-/* A device fault at C_Initialize (an HSM still booting) is tried again with doubling waits. */
+/* A fault at C_Initialize (an HSM still booting) is tried again with doubling waits. */
 static CK_RV initialize_with_retry(pk_p11 *p)
 {
     unsigned wait_ms = RECOVER_FIRST_MS;
     CK_RV rv = p11_initialize(p);
-    for (int attempt = 1; attempt < OPEN_TRIES && p11_ckr_device_fault(rv); attempt++) {
+    for (int attempt = 1; attempt < OPEN_TRIES && pk_ckr_reconnectable(rv); attempt++) {
         usleep(wait_ms * 1000u);
         wait_ms *= 2;
         rv = p11_initialize(p);

@@ -9,6 +9,7 @@
  * Each rule is FUNCTION:WHAT[WHEN][~after]:
  *   WHAT   a CKR name (or 0x hex), or sleep=Nms
  *   WHEN   @N: the Nth call only; @N+: the Nth call and every later one;
+ *          @N-M: calls N to M (an outage that ends);
  *          %P: each call with probability P (0..1); none: every call
  *   ~after the real function runs first and its answer is replaced, as when
  *          a device fails after acting (an unknown outcome)
@@ -100,6 +101,7 @@ typedef struct rule {
     unsigned sleep_ms;
     unsigned long nth; /* 0: not by count */
     int from_nth;      /* @N+ */
+    unsigned long to_nth; /* @N-M: M; 0 if not a range */
     double prob;       /* < 0: not by chance */
     int after;         /* run the real function first */
 } rule;
@@ -180,6 +182,10 @@ static int parse_when(rule *r, const char *s)
         if (*end == '+') {
             r->from_nth = 1;
             end++;
+        } else if (*end == '-') {
+            const char *m = end + 1;
+            r->to_nth = strtoul(m, &end, 10);
+            if (end == m || r->to_nth < r->nth) return -1;
         }
     } else if (*s == '%') {
         errno = 0;
@@ -242,7 +248,7 @@ static double next_uniform_inlock(void)
 
 static int rule_fires_inlock(const rule *r, unsigned long n)
 {
-    if (r->nth != 0) return r->from_nth ? n >= r->nth : n == r->nth;
+    if (r->nth != 0) return r->from_nth ? n >= r->nth : r->to_nth ? n >= r->nth && n <= r->to_nth : n == r->nth;
     if (r->prob >= 0) return next_uniform_inlock() < r->prob;
     return 1;
 }
