@@ -82,6 +82,12 @@ expect_rc 3 "token gone at open"; expect_err "p11kms: C_OpenSession: CKR_DEVICE_
 [ "$(grep -c '^C_OpenSession' "$LOG")" -eq 4 ] && ok || bad "token gone at open: $(grep -c '^C_OpenSession' "$LOG") opens, want 4"
 rm -f "$LOG"
 
+# A token that cannot read attributes is failing, not foreign: the store must
+# not be called another token's.
+P11KMS_FAULTS=C_GetAttributeValue:CKR_DEVICE_ERROR@1+ pk key list
+expect_rc 1 "attributes unreadable"
+expect_err "p11kms: token still failing after reconnecting: C_GetAttributeValue: CKR_DEVICE_ERROR" "attributes unreadable message"
+
 # A refused PIN is tried once, never again (each try may count towards locking it).
 P11KMS_FAULTS=C_Login:CKR_PIN_INCORRECT@1+ P11KMS_FAULTS_LOG=$LOG pk key list
 expect_rc 3 "PIN refused"
