@@ -133,12 +133,13 @@ void p11_op_end(pk_p11 *p, p11_op *op);
  * other thread already did (generation moved on). Returns whether to retry.
  */
 bool p11_op_recover(pk_p11 *p, const p11_op *op, CK_RV rv);
-#define P11_MAX_ATTEMPTS 3
+/* Idempotent work runs again once, on a fresh connection: more would only stall the caller. */
+#define P11_MAX_ATTEMPTS 2
 
 /*
  * Run `body` on a pooled session. A failure whose CK_RV is reconnectable
  * (session closed, token removed) reconnects and runs the body again, at
- * most P11_MAX_ATTEMPTS times, but only when `idempotent`: a key that may
+ * most P11_MAX_ATTEMPTS times in all, but only when `idempotent`: a key that may
  * or may not have been created must not be created twice.
  */
 typedef pk_result (*p11_body)(pk_p11 *p, CK_SESSION_HANDLE s, void *ctx);
