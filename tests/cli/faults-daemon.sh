@@ -64,6 +64,34 @@ health
 expect_http 200 "health after the outage"; jq_is "d['module']['state'] == 'ok'" "module ok again"
 kill -0 "$DAEMON_PID" && ok || bad "daemon died"
 stop_daemon
+
+# Flaky sessions under concurrent load: a random 20% of C_Encrypt calls lose
+# their session (fixed seed). Each request succeeds (retried once on a fresh
+# session) or, after two losses in a row, fails cleanly (500) within
+# its time bound, and the daemon stays up and healthy.
+export P11KMS_FAULTS="C_Encrypt:CKR_SESSION_HANDLE_INVALID%0.2" P11KMS_FAULTS_SEED=17
+start_daemon "$C"
+unset P11KMS_FAULTS P11KMS_FAULTS_SEED
+pids=""
+for c in 1 2 3 4; do
+    (
+        for i in $(seq 1 10); do
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 --unix-socket "$SOCK" http://p11kmsd/ \
+                -H "X-Amz-Target: TrentService.Encrypt" -H 'Content-Type: application/x-amz-json-1.1' \
+                --data-binary '{"KeyId":"alias/p11kms/default","Plaintext":"aGVsbG8="}')
+            echo "$code"
+        done >"$WORK/flaky.$c"
+    ) &
+    pids="$pids $!"
+done
+wait $pids # not the daemon
+sort "$WORK"/flaky.* | uniq -c | tr '\n' ' '; echo
+[ "$(cat "$WORK"/flaky.* | wc -l)" -eq 40 ] && ok || bad "flaky: not every request answered"
+grep -vqE '^(200|500|503)$' "$WORK"/flaky.* && bad "flaky: an answer other than 200, 500 or 503" || ok
+[ "$(grep -c '^200$' "$WORK"/flaky.*  | awk -F: '{s += $2} END {print s}')" -ge 30 ] && ok || bad "flaky: fewer than 30 of 40 succeeded"
+health
+expect_http 200 "health after flaky sessions"; jq_is "d['module']['state'] == 'ok' and d['module']['faults'] >= 1" "flaky faults counted"
+stop_daemon
 run "$P11KMS" --config "$C" --as "$OPR" audit verify
 expect_rc 0 "audit verify after the faults"
 finish
