@@ -92,6 +92,25 @@ grep -vqE '^(200|500|503)$' "$WORK"/flaky.* && bad "flaky: an answer other than 
 health
 expect_http 200 "health after flaky sessions"; jq_is "d['module']['state'] == 'ok' and d['module']['faults'] >= 1" "flaky faults counted"
 stop_daemon
+# A PIN refused at a reconnect is never offered again: the daemon would
+# otherwise try it at every backoff step until the token locks it.
+export P11KMS_FAULTS="C_Encrypt:CKR_DEVICE_REMOVED@2,C_Login:CKR_PIN_INCORRECT@2+" P11KMS_FAULTS_LOG=$WORK/pin.log
+start_daemon "$C"
+unset P11KMS_FAULTS P11KMS_FAULTS_LOG
+encrypt; expect_http 200 "encrypt before the PIN change"
+encrypt; expect_http 503 "reconnect meets a refused PIN"
+: >"$WORK/pin.bodies"
+for i in 1 2 3 4 5; do sleep 0.6; encrypt; cat "$OUT" >>"$WORK/pin.bodies"; done
+expect_http 503 "later requests still refused"
+[ "$(grep -c '^C_Login' "$WORK/pin.log")" -eq 1 ] && ok || bad "C_Login tried $(grep -c '^C_Login' "$WORK/pin.log") times after the refusal, want 1"
+grep -qF "the token refused the user PIN earlier; not trying again" "$WORK/pin.bodies" && ok ||
+    bad "the answer says why it does not log in again: $(cat "$WORK/pin.bodies")"
+stop_daemon
+# The daemon could not seal its last audit records without the token; the
+# next writer seals them.
+run "$P11KMS" --config "$C" --as "$OPR" key list
+expect_rc 0 "the token works again without the fault"
+
 run "$P11KMS" --config "$C" --as "$OPR" audit verify
 expect_rc 0 "audit verify after the faults"
 finish
