@@ -30,3 +30,16 @@ tests_lib_libfakep11_la_SOURCES = tests/lib/fake_p11.c
 tests_lib_libfakep11_la_CFLAGS = $(AM_CFLAGS) $(P11KIT_CFLAGS)
 tests_lib_libfakep11_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
 CLI_SCENARIOS += tests/cli/layering-plant.sh
+
+# The fault-injecting PKCS#11 module around SoftHSM (issue 17; tests/cli/faults.sh).
+check_LTLIBRARIES += tests/faulty-p11/libfaultyp11.la
+tests_faulty_p11_libfaultyp11_la_SOURCES = tests/faulty-p11/faulty_p11.c
+tests_faulty_p11_libfaultyp11_la_CFLAGS = $(AM_CFLAGS) $(P11KIT_CFLAGS)
+tests_faulty_p11_libfaultyp11_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_faulty_p11_libfaultyp11_la_LIBADD = -ldl -lpthread
+# The fault matrix: a rotated subset in make check; every cell, and docs/FAULTS.md, in make check-faults.
+CLI_SCENARIOS += tests/cli/faults.sh tests/cli/faults-daemon.sh
+check-faults: tests/faulty-p11/libfaultyp11.la p11kms
+	$(AM_TESTS_ENVIRONMENT) FAULTS_FULL=1 FAULTS_TABLE=$(abs_top_srcdir)/docs/FAULTS.md \
+	  $(SHELL) $(srcdir)/tests/cli/faults.sh
+.PHONY: check-faults

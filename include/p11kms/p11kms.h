@@ -731,6 +731,19 @@ P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_store_accept_restore(const p11kms_co
                                                                  const char *reason, unsigned flags,
                                                                  char **report_json);
 
+/* ---- Token health (issue 17) ------------------------------------------ */
+
+/* How the handle's token connection has fared. Set struct_size = sizeof(p11kms_token_health). */
+typedef struct p11kms_token_health {
+    size_t struct_size;
+    int down;                      /* 1: the last reconnect failed; operations fail fast until one succeeds */
+    unsigned long long reconnects; /* connections rebuilt since the handle opened */
+    unsigned long long reinits;    /* module re-initialisations (C_Finalize + C_Initialize) */
+    unsigned long long faults;     /* session or device faults that forced a reconnect */
+    char last_fault[48];           /* the CKR name of the last of them, "" if none */
+} p11kms_token_health;
+P11KMS_API P11KMS_MUST_USE p11kms_rc p11kms_token_health_get(p11kms *h, p11kms_token_health *out);
+
 #ifdef __cplusplus
 }
 #endif

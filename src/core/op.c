@@ -337,8 +337,10 @@ static void withhold(pk_op *op)
 static pk_result op_record(pk_op *op, pk_result r, bool pending)
 {
     pk_audit_event ev;
-    pk_audit_kv details[4 + PK_OP_EXTRA_MAX];
-    char version[16];
+    pk_audit_kv details[5 + PK_OP_EXTRA_MAX];
+    char version[16], recovered[64];
+    unsigned long fault;
+    bool reinit;
 
     memset(&ev, 0, sizeof(ev));
     ev.principal = op->caller ? op->caller->principal : NULL;
@@ -366,6 +368,11 @@ static pk_result op_record(pk_op *op, pk_result r, bool pending)
     if (op->bypass != NULL) details[ev.n_details++] = (pk_audit_kv){"bypassed", op->bypass};
     if (op->access_key_id != NULL) details[ev.n_details++] = (pk_audit_kv){"access_key_id", op->access_key_id};
     for (size_t i = 0; i < op->nextra && i < PK_OP_EXTRA_MAX; i++) details[ev.n_details++] = op->extra[i];
+    if (pk_p11_take_recovery(&fault, &reinit)) {
+        /* The token failed and the connection was rebuilt (or that was tried) while this operation ran (issue 17). */
+        snprintf(recovered, sizeof(recovered), "%s%s", pk_p11_rv_name(fault), reinit ? "; module re-initialised" : "");
+        details[ev.n_details++] = (pk_audit_kv){"token_reconnect", recovered};
+    }
     if (op->caller != NULL) {
         ev.auth_method = pk_auth_method_name(op->caller->auth);
         ev.auth_id = op->caller->auth_id;

@@ -1,10 +1,12 @@
 /* p11kms_token_probe: what `p11kms token info` shows, without needing a store. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
+#include "core/core.h"
 #include "p11/p11.h"
 
 struct p11kms_token_info {
@@ -68,4 +70,21 @@ P11KMS_API int p11kms_token_info_mech_present(const p11kms_token_info *ti, size_
 P11KMS_API void p11kms_token_info_free(p11kms_token_info *ti)
 {
     free(ti);
+}
+
+P11KMS_API p11kms_rc p11kms_token_health_get(p11kms *h, p11kms_token_health *out)
+{
+    pk_p11_stats st;
+
+    pk_error_clear();
+    if (h == NULL || out == NULL || out->struct_size < sizeof(*out))
+        return pk_fail(P11KMS_ERR_INVALID_ARGUMENT, "token health: set struct_size = sizeof(p11kms_token_health)")
+            .code;
+    pk_p11_get_stats(h->p11, &st);
+    out->down = st.down;
+    out->reconnects = st.reconnects;
+    out->reinits = st.reinits;
+    out->faults = st.faults;
+    snprintf(out->last_fault, sizeof(out->last_fault), "%s", st.last_fault ? pk_p11_rv_name(st.last_fault) : "");
+    return P11KMS_OK;
 }

@@ -105,6 +105,22 @@ static const char *service_key_id(op_ctx *o, const p11kms_caller *probe, const c
     return id != NULL ? id : SERVICE_ALIAS;
 }
 
+/* The token connection's recovery state (issue 17): counts and names only, nothing secret. */
+static void health_module(op_ctx *o)
+{
+    p11kms_token_health th = {.struct_size = sizeof th};
+    if (p11kms_token_health_get(o->k->h, &th) != P11KMS_OK) return;
+    pk_jo_key(&o->j, "module");
+    pk_jo_obj_begin(&o->j);
+    pk_jo_kstr(&o->j, "state", th.down ? "reconnecting" : "ok");
+    pk_jo_kint(&o->j, "reconnects", (int64_t)th.reconnects);
+    pk_jo_kint(&o->j, "reinits", (int64_t)th.reinits);
+    pk_jo_kint(&o->j, "faults", (int64_t)th.faults);
+    if (th.last_fault[0]) pk_jo_kstr(&o->j, "last_fault", th.last_fault);
+    pk_jo_obj_end(&o->j);
+    if (th.down) o->status = 503;
+}
+
 static void health(op_ctx *o)
 {
     char *json = NULL;
@@ -129,6 +145,7 @@ static void health(op_ctx *o)
     pk_jo_kstr(&o->j, "token", token);
     pk_jo_kstr(&o->j, "service_key", service_key_id(o, probe, json, &doc));
     o->status = strcmp(token, "ok") == 0 ? 200 : 503;
+    health_module(o);
     pk_json_free(doc);
     p11kms_free(json);
     p11kms_caller_free(probe);

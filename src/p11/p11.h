@@ -173,8 +173,21 @@ typedef struct pk_p11_stats {
     uint64_t evictions;     /* data keys evicted */
     uint64_t reconnects;
     size_t data_keys_cached;
+    /* Recovery (issue 17): module re-initialisations, injected or real faults seen, state. */
+    uint64_t reinits;
+    uint64_t faults;
+    unsigned long last_fault; /* CK_RV of the last fault that forced a reconnect; 0 if none */
+    bool down;                /* the last reconnect failed; operations fail fast until it succeeds */
 } pk_p11_stats;
 void pk_p11_get_stats(pk_p11 *p, pk_p11_stats *out);
+/* The CKR name of a CK_RV such as stats.last_fault ("CKR_DEVICE_ERROR"). */
+const char *pk_p11_rv_name(unsigned long rv);
+/*
+ * Did this thread rebuild the connection since it last asked? Then *fault
+ * is the CK_RV that forced it and *reinit whether the module was
+ * re-initialised; the audit trail records both with the operation.
+ */
+bool pk_p11_take_recovery(unsigned long *fault, bool *reinit);
 
 /* Tests only: close every session behind the pool's back, as a token reset would. */
 void pk_p11_test_drop_sessions(pk_p11 *p);

@@ -78,6 +78,12 @@ static pk_result read_id(pk_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, p
 {
     CK_ATTRIBUTE a = P11_ATTR(CKA_ID, id->bytes, sizeof(id->bytes));
     CK_RV rv = p->fn->C_GetAttributeValue(s, obj, &a, 1);
+    /*
+     * A failing token is not a foreign object: skipping the object would
+     * make one of our keys look absent (a store "of another token").
+     */
+    if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_BUFFER_TOO_SMALL)
+        return pk_p11_rv_fail(rv, "C_GetAttributeValue");
     if (rv != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen > sizeof(id->bytes)) {
         id->len = 0;
         return PK_OK; /* not one of ours (no usable CKA_ID) */

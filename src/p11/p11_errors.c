@@ -59,6 +59,11 @@ const char *pk_ckr_name(CK_RV rv)
     return unknown;
 }
 
+const char *pk_p11_rv_name(unsigned long rv)
+{
+    return pk_ckr_name((CK_RV)rv);
+}
+
 static p11kms_rc code_for(CK_RV rv)
 {
     switch (rv) {
@@ -105,8 +110,21 @@ pk_result pk_p11_rv_fail_at(CK_RV rv, const char *function, const char *file, in
     return pk_fail_at(code_for(rv), file, line, "%s: %s", function, pk_ckr_name(rv));
 }
 
+/* The session is unusable: it was closed, or is stuck in an operation a failed call left open. */
+static bool session_lost(CK_RV rv)
+{
+    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_USER_NOT_LOGGED_IN ||
+           rv == CKR_OPERATION_ACTIVE;
+}
+
+bool p11_ckr_device_fault(CK_RV rv)
+{
+    return rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
+           rv == CKR_CRYPTOKI_NOT_INITIALIZED;
+}
+
 bool pk_ckr_reconnectable(CK_RV rv)
 {
-    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_DEVICE_REMOVED ||
-           rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_USER_NOT_LOGGED_IN;
+    /* CKR_DEVICE_MEMORY: the partition is full; a fresh connection frees our session objects. */
+    return session_lost(rv) || p11_ckr_device_fault(rv) || rv == CKR_DEVICE_MEMORY;
 }

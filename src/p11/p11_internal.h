@@ -52,7 +52,21 @@ struct pk_p11 {
     bool swept;                   /* a full FindObjects sweep ran in this generation */
 
     pk_p11_stats stats;
+
+    /*
+     * Recovery state (issue 17), under conn_lock's write side. While down,
+     * operations fail at once until next_try_ms, then one reconnects; the
+     * wait doubles up to RECOVER_MAX_MS, so a dead HSM is not hammered.
+     */
+    bool down;
+    uint64_t next_try_ms;
+    unsigned backoff_ms;
+    /* C_Login said the PIN is wrong or locked: never try it again on this handle. */
+    bool login_refused;
 };
+#define RECOVER_FIRST_MS 50
+#define RECOVER_MAX_MS 5000
+#define OPEN_TRIES 4
 
 /* A session borrowed for one operation, with the generation it belongs to. */
 typedef struct p11_op {
@@ -78,8 +92,13 @@ pk_result pk_p11_rv_fail_at(CK_RV rv, const char *function, const char *file, in
 /* CK_RV of the last pk_p11_rv_fail on this thread. */
 CK_RV p11_last_rv(void);
 void p11_reset_last_rv(void);
-/* Errors after which a fresh connection may succeed. */
+/*
+ * Errors after which a fresh connection may succeed: the session is lost
+ * (dropped from the pool, never reused) or the device failed.
+ */
 bool pk_ckr_reconnectable(CK_RV rv);
+/* Device, removal and not-initialised errors: recovery re-initialises the module. */
+bool p11_ckr_device_fault(CK_RV rv);
 
 /* ---- module and token (p11_token.c) ---- */
 /*
@@ -114,12 +133,13 @@ void p11_op_end(pk_p11 *p, p11_op *op);
  * other thread already did (generation moved on). Returns whether to retry.
  */
 bool p11_op_recover(pk_p11 *p, const p11_op *op, CK_RV rv);
-#define P11_MAX_ATTEMPTS 3
+/* Idempotent work runs again once, on a fresh connection: more would only stall the caller. */
+#define P11_MAX_ATTEMPTS 2
 
 /*
  * Run `body` on a pooled session. A failure whose CK_RV is reconnectable
  * (session closed, token removed) reconnects and runs the body again, at
- * most P11_MAX_ATTEMPTS times, but only when `idempotent`: a key that may
+ * most P11_MAX_ATTEMPTS times in all, but only when `idempotent`: a key that may
  * or may not have been created must not be created twice.
  */
 typedef pk_result (*p11_body)(pk_p11 *p, CK_SESSION_HANDLE s, void *ctx);

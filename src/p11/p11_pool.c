@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "p11/p11_internal.h"
@@ -103,14 +104,55 @@ void p11_pool_stop(pk_p11 *p)
     pthread_rwlock_destroy(&p->conn_lock);
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* This thread's recoveries not yet in an audit record (pk_p11_take_recovery). */
+static __thread CK_RV tl_recovery_fault;
+static __thread bool tl_recovery_reinit;
+
+bool pk_p11_take_recovery(unsigned long *fault, bool *reinit)
+{
+    bool any = tl_recovery_fault != CKR_OK;
+    *fault = tl_recovery_fault;
+    *reinit = tl_recovery_reinit;
+    tl_recovery_fault = CKR_OK;
+    tl_recovery_reinit = false;
+    return any;
+}
+
+/* Counters for /health, under cache_lock like the rest of stats. */
+static void note_recovery(pk_p11 *p, CK_RV fault, bool reinit, bool down)
+{
+    if (fault != CKR_OK) {
+        tl_recovery_fault = fault;
+        tl_recovery_reinit = tl_recovery_reinit || reinit;
+    }
+    pthread_mutex_lock(&p->cache_lock);
+    if (fault != CKR_OK) {
+        p->stats.faults++;
+        p->stats.last_fault = fault;
+    }
+    if (reinit) p->stats.reinits++;
+    p->stats.down = down;
+    pthread_mutex_unlock(&p->cache_lock);
+}
+
 /*
  * Rebuild the connection. In a forked child the module must be finalised
  * and initialised again: the child inherited sessions it cannot use, and
- * C_Initialize alone returns CKR_CRYPTOKI_ALREADY_INITIALIZED.
+ * C_Initialize alone returns CKR_CRYPTOKI_ALREADY_INITIALIZED. After a
+ * device fault (`fault`: device error or removal, module not initialised)
+ * the module is re-initialised too, as a rebooted HSM needs.
  */
-static pk_result reconnect_inlock(pk_p11 *p, bool after_fork)
+static pk_result reconnect_inlock(pk_p11 *p, bool after_fork, CK_RV fault)
 {
     CK_RV rv;
+    bool reinit = !after_fork && p->owns_init && p11_ckr_device_fault(fault);
 
     pthread_mutex_lock(&p->cache_lock);
     p11_cache_forget_inlock(p);
@@ -120,6 +162,7 @@ static pk_result reconnect_inlock(pk_p11 *p, bool after_fork)
         (void)p->fn->C_Finalize(NULL);
     } else {
         close_sessions_inlock(p);
+        if (reinit) (void)p->fn->C_Finalize(NULL);
     }
     rv = p11_initialize(p);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) return p11_init_fail(rv);
@@ -128,13 +171,68 @@ static pk_result reconnect_inlock(pk_p11 *p, bool after_fork)
     p->fork_gen = p11_fork_generation();
     p->generation++;
     p->stats.reconnects++;
+    note_recovery(p, fault, reinit, false);
     return connect_inlock(p, false);
+}
+
+/*
+ * Reconnect with bounded exponential backoff: while the last attempt is
+ * recent, fail at once with a clear error instead of hammering the HSM
+ * (or making callers wait on it).
+ */
+static pk_result recover_inlock(pk_p11 *p, CK_RV fault)
+{
+    pk_result r;
+    uint64_t now = now_ms();
+
+    if (p->down && now < p->next_try_ms)
+        return pk_fail(P11KMS_ERR_TOKEN, "token unavailable: reconnecting after %s (next attempt in %u ms)",
+                       pk_ckr_name(fault != CKR_OK ? fault : (CK_RV)p->stats.last_fault),
+                       (unsigned)(p->next_try_ms - now));
+    r = reconnect_inlock(p, false, fault);
+    if (pk_ok(r)) {
+        __atomic_store_n(&p->down, false, __ATOMIC_RELEASE);
+        p->backoff_ms = 0;
+        return r;
+    }
+    __atomic_store_n(&p->down, true, __ATOMIC_RELEASE);
+    p->backoff_ms = p->backoff_ms == 0 ? RECOVER_FIRST_MS : p->backoff_ms * 2;
+    if (p->backoff_ms > RECOVER_MAX_MS) p->backoff_ms = RECOVER_MAX_MS;
+    p->next_try_ms = now_ms() + p->backoff_ms;
+    note_recovery(p, CKR_OK, false, true);
+    return r;
 }
 
 /* While connecting, a slot or session the module refuses means the token is unusable (exit 3). */
 static pk_result token_failure(pk_result r)
 {
     return r.code == P11KMS_ERR_HSM ? pk_recode(r, P11KMS_ERR_TOKEN) : r;
+}
+
+/*
+ * Connect and probe; a session or device fault on the way (an HSM
+ * rebooting, a session dropped under us) re-initialises the module and
+ * tries again, OPEN_TRIES times with doubling waits (50 + 100 + 200 ms).
+ * Login refusals are not faults: they are never retried here.
+ */
+static pk_result connect_with_retry(pk_p11 *p, bool tolerate_login)
+{
+    unsigned wait_ms = RECOVER_FIRST_MS;
+    pk_result r;
+
+    for (int attempt = 1;; attempt++) {
+        CK_RV rv;
+        p11_reset_last_rv();
+        r = token_failure(connect_inlock(p, tolerate_login));
+        if (pk_ok(r)) r = token_failure(p11_probe(p, p->sessions[0]));
+        rv = p11_last_rv();
+        if (pk_ok(r) || attempt >= OPEN_TRIES || !pk_ckr_reconnectable(rv) || !p->owns_init) return r;
+        close_sessions_inlock(p);
+        usleep(wait_ms * 1000u);
+        wait_ms *= 2;
+        p11_module_reinit(p);
+        note_recovery(p, rv, true, false);
+    }
 }
 
 pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
@@ -159,8 +257,7 @@ pk_result pk_p11_open(const pk_p11_opts *opts, pk_p11 **out)
     PK_TRY(p11_pool_start(p, opts->pool_size));
     PK_TRY(p11_cache_init(p));
     PK_TRY(p11_module_load(p));
-    PK_TRY(token_failure(connect_inlock(p, !opts->require_login)));
-    PK_TRY(token_failure(p11_probe(p, p->sessions[0])));
+    PK_TRY(connect_with_retry(p, !opts->require_login));
     *out = p;
     p = NULL;
 out:
@@ -206,7 +303,14 @@ pk_result p11_op_begin(pk_p11 *p, p11_op *op)
 
     if (p->fork_gen != p11_fork_generation()) {
         pthread_rwlock_wrlock(&p->conn_lock);
-        if (p->fork_gen != p11_fork_generation()) r = reconnect_inlock(p, true);
+        if (p->fork_gen != p11_fork_generation()) r = reconnect_inlock(p, true, CKR_OK);
+        pthread_rwlock_unlock(&p->conn_lock);
+        PK_GUARD(r);
+    }
+    if (__atomic_load_n(&p->down, __ATOMIC_ACQUIRE)) {
+        /* The last reconnect failed: try again (backoff permitting) before borrowing a session. */
+        pthread_rwlock_wrlock(&p->conn_lock);
+        if (p->down) r = recover_inlock(p, CKR_OK);
         pthread_rwlock_unlock(&p->conn_lock);
         PK_GUARD(r);
     }
@@ -239,9 +343,9 @@ void p11_op_end(pk_p11 *p, p11_op *op)
 bool p11_op_recover(pk_p11 *p, const p11_op *op, CK_RV rv)
 {
     pk_result r = PK_OK;
-    if (!pk_ckr_reconnectable(rv) && rv != CKR_CRYPTOKI_NOT_INITIALIZED) return false;
+    if (!pk_ckr_reconnectable(rv)) return false;
     pthread_rwlock_wrlock(&p->conn_lock);
-    if (op->generation == p->generation) r = reconnect_inlock(p, false);
+    if (op->generation == p->generation) r = recover_inlock(p, rv);
     pthread_rwlock_unlock(&p->conn_lock);
     return pk_ok(r);
 }
@@ -264,17 +368,20 @@ pk_result p11_run(pk_p11 *p, bool idempotent, p11_body body, void *ctx)
              * module state was stale. Re-read the token once, then believe it.
              */
             pthread_rwlock_wrlock(&p->conn_lock);
-            if (op.generation == p->generation) PK_IGNORE(reconnect_inlock(p, true));
+            if (op.generation == p->generation) PK_IGNORE(reconnect_inlock(p, true, CKR_OK));
             pthread_rwlock_unlock(&p->conn_lock);
             continue;
         }
         if (pk_ok(r) || r.code == P11KMS_ERR_CIPHERTEXT_INVALID || r.code == P11KMS_ERR_NOT_FOUND) return r;
         rv = p11_last_rv();
-        if (!pk_ckr_reconnectable(rv) && rv != CKR_CRYPTOKI_NOT_INITIALIZED) return r;
-        if (!idempotent)
+        if (!pk_ckr_reconnectable(rv)) return r;
+        if (!idempotent) {
+            /* Drop the failed session all the same, but never repeat what may have taken effect. */
+            (void)p11_op_recover(p, &op, rv);
             return pk_annotate(r, "lost the token connection; the operation may or may not have taken effect: ");
-        if (attempt >= P11_MAX_ATTEMPTS || !p11_op_recover(p, &op, rv))
-            return pk_annotate(r, "token connection lost and reconnect failed: ");
+        }
+        if (attempt >= P11_MAX_ATTEMPTS) return pk_annotate(r, "token still failing after reconnecting: ");
+        if (!p11_op_recover(p, &op, rv)) return pk_annotate(r, "token connection lost and reconnect failed: ");
     }
 }
 

@@ -87,6 +87,19 @@ static pk_result load_by_name(pk_p11 *p)
                    p->module, names[0] ? names : "none");
 }
 
+/* A fault at C_Initialize (an HSM still booting) is tried again with doubling waits. */
+static CK_RV initialize_with_retry(pk_p11 *p)
+{
+    unsigned wait_ms = RECOVER_FIRST_MS;
+    CK_RV rv = p11_initialize(p);
+    for (int attempt = 1; attempt < OPEN_TRIES && pk_ckr_reconnectable(rv); attempt++) {
+        usleep(wait_ms * 1000u);
+        wait_ms *= 2;
+        rv = p11_initialize(p);
+    }
+    return rv;
+}
+
 pk_result p11_module_load(pk_p11 *p)
 {
     CK_RV rv;
@@ -98,7 +111,7 @@ pk_result p11_module_load(pk_p11 *p)
     else
         return pk_fail(P11KMS_ERR_CONFIG, "module '%s' must be an absolute path or a p11-kit module name",
                        p->module);
-    rv = p11_initialize(p);
+    rv = initialize_with_retry(p);
     /*
      * Another handle in this process may have initialised the module already;
      * then that handle finalises it, and we recover if it does so first.
@@ -218,11 +231,20 @@ pk_result p11_login(pk_p11 *p, CK_SESSION_HANDLE s)
     pk_secbuf pin = PK_SECBUF_INIT;
     CK_RV rv;
 
+    /*
+     * Recovery logs in again after every reconnect; a PIN the token refused
+     * once would be refused again, and each try may count towards locking it.
+     */
+    PK_ENSURE(!p->login_refused, P11KMS_ERR_LOGIN,
+              "C_Login: the token refused the user PIN earlier; not trying again, which could lock it "
+              "(fix the PIN and restart)");
     PK_TRY(pk_conf_read_pin(p->cfg, &pin));
     rv = p->fn->C_Login(s, CKU_USER, pin.data, (CK_ULONG)pin.len);
     /* Wipe at once: the PIN is re-read from its source if we must log in again. */
     pk_secbuf_free(&pin);
     if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = CKR_OK;
+    p->login_refused = rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED || rv == CKR_PIN_EXPIRED ||
+                       rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE;
     if (rv == CKR_PIN_INCORRECT) {
         r = pk_fail(P11KMS_ERR_LOGIN, "C_Login: CKR_PIN_INCORRECT: wrong user PIN for token '%s'; %s",
                     p->info.label, pin_state(p));
