@@ -31,7 +31,9 @@ SECVAL="fault-matrix-secret-$RANDOM"
 FUNCS="C_Initialize C_Finalize C_GetSlotList C_GetTokenInfo C_GetMechanismList C_OpenSession C_CloseSession
 C_Login C_CreateObject C_CopyObject C_DestroyObject C_GetAttributeValue C_FindObjectsInit C_FindObjects
 C_FindObjectsFinal C_EncryptInit C_Encrypt C_DecryptInit C_Decrypt C_SignInit C_Sign C_GenerateKey C_WrapKey
-C_UnwrapKey C_GenerateRandom"
+C_UnwrapKey C_GenerateRandom C_SetAttributeValue"
+# FAULTS_FUNCS="C_X ..." runs the matrix for those functions only.
+FUNCS=${FAULTS_FUNCS:-$FUNCS}
 FAULTS="CKR_DEVICE_ERROR CKR_DEVICE_REMOVED CKR_TOKEN_NOT_PRESENT CKR_SESSION_HANDLE_INVALID CKR_SESSION_CLOSED
 CKR_DEVICE_MEMORY CKR_GENERAL_ERROR CKR_CRYPTOKI_NOT_INITIALIZED CKR_FUNCTION_FAILED sleep=20ms"
 # Only `token init` calls these; it runs alone, without a store, and is never
