@@ -261,6 +261,49 @@ static void test_esdk_tampering_each_kind(void)
 }
 
 /* Every single-byte change of the header and of frame 2 is refused, and frame 2 never comes out. */
+/*
+ * Batches of many chunks (4 KiB frames: 8 a chunk), frames split across
+ * update calls, and a changed frame at several places: 2 and 3 threads
+ * release exactly the frames before it, in order, and no frame after it.
+ */
+static void test_esdk_threads_changed_frame(void)
+{
+    const size_t nframes = 300, bad[] = {1, 8, 9, 64, 65, 130, 255, 256, 300};
+    const size_t chunks[] = {777, 65536, 100000, 1 << 20, 3 << 20};
+    size_t n = nframes * 4096 + 100, hl = 0;
+    uint8_t *pt = pattern(n);
+    pk_buf ct = {0};
+    pk_esdk_header hd = {0};
+
+    raw_encrypt(PK_ESDK_SUITE_COMMIT, 4096, 2, pt, n, 1 << 20, &ct);
+    CU_ASSERT_FATAL(pk_ok(pk_esdk_header_parse(ct.data, ct.len, true, &hd, &hl)));
+    pk_esdk_header_clear(&hd);
+    for (size_t c = 0; c < PK_ARRAY_LEN(chunks); c++) {
+        pk_buf out = {0};
+        CU_ASSERT(pk_ok(raw_decrypt(ct.data, ct.len, chunks[c], 2, KEY, &out)));
+        CU_ASSERT(out.len == n && memcmp(out.data, pt, n) == 0);
+        pk_buf_free(&out);
+    }
+    for (size_t b = 0; b < PK_ARRAY_LEN(bad); b++) {
+        char want[80];
+        size_t at = hl + (bad[b] - 1) * (4 + 12 + 4096 + 16) + 16 + 100;
+        snprintf(want, sizeof(want), "frame %zu failed authentication (changed ciphertext)", bad[b]);
+        ct.data[at] ^= 4;
+        for (size_t c = 0; c < PK_ARRAY_LEN(chunks); c++) {
+            pk_buf out = {0};
+            pk_result r = raw_decrypt(ct.data, ct.len, chunks[c], 2 + c % 2, KEY, &out);
+            CU_ASSERT_EQUAL(r.code, P11KMS_ERR_CIPHERTEXT_INVALID);
+            CU_ASSERT_STRING_EQUAL(p11kms_last_error(), want);
+            CU_ASSERT_EQUAL(out.len, (bad[b] - 1) * 4096);
+            CU_ASSERT(out.len == (bad[b] - 1) * 4096 && memcmp(out.data, pt, out.len) == 0);
+            pk_buf_free(&out);
+        }
+        ct.data[at] ^= 4;
+    }
+    pk_buf_free(&ct);
+    free(pt);
+}
+
 static void test_esdk_every_byte_flip(void)
 {
     make_msg(PK_ESDK_SUITE_COMMIT);
@@ -607,6 +650,7 @@ int main(void)
     CU_add_test(s, "test_esdk_threads_same_bytes", test_esdk_threads_same_bytes);
     CU_add_test(s, "test_esdk_tampering_each_kind", test_esdk_tampering_each_kind);
     CU_add_test(s, "test_esdk_every_byte_flip", test_esdk_every_byte_flip);
+    CU_add_test(s, "test_esdk_threads_changed_frame", test_esdk_threads_changed_frame);
     CU_add_test(s, "test_esdk_official_sdk_vectors", test_esdk_official_sdk_vectors);
     CU_add_test(s, "test_esdk_file_api_kms", test_esdk_file_api_kms);
     CU_add_test(s, "test_esdk_file_api_arguments", test_esdk_file_api_arguments);
