@@ -380,7 +380,8 @@ static bool dec_lead(pk_esdk_dec *d, const uint8_t *p, size_t take, size_t n)
     if (d->st != D_BODY || d->in.len + take != d->fsz || take >= n) return false;
     if (pk_failed(pk_buf_reserve(&d->in, take))) return false;
     memcpy(d->in.data + d->in.len, p, take);
-    if (dec_scan(d, d->in.data, d->fsz, d->seq, 1) != 1) return false; /* in.len unchanged: the slow path appends again */
+    /* Not a good regular frame: in.len is unchanged, the slow path appends again. */
+    if (dec_scan(d, d->in.data, d->fsz, d->seq, 1) != 1) return false;
     d->lead = d->in.data;
     d->in.len = 0; /* the buffer is not touched again before the lead frame is opened */
     return true;

@@ -15,7 +15,8 @@
 #include "crypto/crypto_esdk.h"
 #include "esdk/esdk.h"
 
-#define PK_ESDK_BATCH_BYTES (1024u * 1024) /* per thread: amortises waking a worker */
+#define PK_ESDK_BATCH_BYTES (1024u * 1024) /* per thread: amortises handing out a batch */
+#define PK_ESDK_BATCH_ONE (256u * 1024)    /* one thread: the batch's input and output stay in its cache */
 #define PK_ESDK_SEQ_END 0xffffffffu        /* marks the final frame */
 #define PK_ESDK_SEQ_MAX 0xfffffffeu
 #define PK_ESDK_REG_OVERHEAD (4 + PK_GCM_IV_LEN + PK_GCM_TAG_LEN)
@@ -27,7 +28,7 @@
 size_t pk_esdk_body_aad(uint8_t *out, const uint8_t *msg_id, bool final, uint32_t seq, uint64_t len);
 /* A frame's IV: its sequence number, big-endian, zero-padded to 12 bytes. */
 void pk_esdk_seq_iv(uint8_t iv[PK_GCM_IV_LEN], uint32_t seq);
-/* Frames per batch: about PK_ESDK_BATCH_BYTES per thread, at most 64 MiB of plaintext in all. */
+/* Frames per batch: about PK_ESDK_BATCH_BYTES per thread (PK_ESDK_BATCH_ONE alone), at most 64 MiB in all. */
 size_t pk_esdk_batch_frames(uint32_t fl, unsigned threads);
 
 /*

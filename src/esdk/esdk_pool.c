@@ -37,14 +37,15 @@ void pk_esdk_seq_iv(uint8_t iv[PK_GCM_IV_LEN], uint32_t seq)
 
 size_t pk_esdk_batch_frames(uint32_t fl, unsigned threads)
 {
-    size_t per = PK_ESDK_BATCH_BYTES / fl, n = (per ? per : 1) * threads, cap = PK_ESDK_FRAME_MAX / fl;
+    size_t per = (threads > 1 ? PK_ESDK_BATCH_BYTES : PK_ESDK_BATCH_ONE) / fl, n = (per ? per : 1) * threads;
+    size_t cap = PK_ESDK_FRAME_MAX / fl;
     return n <= cap ? n : (cap ? cap : 1);
 }
 
 #define CHUNK_BYTES (32u * 1024) /* a claim: small enough to balance, large enough that claiming costs nothing */
 #define CHUNKS_MAX 0xffffu
 #define HAND_BYTES (256u * 1024) /* write out in pieces of at least this much: fewer system calls */
-#define SPIN_NS 100000           /* how long an idle thread polls before it sleeps */
+#define SPIN_NS 30000            /* then sleep: a longer poll burns a core the machine may need */
 
 static inline void cpu_relax(void)
 {
