@@ -45,7 +45,14 @@ size_t pk_esdk_batch_frames(uint32_t fl, unsigned threads)
 #define CHUNK_BYTES (32u * 1024) /* a claim: small enough to balance, large enough that claiming costs nothing */
 #define CHUNKS_MAX 0xffffu
 #define HAND_BYTES (256u * 1024) /* write out in pieces of at least this much: fewer system calls */
-#define SPIN_NS 30000            /* then sleep: a longer poll burns a core the machine may need */
+/*
+ * How long an idle thread polls before it sleeps: a wake-up through the
+ * scheduler takes tens of us on a VM. A worker polls through the caller's
+ * read and write between two batches; the caller waits at most one chunk
+ * for a worker that runs, and longer only for one that was preempted.
+ */
+#define WORKER_SPIN_NS 200000
+#define CALLER_SPIN_NS 50000
 
 static inline void cpu_relax(void)
 {
@@ -63,8 +70,8 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Poll until done(p, x) holds, for about SPIN_NS; false when it still does not. */
-static bool spin_until(pk_esdk_pool *p, bool (*done)(pk_esdk_pool *, uint64_t), uint64_t x)
+/* Poll until done(p, x) holds, for about ns; false when it still does not. */
+static bool spin_until(pk_esdk_pool *p, bool (*done)(pk_esdk_pool *, uint64_t), uint64_t x, uint64_t ns)
 {
     uint64_t t0 = 0;
     for (unsigned i = 0;; i++) {
@@ -72,7 +79,7 @@ static bool spin_until(pk_esdk_pool *p, bool (*done)(pk_esdk_pool *, uint64_t), 
         cpu_relax();
         if ((i & 63) != 63) continue;
         if (t0 == 0) t0 = now_ns();
-        else if (now_ns() - t0 > SPIN_NS) return false;
+        else if (now_ns() - t0 > ns) return false;
     }
 }
 
@@ -122,7 +129,7 @@ static void *worker(void *arg)
     pk_esdk_pool *p = a->p;
     uint32_t seen = 0;
     for (;;) {
-        if (!spin_until(p, new_batch, seen)) {
+        if (!spin_until(p, new_batch, seen, WORKER_SPIN_NS)) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1); /* seen by the caller after it publishes, or we see its batch */
             while (!new_batch(p, seen)) pthread_cond_wait(&p->go, &p->mu);
@@ -210,7 +217,7 @@ static void wait_batch(pk_esdk_pool *p, hand *h)
     uint64_t t0 = now_ns();
     while (!finished_or_handed(p, h)) {
         cpu_relax();
-        if (now_ns() - t0 <= SPIN_NS) continue;
+        if (now_ns() - t0 <= CALLER_SPIN_NS) continue;
         pthread_mutex_lock(&p->mu);
         while (!all_finished(p, h->chunks)) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
