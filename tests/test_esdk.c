@@ -261,6 +261,113 @@ static void test_esdk_tampering_each_kind(void)
 }
 
 /* Every single-byte change of the header and of frame 2 is refused, and frame 2 never comes out. */
+/*
+ * Batches of many chunks (4 KiB frames: 8 a chunk), frames split across
+ * update calls, and a changed frame at several places: 2 and 3 threads
+ * release exactly the frames before it, in order, and no frame after it.
+ */
+static void test_esdk_threads_changed_frame(void)
+{
+    const size_t nframes = 300, bad[] = {1, 8, 9, 64, 65, 130, 255, 256, 300};
+    const size_t chunks[] = {777, 65536, 100000, 1 << 20, 3 << 20};
+    size_t n = nframes * 4096 + 100, hl = 0;
+    uint8_t *pt = pattern(n);
+    pk_buf ct = {0};
+    pk_esdk_header hd = {0};
+
+    raw_encrypt(PK_ESDK_SUITE_COMMIT, 4096, 2, pt, n, 1 << 20, &ct);
+    CU_ASSERT_FATAL(pk_ok(pk_esdk_header_parse(ct.data, ct.len, true, &hd, &hl)));
+    pk_esdk_header_clear(&hd);
+    for (size_t c = 0; c < PK_ARRAY_LEN(chunks); c++) {
+        pk_buf out = {0};
+        CU_ASSERT(pk_ok(raw_decrypt(ct.data, ct.len, chunks[c], 2, KEY, &out)));
+        CU_ASSERT(out.len == n && memcmp(out.data, pt, n) == 0);
+        pk_buf_free(&out);
+    }
+    for (size_t b = 0; b < PK_ARRAY_LEN(bad); b++) {
+        char want[80];
+        size_t at = hl + (bad[b] - 1) * (4 + 12 + 4096 + 16) + 16 + 100;
+        snprintf(want, sizeof(want), "frame %zu failed authentication (changed ciphertext)", bad[b]);
+        ct.data[at] ^= 4;
+        for (size_t c = 0; c < PK_ARRAY_LEN(chunks); c++) {
+            pk_buf out = {0};
+            pk_result r = raw_decrypt(ct.data, ct.len, chunks[c], 2 + c % 2, KEY, &out);
+            CU_ASSERT_EQUAL(r.code, P11KMS_ERR_CIPHERTEXT_INVALID);
+            CU_ASSERT_STRING_EQUAL(p11kms_last_error(), want);
+            CU_ASSERT_EQUAL(out.len, (bad[b] - 1) * 4096);
+            CU_ASSERT(out.len == (bad[b] - 1) * 4096 && memcmp(out.data, pt, out.len) == 0);
+            pk_buf_free(&out);
+        }
+        ct.data[at] ^= 4;
+    }
+    pk_buf_free(&ct);
+    free(pt);
+}
+
+/* A sink that takes `left` bytes and then fails, once; later calls count as misuse. */
+typedef struct short_sink {
+    size_t left, calls_after;
+    bool failed;
+} short_sink;
+
+static pk_result to_short(void *arg, const uint8_t *p, size_t n)
+{
+    short_sink *s = arg;
+    (void)p;
+    if (s->failed) s->calls_after++;
+    if (s->failed || n > s->left) {
+        s->failed = true;
+        return pk_fail(P11KMS_ERR_INTERNAL, "cannot write: disk full (test)");
+    }
+    s->left -= n;
+    return PK_OK;
+}
+
+/* A failing sink in the middle of a batch of 2 threads stops the stream with its error. */
+static void test_esdk_threads_sink_failure(void)
+{
+    size_t n = 3 * 1024 * 1024, limits[] = {0, 100, 300 * 1024, 1024 * 1024 + 5};
+    uint8_t *pt = pattern(n);
+    pk_buf ct = {0};
+    raw_encrypt(PK_ESDK_SUITE_COMMIT, 4096, 2, pt, n, 1 << 20, &ct);
+    for (size_t l = 0; l < PK_ARRAY_LEN(limits); l++) {
+        pk_esdk_header hd = {0};
+        pk_esdk_edk edk = {pk_bytes_of("raw", 3), pk_bytes_of("test", 4), pk_bytes_of("x", 1)};
+        pk_esdk_enc *e = NULL;
+        pk_esdk_dec *d = NULL;
+        short_sink s = {limits[l], 0, false};
+        pk_result r = PK_OK;
+        hd.suite = PK_ESDK_SUITE_COMMIT;
+        hd.frame_len = 4096;
+        /* Encryption: the header goes out at once, frames per batch. */
+        r = pk_esdk_enc_new(&hd, &edk, 1, KEY, NULL, 2, to_short, &s, &e);
+        for (size_t off = 0; pk_ok(r) && off < n; off += 1 << 20) r = pk_esdk_enc_update(e, pt + off, 1 << 20);
+        if (pk_ok(r)) r = pk_esdk_enc_final(e);
+        CU_ASSERT_EQUAL(r.code, P11KMS_ERR_INTERNAL);
+        CU_ASSERT_STRING_EQUAL(p11kms_last_error(), "cannot write: disk full (test)");
+        if (e != NULL) {
+            CU_ASSERT_EQUAL(pk_esdk_enc_update(e, pt, 10).code, P11KMS_ERR_INVALID_STATE);
+            CU_ASSERT_STRING_EQUAL(p11kms_last_error(), "the encryption stream has failed");
+        }
+        CU_ASSERT_EQUAL(s.calls_after, 0);
+        pk_esdk_enc_free(e);
+        pk_esdk_header_clear(&hd);
+        /* Decryption. */
+        s = (short_sink){limits[l], 0, false};
+        r = pk_esdk_dec_new(2, raw_key, (void *)KEY, to_short, &s, &d);
+        for (size_t off = 0; pk_ok(r) && off < ct.len; off += 1 << 20)
+            r = pk_esdk_dec_update(d, ct.data + off, ct.len - off < (1u << 20) ? ct.len - off : 1 << 20);
+        if (pk_ok(r)) r = pk_esdk_dec_final(d);
+        CU_ASSERT_EQUAL(r.code, P11KMS_ERR_INTERNAL);
+        CU_ASSERT_STRING_EQUAL(p11kms_last_error(), "cannot write: disk full (test)");
+        CU_ASSERT_EQUAL(pk_esdk_dec_update(d, ct.data, 10).code, P11KMS_ERR_INVALID_STATE);
+        CU_ASSERT_EQUAL(s.calls_after, 0);
+        pk_esdk_dec_free(d);
+    }
+    pk_buf_free(&ct);
+    free(pt);
+}
+
 static void test_esdk_every_byte_flip(void)
 {
     make_msg(PK_ESDK_SUITE_COMMIT);
@@ -607,6 +714,8 @@ int main(void)
     CU_add_test(s, "test_esdk_threads_same_bytes", test_esdk_threads_same_bytes);
     CU_add_test(s, "test_esdk_tampering_each_kind", test_esdk_tampering_each_kind);
     CU_add_test(s, "test_esdk_every_byte_flip", test_esdk_every_byte_flip);
+    CU_add_test(s, "test_esdk_threads_changed_frame", test_esdk_threads_changed_frame);
+    CU_add_test(s, "test_esdk_threads_sink_failure", test_esdk_threads_sink_failure);
     CU_add_test(s, "test_esdk_official_sdk_vectors", test_esdk_official_sdk_vectors);
     CU_add_test(s, "test_esdk_file_api_kms", test_esdk_file_api_kms);
     CU_add_test(s, "test_esdk_file_api_arguments", test_esdk_file_api_arguments);

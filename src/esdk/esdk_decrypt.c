@@ -38,7 +38,9 @@ struct pk_esdk_dec {
     const uint8_t *src;
     size_t src_len, off;
     pk_secbuf pt; /* a batch of authenticated plaintext */
-    const uint8_t *batch; /* the batch's first frame (in `in`) */
+    size_t handed; /* frames of pt already released */
+    const uint8_t *lead;  /* a regular frame completed in `in`, to open ahead of the batch; or NULL */
+    const uint8_t *batch; /* the batch's frames in place */
     uint32_t seq;
     uint64_t frames, bytes;
 };
@@ -116,7 +118,7 @@ static pk_result dec_open_header(pk_esdk_dec *d, const uint8_t *raw, size_t used
         d->st = D_PASS;
     } else {
         PK_TRY(pk_esdk_make_gcms(&derived, false, d->threads, d->gcm));
-        pk_esdk_pool_init(&d->pool, d->threads);
+        pk_esdk_pool_init(&d->pool, d->threads, d->fl, d->nbatch);
         PK_TRY(pk_secbuf_alloc(&d->pt, d->nbatch * d->fl));
         d->st = D_BODY;
     }
@@ -126,18 +128,23 @@ out:
     return r;
 }
 
-static void dec_job(pk_esdk_job *j)
+/* Frame i of the batch: the completed kept frame first when there is one, then frames in place. */
+static const uint8_t *dec_frame(const pk_esdk_dec *d, size_t i)
 {
-    pk_esdk_dec *d = j->owner;
+    if (d->lead == NULL) return d->batch + i * d->fsz;
+    return i == 0 ? d->lead : d->batch + (i - 1) * d->fsz;
+}
+
+static size_t dec_frames(void *owner, pk_gcm *gcm, size_t first, size_t n)
+{
+    pk_esdk_dec *d = owner;
     uint8_t aad[PK_ESDK_AAD_MAX];
-    for (size_t i = j->first; i < j->first + j->count; i++) {
-        const uint8_t *f = d->batch + i * d->fsz;
+    for (size_t i = first; i < first + n; i++) {
+        const uint8_t *f = dec_frame(d, i);
         size_t al = pk_esdk_body_aad(aad, d->hd.msg_id, false, d->seq + (uint32_t)i, d->fl);
-        if (!pk_gcm_open(j->gcm, f + 4, aad, al, f + 16, d->fl, f + 16 + d->fl, d->pt.data + i * d->fl)) {
-            j->bad = i;
-            return;
-        }
+        if (!pk_gcm_open(gcm, f + 4, aad, al, f + 16, d->fl, f + 16 + d->fl, d->pt.data + i * d->fl)) return i;
     }
+    return SIZE_MAX;
 }
 
 /* Release plaintext that has been authenticated. */
@@ -225,33 +232,55 @@ static pk_result dec_final_frame(pk_esdk_dec *d, bool eof, bool *progress)
     return dec_release(d, d->pt.data, len);
 }
 
-/* Consume a run of in-order regular frames, or the final frame. */
-static pk_result dec_body(pk_esdk_dec *d, bool eof, bool *progress)
+/* How many in-order regular frames (at most max) start at q, the first numbered seq. */
+static size_t dec_scan(const pk_esdk_dec *d, const uint8_t *q, size_t avail, uint32_t seq, size_t max)
 {
-    const uint8_t *q = d->src + d->off;
-    size_t avail = d->src_len - d->off, k = 0, bad;
-    bool more = false;
-
-    while (k < d->nbatch && avail - k * d->fsz >= d->fsz) {
+    size_t k = 0;
+    while (k < max && avail - k * d->fsz >= d->fsz) {
         uint32_t s = pk_load_be32(q + k * d->fsz);
-        if (s == PK_ESDK_SEQ_END || s != d->seq + k || (uint64_t)d->seq + k > PK_ESDK_SEQ_MAX) break;
+        if (s == PK_ESDK_SEQ_END || s != seq + k || (uint64_t)seq + k > PK_ESDK_SEQ_MAX) break;
         if (pk_failed(check_iv(q + k * d->fsz + 4, s))) break;
         k++;
     }
-    if (k > 0) {
+    return k;
+}
+
+/* Frames [first, first + n) of the batch verified: release them while the other threads go on. */
+static pk_result dec_ready(void *owner, size_t first, size_t n)
+{
+    pk_esdk_dec *d = owner;
+    d->handed = first + n;
+    return dec_release(d, d->pt.data + first * d->fl, n * d->fl);
+}
+
+/* Consume a run of in-order regular frames (after d->lead, when set), or the final frame. */
+static pk_result dec_body(pk_esdk_dec *d, bool eof, bool *progress)
+{
+    const uint8_t *q = d->src + d->off, *lead = d->lead;
+    size_t avail = d->src_len - d->off, nl = lead != NULL, k, all, bad;
+    bool more = false;
+    pk_result r;
+
+    k = dec_scan(d, q, avail, d->seq + (uint32_t)nl, d->nbatch - nl);
+    all = nl + k;
+    if (all > 0) {
         d->batch = q;
-        bad = pk_esdk_run_jobs(&d->pool, d, dec_job, d->gcm, k);
+        d->handed = 0;
+        bad = pk_esdk_run_jobs(&d->pool, d, dec_frames, dec_ready, d->gcm, all, &r);
+        d->lead = NULL;
+        PK_GUARD(r);
         if (bad != SIZE_MAX) {
-            PK_GUARD(dec_release(d, d->pt.data, bad * d->fl));
+            PK_GUARD(dec_release(d, d->pt.data + d->handed * d->fl, (bad - d->handed) * d->fl));
             return pk_fail(P11KMS_ERR_CIPHERTEXT_INVALID, "frame %u failed authentication (changed ciphertext)",
                            d->seq + (uint32_t)bad);
         }
+        if (d->sig != NULL && lead != NULL) PK_GUARD(pk_sig_update(d->sig, lead, d->fsz));
         if (d->sig != NULL) PK_GUARD(pk_sig_update(d->sig, q, k * d->fsz));
         d->off += k * d->fsz;
-        d->seq += (uint32_t)k;
-        d->frames += k;
+        d->seq += (uint32_t)all;
+        d->frames += all;
         *progress = true;
-        return dec_release(d, d->pt.data, k * d->fl);
+        return dec_release(d, d->pt.data + d->handed * d->fl, (all - d->handed) * d->fl);
     }
     if (avail < 4) {
         PK_ENSURE(!eof || avail > 0, P11KMS_ERR_CIPHERTEXT_INVALID, "truncated message: the final frame is missing");
@@ -340,6 +369,24 @@ static pk_result dec_kept(pk_esdk_dec *d, const uint8_t *p, size_t take, bool eo
     return r;
 }
 
+/*
+ * When take bytes complete the kept regular frame and more input follows,
+ * that frame opens in the same batch as the frames in place after it
+ * (d->lead), rather than in a batch of one that leaves the other threads
+ * idle. Anything else (a final frame, a wrong number) takes the slow path.
+ */
+static bool dec_lead(pk_esdk_dec *d, const uint8_t *p, size_t take, size_t n)
+{
+    if (d->st != D_BODY || d->in.len + take != d->fsz || take >= n) return false;
+    if (pk_failed(pk_buf_reserve(&d->in, take))) return false;
+    memcpy(d->in.data + d->in.len, p, take);
+    /* Not a good regular frame: in.len is unchanged, the slow path appends again. */
+    if (dec_scan(d, d->in.data, d->fsz, d->seq, 1) != 1) return false;
+    d->lead = d->in.data;
+    d->in.len = 0; /* the buffer is not touched again before the lead frame is opened */
+    return true;
+}
+
 pk_result pk_esdk_dec_update(pk_esdk_dec *d, const uint8_t *p, size_t n)
 {
     pk_result r = PK_OK;
@@ -360,6 +407,11 @@ pk_result pk_esdk_dec_update(pk_esdk_dec *d, const uint8_t *p, size_t n)
         /* Exactly what completes a regular frame, so that `in` empties and parsing goes back in place. */
         take = d->st == D_BODY && d->in.len < d->fsz ? d->fsz - d->in.len : d->st == D_HEADER ? 65536 : 64;
         take = n < take ? n : take;
+        if (dec_lead(d, p, take, n)) {
+            p += take;
+            n -= take;
+            continue;
+        }
         r = dec_kept(d, p, take, false);
         p += take;
         n -= take;

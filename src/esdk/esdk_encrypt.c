@@ -21,11 +21,13 @@ struct pk_esdk_enc {
     unsigned threads;
     pk_gcm *gcm[PK_ESDK_THREADS_MAX];
     pk_esdk_pool pool;
-    const uint8_t *src; /* the batch's plaintext: pt, or the caller's buffer */
+    const uint8_t *lead; /* the batch's first frame when it is the held one (pt), else NULL */
+    const uint8_t *src;  /* the batch's other frames: pt, or the caller's buffer */
     pk_ec384 *key;
     pk_sig *sig;
     pk_secbuf pt; /* at most one frame of plaintext split across calls */
     pk_buf ct;    /* a sealed batch */
+    size_t handed; /* frames of ct already written out */
     uint32_t seq; /* next sequence number */
     uint64_t frames;
     pk_esdk_sink sink;
@@ -39,35 +41,55 @@ static pk_result enc_emit(pk_esdk_enc *e, const uint8_t *p, size_t n)
     return e->sink(e->arg, p, n);
 }
 
-static void enc_job(pk_esdk_job *j)
+/* Frame i of the batch: the held frame first when there is one, then the caller's frames. */
+static const uint8_t *enc_frame_src(const pk_esdk_enc *e, size_t i)
 {
-    pk_esdk_enc *e = j->owner;
+    if (e->lead == NULL) return e->src + i * e->fl;
+    return i == 0 ? e->lead : e->src + (i - 1) * e->fl;
+}
+
+static size_t enc_frames(void *owner, pk_gcm *gcm, size_t first, size_t n)
+{
+    pk_esdk_enc *e = owner;
     uint8_t aad[PK_ESDK_AAD_MAX];
-    for (size_t i = j->first; i < j->first + j->count; i++) {
+    for (size_t i = first; i < first + n; i++) {
         uint8_t *o = e->ct.data + i * e->fsz;
         uint32_t seq = e->seq + (uint32_t)i;
         size_t al = pk_esdk_body_aad(aad, e->hd.msg_id, false, seq, e->fl);
         pk_store_be32(o, seq);
         pk_esdk_seq_iv(o + 4, seq);
-        if (pk_failed(pk_gcm_seal(j->gcm, o + 4, aad, al, e->src + i * e->fl, e->fl, o + 16, o + 16 + e->fl))) {
-            j->bad = i;
-            return;
-        }
+        if (pk_failed(pk_gcm_seal(gcm, o + 4, aad, al, enc_frame_src(e, i), e->fl, o + 16, o + 16 + e->fl))) return i;
     }
+    return SIZE_MAX;
 }
 
-static pk_result enc_regular(pk_esdk_enc *e, const uint8_t *src, size_t k)
+/* Frames [first, first + n) of the batch are sealed: write them out while the other threads go on. */
+static pk_result enc_ready(void *owner, size_t first, size_t n)
 {
-    if (k == 0) return PK_OK;
+    pk_esdk_enc *e = owner;
+    e->handed = first + n;
+    return enc_emit(e, e->ct.data + first * e->fsz, n * e->fsz);
+}
+
+/* Seal the held frame `lead` (when not NULL) and k frames of src as one batch. */
+static pk_result enc_regular(pk_esdk_enc *e, const uint8_t *lead, const uint8_t *src, size_t k)
+{
+    size_t all = k + (lead != NULL), bad;
+    pk_result r;
+    if (all == 0) return PK_OK;
+    e->lead = lead;
     e->src = src;
-    PK_ENSURE((uint64_t)e->seq + k <= PK_ESDK_SEQ_MAX, P11KMS_ERR_LIMIT, "message too large: more than %u frames", PK_ESDK_SEQ_MAX);
+    PK_ENSURE((uint64_t)e->seq + all <= PK_ESDK_SEQ_MAX, P11KMS_ERR_LIMIT, "message too large: more than %u frames",
+              PK_ESDK_SEQ_MAX);
     e->ct.len = 0;
-    PK_GUARD(pk_buf_reserve(&e->ct, k * e->fsz));
-    PK_ENSURE(pk_esdk_run_jobs(&e->pool, e, enc_job, e->gcm, k) == SIZE_MAX, P11KMS_ERR_INTERNAL,
-              "OpenSSL AES-256-GCM encryption failed");
-    e->seq += (uint32_t)k;
-    e->frames += k;
-    return enc_emit(e, e->ct.data, k * e->fsz);
+    PK_GUARD(pk_buf_reserve(&e->ct, all * e->fsz));
+    e->handed = 0;
+    bad = pk_esdk_run_jobs(&e->pool, e, enc_frames, enc_ready, e->gcm, all, &r);
+    PK_GUARD(r);
+    PK_ENSURE(bad == SIZE_MAX, P11KMS_ERR_INTERNAL, "OpenSSL AES-256-GCM encryption failed");
+    e->seq += (uint32_t)all;
+    e->frames += all;
+    return all > e->handed ? enc_emit(e, e->ct.data + e->handed * e->fsz, (all - e->handed) * e->fsz) : PK_OK;
 }
 
 pk_result pk_esdk_enc_new(pk_esdk_header *hd, const pk_esdk_edk *edk, size_t nedk,
@@ -105,7 +127,7 @@ pk_result pk_esdk_enc_new(pk_esdk_header *hd, const pk_esdk_edk *edk, size_t ned
     PK_TRY(pk_esdk_header_build(&e->hd, edk, nedk));
     PK_TRY(pk_esdk_header_tag(&derived, &e->hd.body, tag));
     PK_TRY(pk_esdk_make_gcms(&derived, true, e->threads, e->gcm));
-    pk_esdk_pool_init(&e->pool, e->threads);
+    pk_esdk_pool_init(&e->pool, e->threads, e->fl, e->nbatch);
     PK_TRY(pk_secbuf_alloc(&e->pt, e->fl));
     if (e->signs) PK_TRY(pk_sig_begin(e->key, true, &e->sig));
     PK_TRY(enc_emit(e, e->hd.body.data, e->hd.body.len));
@@ -129,12 +151,8 @@ pk_result pk_esdk_enc_update(pk_esdk_enc *e, const uint8_t *p, size_t n)
               e->done ? "been finished" : "failed");
     while (n > 0 && pk_ok(r)) {
         size_t k, take;
-        if (e->pt.len == e->fl) { /* a held frame, and more follows: it is a regular frame */
-            r = enc_regular(e, e->pt.data, 1);
-            e->pt.len = 0;
-            continue;
-        }
-        if (e->pt.len > 0) { /* complete the split frame */
+        bool held = e->pt.len == e->fl; /* a held frame, and more follows: it is a regular frame */
+        if (e->pt.len > 0 && !held) { /* complete the split frame */
             take = n < e->fl - e->pt.len ? n : e->fl - e->pt.len;
             memcpy(e->pt.data + e->pt.len, p, take);
             e->pt.len += take;
@@ -143,9 +161,10 @@ pk_result pk_esdk_enc_update(pk_esdk_enc *e, const uint8_t *p, size_t n)
             continue;
         }
         k = (n - 1) / e->fl; /* whole frames with at least one byte after them */
-        k = k < e->nbatch ? k : e->nbatch;
-        if (k > 0) {
-            r = enc_regular(e, p, k);
+        k = k < e->nbatch - held ? k : e->nbatch - held;
+        if (held || k > 0) { /* the held frame joins the batch: no thread waits on a batch of one */
+            r = enc_regular(e, held ? e->pt.data : NULL, p, k);
+            e->pt.len = 0;
             p += k * e->fl;
             n -= k * e->fl;
             continue;
@@ -165,7 +184,7 @@ static pk_result enc_finish(pk_esdk_enc *e)
     pk_buf *b = &e->ct;
     size_t sl;
 
-    PK_GUARD(enc_regular(e, e->pt.data, nreg));
+    PK_GUARD(enc_regular(e, NULL, e->pt.data, nreg));
     PK_ENSURE(e->seq <= PK_ESDK_SEQ_MAX, P11KMS_ERR_LIMIT, "message too large: more than %u frames", PK_ESDK_SEQ_MAX);
     b->len = 0;
     PK_GUARD(pk_buf_reserve(b, PK_ESDK_FINAL_HEAD + last + PK_GCM_TAG_LEN));
