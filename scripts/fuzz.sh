@@ -18,11 +18,14 @@ san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-poin
 command -v "$cc" >/dev/null 2>&1 || { echo "fuzz.sh: $cc not found: run scripts/install-deps.sh" >&2; exit 3; }
 
 # The libraries, instrumented for coverage (fuzzer-no-link) and sanitized.
+cflags="-g -O1 -fsanitize=fuzzer-no-link $san"
 mkdir -p "$build"
 [ -x "$top/configure" ] || (cd "$top" && ./autogen.sh >/dev/null)
-if [ ! -f "$build/Makefile" ]; then
-    (cd "$build" && CC="$cc" CFLAGS="-g -O1 -fsanitize=fuzzer-no-link $san" \
-        "$top/configure" -q --disable-shared --without-java >/dev/null)
+# Configure again when the compiler or flags changed since the last run.
+if [ ! -f "$build/Makefile" ] || [ "$(cat "$build/fuzz-flags" 2>/dev/null)" != "$cc $cflags" ]; then
+    (cd "$build" && CC="$cc" CFLAGS="$cflags" "$top/configure" -q --disable-shared --without-java >/dev/null)
+    make -C "$build" clean >/dev/null
+    echo "$cc $cflags" >"$build/fuzz-flags"
 fi
 make -C "$build" -j"$(nproc)" libp11kms-core.la >/dev/null
 
@@ -62,7 +65,9 @@ for t in $targets; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+    # A UBSan report that did not stop the run still counts.
     found=$(ls "$build/artifacts/$t-"* 2>/dev/null | wc -l)
+    [ "$found" -ne 0 ] || found=$(grep -c "runtime error:" "$log" || :)
     if [ "$rc" -ne 0 ] || [ "$found" -ne 0 ]; then
         status=1
         note="$found ($(ls "$build/artifacts/$t-"* 2>/dev/null | xargs -r -n1 basename | tr '\n' ' ')exit $rc; see $log)"

@@ -5,9 +5,10 @@
  *   0: the rest is a message, fed in pieces of (byte 1) bytes;
  *   1: the same, but when the header parses its commitment key and tag are
  *      recomputed for the fixed key, so a mutated header reaches the frames;
- *   2: bytes 1-4 pick the frame length, a byte to corrupt and a truncation
- *      point; the rest is plaintext encrypted with the fixed key, then the
- *      corrupted message is decrypted (frame framing after valid frames).
+ *   2: bytes 1-4 pick the frame length and piece size, a byte to corrupt
+ *      and a truncation point; the rest is plaintext encrypted with the
+ *      fixed key, then the corrupted message is decrypted (frame framing
+ *      after valid frames).
  */
 #include "config.h"
 
@@ -80,7 +81,7 @@ static void build_and_break(const uint8_t *params, const uint8_t *pt, size_t n)
         size_t at = msg.len > 0 ? (size_t)(params[1] << 8 | params[2]) % msg.len : 0;
         size_t cut = msg.len - (params[3] & 0x80 ? (params[3] & 0x7f) % (msg.len + 1) : 0);
         if (msg.len > 0) msg.data[at] ^= params[3] & 0x80 ? 0 : params[3] | 1;
-        decrypt(msg.data, cut, 7);
+        decrypt(msg.data, cut, params[0] & 0x80 ? cut + 1 : 7); /* all at once, or in 7-byte pieces */
     }
     pk_error_clear();
     pk_esdk_enc_free(e);
@@ -91,7 +92,7 @@ static void build_and_break(const uint8_t *params, const uint8_t *pt, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *copy;
-    if (size < 5) return 0;
+    if (size < 2) return 0;
     switch (data[0] % 3) {
     case 0: decrypt(data + 2, size - 2, 1 + data[1]); break;
     case 1:
@@ -102,7 +103,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         decrypt(copy, size - 2, 1 + data[1]);
         free(copy);
         break;
-    default: build_and_break(data + 1, data + 5, size - 5); break;
+    default:
+        if (size >= 5) build_and_break(data + 1, data + 5, size - 5);
+        break;
     }
     return 0;
 }
