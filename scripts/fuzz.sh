@@ -21,16 +21,27 @@ command -v "$cc" >/dev/null 2>&1 || { echo "fuzz.sh: $cc not found: run scripts/
 cflags="-g -O1 -fsanitize=fuzzer-no-link $san"
 mkdir -p "$build"
 [ -x "$top/configure" ] || (cd "$top" && ./autogen.sh >/dev/null)
-# Configure again when the compiler or flags changed since the last run.
-if [ ! -f "$build/Makefile" ] || [ "$(cat "$build/fuzz-flags" 2>/dev/null)" != "$cc $cflags" ]; then
-    (cd "$build" && CC="$cc" CFLAGS="$cflags" "$top/configure" -q --disable-shared --without-java >/dev/null)
-    make -C "$build" clean >/dev/null
-    echo "$cc $cflags" >"$build/fuzz-flags"
+# configure refuses to build out of tree from a configured source tree:
+# then build from a copy of the distributed files (make distdir keeps
+# their times, so unchanged files are not compiled again).
+src=$top
+if [ -f "$top/config.status" ]; then
+    rm -rf "$build/src"
+    make -C "$top" distdir distdir="$build/src" >/dev/null
+    src=$build/src
 fi
-make -C "$build" -j"$(nproc)" libp11kms-core.la >/dev/null
+obj=$build/obj
+mkdir -p "$obj"
+# Configure again when the compiler, flags or source folder changed since the last run.
+if [ ! -f "$obj/Makefile" ] || [ "$(cat "$obj/fuzz-flags" 2>/dev/null)" != "$cc $cflags $src" ]; then
+    (cd "$obj" && CC="$cc" CFLAGS="$cflags" "$src/configure" -q --disable-shared --without-java >/dev/null)
+    make -C "$obj" clean >/dev/null
+    echo "$cc $cflags $src" >"$obj/fuzz-flags"
+fi
+make -C "$obj" -j"$(nproc)" libp11kms-core.la >/dev/null
 
 deps=$(pkg-config --libs p11-kit-1 libcrypto jansson sqlite3)
-incs="-I$top/include -I$top/src -I$top/tests -I$build $(pkg-config --cflags p11-kit-1 jansson libevent)"
+incs="-I$top/include -I$top/src -I$top/tests -I$obj $(pkg-config --cflags p11-kit-1 jansson libevent)"
 mkdir -p "$build/bin" "$build/artifacts" "$build/corpus"
 targets=${FUZZ_TARGETS:-$(cd "$top/tests/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')}
 for t in $targets; do
@@ -40,7 +51,7 @@ for t in $targets; do
     libs=$(sed -n 's/^ \* fuzz-libs: //p' "$src")
     # shellcheck disable=SC2086
     "$cc" -g -O1 -fsanitize=fuzzer $san -pthread -DP11KMS_FUZZ $incs -o "$build/bin/fuzz_$t" "$src" $extra \
-        "$build/.libs/libp11kms-core.a" $libs $deps
+        "$obj/.libs/libp11kms-core.a" $libs $deps
 done
 
 status=0
