@@ -19,13 +19,15 @@ t0=$(date +%s)
 # configure refuses to build out of tree from a configured source tree, and
 # make would take that tree's test logs for its own: build from a copy of
 # the distributed files (make distdir keeps their times).
-# configure is called by a relative path, as in distcheck, so that __FILE__
-# (in P11KMS_DEBUG lines, which tests/cli/token.sh checks) stays relative.
+# As in distcheck, the build folder sits below the copy and configure is
+# called by a relative path, so that __FILE__ in P11KMS_DEBUG lines reads
+# (../)*src/... as tests/cli/token.sh expects.
 src=../..
 if [ -f "$top/config.status" ]; then
     rm -rf "$top/_sanitize/src"
     make distdir distdir="$top/_sanitize/src" >/dev/null
-    src=../src
+    build=$top/_sanitize/src/_build
+    src=..
 fi
 mkdir -p "$build"
 if [ ! -f "$build/Makefile" ] || [ "$(cat "$build/sanitize-src" 2>/dev/null)" != "$src" ]; then
