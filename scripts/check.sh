@@ -23,6 +23,11 @@ show_failures() {
     done
 }
 [ $status -eq 0 ] || { show_failures .; echo "make check failed" >&2; exit $status; }
+# ASan+UBSan build of the whole suite, valgrind on the unit suites, and a
+# bounded fuzz run (scripts/sanitize.sh; docs/FUZZING.md).
+if [ "${P11KMS_SKIP_SANITIZE:-}" = "" ]; then
+    scripts/sanitize.sh || exit 1
+fi
 if [ "${P11KMS_SKIP_DISTCHECK:-}" = "" ]; then
     if ! make -j"$(nproc)" distcheck >/dev/null 2>distcheck.err; then
         cat distcheck.err >&2

@@ -7,6 +7,8 @@ pkgs="build-essential autoconf automake libtool pkg-config
       libsqlite3-dev sqlite3 opensc valgrind faketime mandoc libnss3 libnss3-tools"
 # tests/cli/render.sh reads rendered YAML back with PyYAML.
 pkgs="$pkgs python3 python3-yaml"
+# libFuzzer targets (scripts/fuzz.sh): clang and its fuzzer runtime.
+pkgs="$pkgs clang libclang-rt-14-dev"
 # p11kmsd: libevent; its tests drive it with curl, the AWS CLI and node (tests/node).
 pkgs="$pkgs libevent-dev curl awscli"
 # The command with connect = (src/remote): libcurl.

@@ -123,10 +123,11 @@ static void test_esdk_round_trips(void)
             raw_encrypt(suites[s], 4096, 1, pt, sizes[i], 1000, &ct);
             CU_ASSERT(pk_ok(raw_decrypt(ct.data, ct.len, 4096, 1, KEY, &back)));
             CU_ASSERT_EQUAL(back.len, sizes[i]);
-            CU_ASSERT(back.len == sizes[i] && memcmp(back.data, pt, sizes[i]) == 0);
+            /* memcmp on an empty (NULL) buffer is undefined even for length 0: UBSan stops there. */
+            CU_ASSERT(back.len == sizes[i] && (sizes[i] == 0 || memcmp(back.data, pt, sizes[i]) == 0));
             /* Byte-at-a-time input and 3 threads give the same plaintext. */
             CU_ASSERT(pk_ok(raw_decrypt(ct.data, ct.len, sizes[i] < 5000 ? 1 : 777, 3, KEY, &back2)));
-            CU_ASSERT(back2.len == sizes[i] && memcmp(back2.data, pt, sizes[i]) == 0);
+            CU_ASSERT(back2.len == sizes[i] && (sizes[i] == 0 || memcmp(back2.data, pt, sizes[i]) == 0));
             pk_buf_free(&ct);
             pk_buf_free(&back);
             pk_buf_free(&back2);

@@ -356,15 +356,18 @@ static pk_result dec_run(pk_esdk_dec *d, bool eof)
 /* Parse `in` (topped up with at most `take` new bytes) and keep what is left. */
 static pk_result dec_kept(pk_esdk_dec *d, const uint8_t *p, size_t take, bool eof)
 {
+    /* Nothing kept yet (final right after new, or after input parsed in place) means no storage:
+     * parse an empty array, not NULL, and move nothing (NULL + 0 and memmove(NULL, ...) are undefined). */
+    static const uint8_t none[1];
     pk_result r;
     if (take > 0 && pk_failed(pk_buf_append(&d->in, p, take))) {
         d->failed = true;
         return pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory");
     }
-    d->src = d->in.data;
+    d->src = d->in.data != NULL ? d->in.data : none;
     d->src_len = d->in.len;
     r = dec_run(d, eof);
-    memmove(d->in.data, d->in.data + d->off, d->in.len - d->off);
+    if (d->off > 0) memmove(d->in.data, d->in.data + d->off, d->in.len - d->off);
     d->in.len -= d->off;
     return r;
 }

@@ -155,8 +155,13 @@ expect_rc 2 "key create --policy of 40000 bytes"; expect_err_has "a key policy i
 run_in /dev/zero timeout 10 "$P11KMS" --as "$OPR" secret put --from-json -
 expect_rc 2 "--from-json </dev/zero"
 # The memory bound itself: 256 MiB of address space is plenty for a bounded reader.
-(ulimit -v 262144; timeout 10 "$P11KMS" --as "$OPR" decrypt </dev/zero >/dev/null 2>"$WORK/ulimit.err"); RC=$?
-expect_rc 2 "decrypt </dev/zero within 256 MiB of address space"
+# (ASan maps terabytes of shadow memory up front: an ASan build checks this in the plain build only, said aloud.)
+if [ -n "${P11KMS_SANITIZER_CFLAGS:-}" ]; then
+    echo "note: ASan build: the 256 MiB address-space check is skipped (ASan's shadow memory does not fit)"
+else
+    (ulimit -v 262144; timeout 10 "$P11KMS" --as "$OPR" decrypt </dev/zero >/dev/null 2>"$WORK/ulimit.err"); RC=$?
+    expect_rc 2 "decrypt </dev/zero within 256 MiB of address space"
+fi
 
 # --- The process is not dumpable while it holds secrets: SIGABRT while it
 # waits for a secret on stdin leaves no core file. The control (a dumpable
@@ -172,7 +177,9 @@ blocked_abort() {
     exec 3<>"$dir/fifo"
     (cd "$dir" && { ulimit -c unlimited 2>/dev/null || :; } && exec "$@" <"$dir/fifo" >/dev/null 2>&1) &
     pid=$!
-    for _ in $(seq 1 50); do
+    # Up to 30 s: an ASan build on a loaded machine can take seconds to get there,
+    # and a signal that comes before the read (and the hardening) proves nothing.
+    for _ in $(seq 1 300); do
         wchan=$(cat "/proc/$pid/wchan" 2>/dev/null)
         # The libtool wrapper (a shell) also waits on a pipe, in a command substitution, before its exec.
         case $(readlink "/proc/$pid/exe" 2>/dev/null) in */bash | */sh | */dash) wchan="" ;; esac

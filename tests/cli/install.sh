@@ -69,7 +69,8 @@ pcdir=$(dirname "$(find "$D" -name p11kms.pc | head -n 1)")
 run env PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$D" pkg-config --cflags --libs p11kms
 expect_rc 0 "pkg-config finds the installed p11kms.pc"
 flags=$(cat "$OUT")
-run ${CC:-cc} -Wall -Wextra -Werror -o "$WORK/envelope" "$S/examples/envelope.c" $flags
+# An ASan build's library needs the ASan runtime in the program too.
+run ${CC:-cc} -Wall -Wextra -Werror ${P11KMS_SANITIZER_CFLAGS:-} -o "$WORK/envelope" "$S/examples/envelope.c" $flags
 expect_rc 0 "examples/envelope.c builds against the installed header and pkg-config file"
 run $ENV "$WORK/envelope" "$OPR" alias/p11kms/default "hello from the example"
 expect_rc 0 "example runs"
