@@ -14,3 +14,10 @@ noinst_PROGRAMS += bench/p11kmsd-bench
 bench_p11kmsd_bench_SOURCES = bench/p11kmsd-bench.c
 bench_p11kmsd_bench_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS) $(CRYPTO_CFLAGS) -DP11KMS_BENCH_BUILDDIR='"$(abs_top_builddir)"'
 bench_p11kmsd_bench_LDADD = libp11kms.la $(SSL_LIBS) $(CRYPTO_LIBS) -lpthread
+# 16 clients against p11kmsd for SOAK_SECONDS (docs/BENCHMARKS.md "Soak and crash loop").
+EXTRA_DIST += bench/p11kmsd-soak
+SOAK_SECONDS = 600
+soak: p11kms$(EXEEXT) p11kmsd$(EXEEXT)
+	P11KMS_BIN=$(abs_top_builddir)/p11kms P11KMSD_BIN=$(abs_top_builddir)/p11kmsd \
+	    $(abs_top_srcdir)/bench/p11kmsd-soak --seconds $(SOAK_SECONDS)
+.PHONY: soak

@@ -20,3 +20,6 @@ EXTRA_DIST += tests/cli/daemon-connect.sh tests/cli/daemon-connect-secrets.sh
 SM_SCENARIOS = tests/cli/daemon-secrets.sh tests/cli/daemon-sm-awscli.sh
 TESTS += $(SM_SCENARIOS)
 EXTRA_DIST += $(SM_SCENARIOS)
+# Issue 17: kill -9 across daemon and command operations (CRASHLOOP_KILLS=1000 for the full run).
+TESTS += tests/cli/crashloop.sh
+EXTRA_DIST += tests/cli/crashloop.sh
