@@ -25,6 +25,7 @@ t0=$(date +%s)
 src=../..
 if [ -f "$top/config.status" ]; then
     rm -rf "$top/_sanitize/src"
+    mkdir -p "$top/_sanitize" # make distdir makes only the last folder
     make distdir distdir="$top/_sanitize/src" >/dev/null
     build=$top/_sanitize/src/_build
     src=..
