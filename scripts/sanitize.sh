@@ -56,6 +56,8 @@ if [ $status -ne 0 ]; then
     done
     echo "sanitize: make check failed in the ASan/UBSan build" >&2
 fi
+# An empty log file is a process that reported nothing (ASan opens it early).
+find "$reports" -type f -size 0 -delete
 if [ -n "$(ls "$reports")" ]; then
     for f in "$reports"/*; do
         echo "---- $f" >&2

@@ -296,7 +296,8 @@ static void test_esdk_threads_changed_frame(void)
             CU_ASSERT_EQUAL(r.code, P11KMS_ERR_CIPHERTEXT_INVALID);
             CU_ASSERT_STRING_EQUAL(p11kms_last_error(), want);
             CU_ASSERT_EQUAL(out.len, (bad[b] - 1) * 4096);
-            CU_ASSERT(out.len == (bad[b] - 1) * 4096 && memcmp(out.data, pt, out.len) == 0);
+            /* out.data is NULL when nothing was released (memcmp(NULL, .., 0) is undefined). */
+            CU_ASSERT(out.len == (bad[b] - 1) * 4096 && (out.len == 0 || memcmp(out.data, pt, out.len) == 0));
             pk_buf_free(&out);
         }
         ct.data[at] ^= 4;
