@@ -40,7 +40,7 @@ if [ ! -f "$obj/Makefile" ] || [ "$(cat "$obj/fuzz-flags" 2>/dev/null)" != "$cc 
 fi
 make -C "$obj" -j"$(nproc)" libp11kms-core.la >/dev/null
 
-deps=$(pkg-config --libs p11-kit-1 libcrypto jansson sqlite3)
+deps=$(pkg-config --libs p11-kit-1 libcrypto jansson sqlite3 libcurl)
 incs="-I$top/include -I$top/src -I$top/tests -I$obj $(pkg-config --cflags p11-kit-1 jansson libevent)"
 mkdir -p "$build/bin" "$build/artifacts" "$build/corpus"
 targets=${FUZZ_TARGETS:-$(cd "$top/tests/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')}
