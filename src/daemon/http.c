@@ -162,9 +162,11 @@ static bool write_response(d_conn *c, d_response *resp, const char *request_id, 
     uint8_t *all = skip < total ? malloc(total - skip) : NULL;
     bool ok = all != NULL || skip >= total;
     if (all != NULL) {
+        size_t body_skip = skip > hl ? skip - hl : 0;
         if (skip < hl) memcpy(all, head + skip, hl - skip);
-        memcpy(all + (skip < hl ? hl - skip : 0), resp->body + (skip > hl ? skip - hl : 0),
-               resp->body_len - (skip > hl ? skip - hl : 0));
+        /* A refusal may have no body (NULL): NULL + 0 and memcpy from NULL are undefined. */
+        if (resp->body_len > body_skip)
+            memcpy(all + (skip < hl ? hl - skip : 0), resp->body + body_skip, resp->body_len - body_skip);
         if (evbuffer_add_reference(out, all, total - skip, wipe_cleanup, NULL) != 0) {
             d_wipe_free(all, total - skip);
             ok = false;
