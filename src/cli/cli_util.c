@@ -57,7 +57,7 @@ int pk_cli_print_buf(pk_buf *b)
 
 int pk_cli_print_str(const char *s)
 {
-    pk_buf b = {(uint8_t *)(uintptr_t)s, strlen(s), 0};
+    pk_buf b = {.data = (uint8_t *)(uintptr_t)s, .len = strlen(s)};
     return pk_cli_print_buf(&b);
 }
 

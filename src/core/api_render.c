@@ -380,7 +380,7 @@ static pk_result yaml_quote(pk_secbuf *out, const uint8_t *v, size_t n)
 static pk_result json_quote(pk_secbuf *out, const uint8_t *v, size_t n)
 {
     pk_result r;
-    pk_buf b = {NULL, 0, 6 * n + 3};
+    pk_buf b = {.cap = 6 * n + 3};
 
     b.data = pk_secmem_alloc(b.cap);
     PK_ENSURE_ALLOC(b.data);

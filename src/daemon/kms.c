@@ -244,6 +244,7 @@ void d_kms_run(d_job *job, void *arg)
     o.job = job;
     o.status = 200;
     o.service = "kms";
+    o.out.wipe = true; /* an answer may carry plaintext or a secret value */
     pk_jo_init(&o.j, &o.out);
     pk_jo_obj_begin(&o.j);
     if (strcmp(r->method, "GET") == 0 && strcmp(r->path, "/health") == 0) {

@@ -254,8 +254,7 @@ pk_result pk_remote_call(pk_remote *r, const char *service, const char *prefix, 
     pthread_mutex_lock(&r->mu);
     res = perform(r, service, target, body, &status, &answer);
     pthread_mutex_unlock(&r->mu);
-    pk_wipe(body->data, body->cap);
-    pk_buf_free(body);
+    pk_buf_free(body); /* wipes: body->wipe */
     if (pk_ok(res) && status != 200) res = aws_error(r, status, &answer, op);
     if (pk_ok(res) && answer.len == 0) res = pk_json_parse("{}", 2, P11KMS_ERR_INTERNAL, resp);
     else if (pk_ok(res)) {
@@ -270,6 +269,7 @@ pk_result pk_remote_call(pk_remote *r, const char *service, const char *prefix, 
 void pk_remote_begin(pk_remote_req *q)
 {
     memset(q, 0, sizeof(*q));
+    q->body.wipe = true; /* it may carry plaintext, a secret map or a template */
     pk_jo_init(&q->j, &q->body);
     pk_jo_obj_begin(&q->j);
 }
@@ -280,7 +280,6 @@ pk_result pk_remote_send(pk_remote *r, const char *service, const char *prefix, 
     pk_jo_obj_end(&q->j);
     *resp = NULL;
     if (pk_failed(pk_jo_result(&q->j))) {
-        pk_wipe(q->body.data, q->body.cap);
         pk_buf_free(&q->body);
         return pk_jo_result(&q->j);
     }

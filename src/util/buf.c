@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/bytes.h"
+#include "util/wipe.h"
 
 pk_result pk_buf_reserve(pk_buf *b, size_t extra)
 {
@@ -18,8 +19,16 @@ pk_result pk_buf_reserve(pk_buf *b, size_t extra)
     if (need <= b->cap) return PK_OK;
     cap = b->cap ? b->cap : 64;
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    p = realloc(b->data, cap);
-    PK_ENSURE_ALLOC(p);
+    if (b->wipe) {
+        p = malloc(cap);
+        PK_ENSURE_ALLOC(p);
+        if (b->len) memcpy(p, b->data, b->len);
+        pk_wipe(b->data, b->cap);
+        free(b->data);
+    } else {
+        p = realloc(b->data, cap);
+        PK_ENSURE_ALLOC(p);
+    }
     b->data = p;
     b->cap = cap;
     return PK_OK;
@@ -101,6 +110,7 @@ void pk_buf_reset(pk_buf *b)
 void pk_buf_free(pk_buf *b)
 {
     if (b == NULL) return;
+    if (b->wipe) pk_wipe(b->data, b->cap);
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;

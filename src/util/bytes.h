@@ -16,11 +16,17 @@ typedef struct pk_bytes {
 
 static inline pk_bytes pk_bytes_of(const void *p, size_t n) { return (pk_bytes){(const uint8_t *)p, n}; }
 
-/* Growable heap buffer for public data (ciphertexts, JSON, SQL values). */
+/*
+ * Growable heap buffer for public data (ciphertexts, JSON, SQL values).
+ * wipe: the text may hold a secret on its way through (a request or answer
+ * body with base64 plaintext): growing and freeing wipe the old region, so
+ * realloc leaves no copy behind. Secrets at rest go in pk_secbuf instead.
+ */
 typedef struct pk_buf {
     uint8_t *data;
     size_t len;
     size_t cap;
+    bool wipe;
 } pk_buf;
 
 PK_MUST_USE pk_result pk_buf_reserve(pk_buf *b, size_t extra);
