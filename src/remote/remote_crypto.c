@@ -22,21 +22,27 @@ static void put_b64(pk_json_out *j, const char *name, const uint8_t *p, size_t n
     pk_secmem_free(b64);
 }
 
+/* Send an operation that answers {KeyId, CiphertextBlob}: the blob into out. */
+static pk_result send_for_ciphertext(pk_remote *r, const char *op, pk_remote_req *q, pk_buf *out)
+{
+    pk_jv *resp = NULL;
+    pk_result res;
+    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, op, q, &resp));
+    pk_remote_note_arn(r, pk_jv_str(pk_jv_get(resp, "KeyId")));
+    res = pk_remote_blob(resp, "CiphertextBlob", out, NULL);
+    pk_json_free(resp);
+    return res;
+}
+
 pk_result pk_remote_encrypt(pk_remote *r, const char *key, const p11kms_kv *ctx, size_t nctx, const uint8_t *pt,
                             size_t n, pk_buf *blob)
 {
     pk_remote_req q;
-    pk_jv *resp = NULL;
-    pk_result res;
     pk_remote_begin(&q);
     pk_jo_kstr(&q.j, "KeyId", key);
     pk_remote_ctx(&q.j, "EncryptionContext", ctx, nctx);
     put_b64(&q.j, "Plaintext", pt, n);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "Encrypt", &q, &resp));
-    pk_remote_note_arn(r, pk_jv_str(pk_jv_get(resp, "KeyId")));
-    res = pk_remote_blob(resp, "CiphertextBlob", blob, NULL);
-    pk_json_free(resp);
-    return res;
+    return send_for_ciphertext(r, "Encrypt", &q, blob);
 }
 
 pk_result pk_remote_decrypt(pk_remote *r, const p11kms_kv *ctx, size_t nctx, const uint8_t *blob, size_t n,
@@ -88,17 +94,11 @@ pk_result pk_remote_reencrypt(pk_remote *r, const uint8_t *blob, size_t n, const
                               const char *dst_key, const p11kms_kv *dst, size_t ndst, pk_buf *out)
 {
     pk_remote_req q;
-    pk_jv *resp = NULL;
-    pk_result res;
     PK_ENSURE(n > 0, P11KMS_ERR_CIPHERTEXT_INVALID, "%s", pk_rc_message(P11KMS_ERR_CIPHERTEXT_INVALID));
     pk_remote_begin(&q);
     pk_jo_kstr(&q.j, "DestinationKeyId", dst_key);
     pk_remote_ctx(&q.j, "SourceEncryptionContext", src, nsrc);
     pk_remote_ctx(&q.j, "DestinationEncryptionContext", dst, ndst);
     put_b64(&q.j, "CiphertextBlob", blob, n);
-    PK_GUARD(pk_remote_send(r, PK_REMOTE_KMS, "ReEncrypt", &q, &resp));
-    pk_remote_note_arn(r, pk_jv_str(pk_jv_get(resp, "KeyId")));
-    res = pk_remote_blob(resp, "CiphertextBlob", out, NULL);
-    pk_json_free(resp);
-    return res;
+    return send_for_ciphertext(r, "ReEncrypt", &q, out);
 }

@@ -192,7 +192,9 @@ pk_result pk_remote_secret_list(pk_remote *r, const char *ns, char **json)
         for (size_t i = 0; i < pk_jv_size(items); i++) secret_item(&j, pk_jv_at(items, i), ns);
         next = pk_jv_get(page, "NextToken");
         free(token);
-        token = pk_jv_str(next) ? strdup(pk_jv_str(next)) : NULL;
+        token = NULL;
+        if (pk_jv_str(next) != NULL && (token = strdup(pk_jv_str(next))) == NULL)
+            res = pk_fail(P11KMS_ERR_NO_MEMORY, "out of memory"); /* not a short list */
         pk_json_free(page);
         page = NULL;
         if (token == NULL) break;
