@@ -46,9 +46,8 @@ static int accept_restore(pk_cli *cli, int argc, char **argv)
     int ex;
 
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--reason") == 0) {
-            if (++i >= argc) return pk_cli_usage("store accept-restore: --reason needs a text");
-            reason = argv[i];
+        if (pk_cli_optv(argc, argv, &i, "--reason", &reason)) {
+            continue;
         } else if (strcmp(argv[i], "--dry-run") == 0) {
             flags |= P11KMS_ACCEPT_RESTORE_DRY_RUN;
         } else if (!pk_cli_common_opt(cli, argc, argv, &i)) {

@@ -148,6 +148,9 @@ cp "$WORK/backup.db" "$DB"; rm -f "$DB-wal" "$DB-shm"
 run "$P11KMS" --as "$ADM" store accept-restore
 expect_rc 2 "accept-restore without a reason"
 expect_err "p11kms: usage: store accept-restore: --reason TEXT is required (why the store goes back to an older state) (see p11kms --help)" "no reason"
+run "$P11KMS" --as "$ADM" store accept-restore --reason
+expect_rc 2 "--reason without its text"
+expect_err "p11kms: usage: --reason needs a value (see p11kms --help)" "--reason without its text"
 adm store accept-restore --reason ""
 expect_rc 2 "empty reason"
 expect_err "p11kms: store accept-restore: --reason TEXT is required (why the store goes back to an older state)" "empty reason"
